@@ -1,0 +1,55 @@
+"""The `rag` command line. Subcommands live in their own modules and are imported only when used."""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from rag.errors import RagError
+
+# command name -> (module, attribute). Built-ins are listed here like any add-on would be.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "corpus": ("rag.cli.corpus_cmd", "corpus"),
+    "index": ("rag.cli.index_cmd", "index"),
+    "search": ("rag.cli.search_cmd", "search"),
+    "ask": ("rag.cli.ask_cmd", "ask"),
+    "models": ("rag.cli.models_cmd", "models"),
+    "link": ("rag.cli.link_cmd", "link"),
+    "counts": ("rag.cli.counts_cmd", "counts"),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand runs (keeps `rag --help` fast)."""
+
+    def list_commands(self, ctx):
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RagError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """rag: how much a language model knows on its own versus how much retrieval adds.
+
+    Build passages from a corpus, index them (BM25, dense, hybrid), search them, and (in later
+    commands) answer and evaluate questions bucketed by relevant-document count.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

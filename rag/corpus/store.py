@@ -1,0 +1,165 @@
+"""Passage store: a folder holding passages.parquet and manifest.json.
+
+passages.parquet columns (one row per passage, row number = the passage's integer id in every index):
+    pid       string  f"{doc_id}#{position}", stable across rebuilds of the same corpus
+    doc_id    string
+    title     string
+    text      string
+    position  int32   index of the window within its document
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from rag.artifacts import check_files, file_sha256, file_sizes, read_manifest, write_manifest
+from rag.errors import ArtifactError, BadInputError
+from rag.types import Passage
+
+FORMAT = 1
+KIND = "passages"
+FILE = "passages.parquet"
+COLUMNS = ("pid", "doc_id", "title", "text", "position")
+
+
+def _schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [("pid", pa.string()), ("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string()), ("position", pa.int32())]
+    )
+
+
+class PassageWriter:
+    """Streams passages into `folder/passages.parquet` in row groups; `close()` writes the manifest.
+
+    Use inside `rag.artifacts.atomic_dir` so a failed build leaves nothing behind.
+    """
+
+    def __init__(self, folder: str | os.PathLike, row_group: int = 50_000):
+        import pyarrow.parquet as pq
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(self.folder / FILE, _schema(), compression="zstd")
+        self._buf: dict[str, list] = {c: [] for c in COLUMNS}
+        self._row_group = row_group
+        self._seen_docs: set[str] = set()
+        self.n_passages = 0
+        self.n_docs = 0
+
+    def add(self, passages: Iterable[Passage]) -> None:
+        buf = self._buf
+        for p in passages:
+            buf["pid"].append(p.pid)
+            buf["doc_id"].append(p.doc_id)
+            buf["title"].append(p.title)
+            buf["text"].append(p.text)
+            buf["position"].append(p.position)
+            if p.position == 0:
+                self.n_docs += 1
+            self.n_passages += 1
+            if len(buf["pid"]) >= self._row_group:
+                self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._buf["pid"]:
+            self._writer.write_table(pa.table(self._buf, schema=_schema()))
+            self._buf = {c: [] for c in COLUMNS}
+
+    def close(self, **manifest_fields) -> dict:
+        self._flush()
+        self._writer.close()
+        if self.n_passages == 0:
+            raise BadInputError("the corpus produced no passages (empty input, or every record was empty or skipped)")
+        return write_manifest(
+            self.folder,
+            kind=KIND,
+            format=FORMAT,
+            libraries=("pyarrow",),
+            n_passages=self.n_passages,
+            n_docs=self.n_docs,
+            fingerprint=file_sha256(self.folder / FILE)[:32],
+            files=file_sizes(self.folder, [FILE]),
+            **manifest_fields,
+        )
+
+
+class PassageStore:
+    """Read side: passages by row or pid, and streaming batches for indexing.
+
+    The table is memory-mapped; fetching k rows costs O(k) after the first access.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder, kind=KIND, format=FORMAT)
+        check_files(self.folder, self.manifest["files"])
+        self.fingerprint: str = self.manifest["fingerprint"]
+        self._table = None
+        self._pid_to_row: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return int(self.manifest["n_passages"])
+
+    @property
+    def table(self):
+        if self._table is None:
+            import pyarrow.parquet as pq
+
+            self._table = pq.read_table(self.folder / FILE, memory_map=True)
+            if self._table.num_rows != len(self):
+                raise ArtifactError(f"{self.folder}: {self._table.num_rows} rows but the manifest says {len(self)}; rebuild")
+        return self._table
+
+    def pids(self) -> list[str]:
+        return self.table.column("pid").to_pylist()
+
+    def get_rows(self, rows: Sequence[int]) -> list[Passage]:
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise BadInputError(f"passage row out of range 0..{len(self) - 1}")
+        sub = self.table.take(rows).to_pydict()
+        return [
+            Passage(pid=p, doc_id=d, title=t, text=x, position=int(pos))
+            for p, d, t, x, pos in zip(sub["pid"], sub["doc_id"], sub["title"], sub["text"], sub["position"])
+        ]
+
+    def row_of(self, pids: Sequence[str]) -> list[int]:
+        if self._pid_to_row is None:
+            self._pid_to_row = {p: i for i, p in enumerate(self.pids())}
+        try:
+            return [self._pid_to_row[p] for p in pids]
+        except KeyError as e:
+            raise BadInputError(f"unknown passage id {e.args[0]!r} in {self.folder}") from None
+
+    def get(self, pids: Sequence[str]) -> list[Passage]:
+        return self.get_rows(self.row_of(pids))
+
+    def iter_batches(self, batch_size: int = 10_000, columns: Sequence[str] = ("title", "text"), start: int = 0) -> Iterator[tuple[int, dict]]:
+        """Yields (first_row, {column: list}) over rows [start, n) without loading the whole table."""
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(self.folder / FILE, memory_map=True)
+        row = 0
+        for batch in pf.iter_batches(batch_size=batch_size, columns=list(columns)):
+            n = batch.num_rows
+            if row + n <= start:
+                row += n
+                continue
+            d = batch.to_pydict()
+            if row < start:
+                d = {k: v[start - row :] for k, v in d.items()}
+                row = start
+            yield row, d
+            row += len(next(iter(d.values())))
+
+
+def passage_text(title: str, text: str) -> str:
+    """What retrievers index and readers see: the DPR convention of title, then text."""
+    return f"{title}\n{text}" if title else text

@@ -1,0 +1,85 @@
+"""The retriever interface, the index registry, and loading an index folder by its manifest.
+
+Every index folder's manifest has:
+    kind       "index/<name>" where <name> is a key of INDEXES
+    passages   {"path": str (as given at build time), "fingerprint": str, "n_passages": int}
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Sequence
+
+from rag.artifacts import read_manifest
+from rag.corpus.store import PassageStore
+from rag.errors import ArtifactError, BadInputError
+from rag.registry import Registry
+from rag.types import Hit, Passage
+
+# index kind -> Retriever subclass with `build(...)` and `load(folder, store)` classmethods
+INDEXES = Registry("index kind")
+
+
+class Retriever(ABC):
+    """One batch method; the single-query form and passage fetching are derived."""
+
+    store: PassageStore
+
+    @abstractmethod
+    def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Top-k hits per query, best first, rank starting at 1."""
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        return self.search_batch([query], k)[0]
+
+    def passages(self, hits: Sequence[Hit]) -> list[Passage]:
+        return self.store.get_rows([h.row for h in hits])
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, manifest: dict, store: PassageStore) -> "Retriever":
+        """Open a built index folder (already checked against `store`)."""
+
+
+def check_queries(queries: Sequence[str], k: int) -> None:
+    if isinstance(queries, str):
+        raise BadInputError("search_batch takes a list of queries, not a single string")
+    if not isinstance(k, int) or k <= 0:
+        raise BadInputError(f"k must be a positive integer, got {k!r}")
+    for i, q in enumerate(queries):
+        if not isinstance(q, str) or not q.strip():
+            raise BadInputError(f"query {i} is empty")
+
+
+def passages_field(store: PassageStore) -> dict:
+    """The manifest block that ties an index to the exact passage store it was built from."""
+    return {"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)}
+
+
+def open_store_for(folder: Path, manifest: dict, passages: str | os.PathLike | PassageStore | None) -> PassageStore:
+    info = manifest.get("passages") or {}
+    if isinstance(passages, PassageStore):
+        store = passages
+    else:
+        path = Path(passages) if passages is not None else Path(info.get("path", ""))
+        if passages is None and not path.is_absolute() and not path.exists():
+            path = folder / path  # built with a relative path from another working directory
+        store = PassageStore(path)
+    if store.fingerprint != info.get("fingerprint"):
+        raise ArtifactError(
+            f"index {folder} was built from passages with fingerprint {info.get('fingerprint')} "
+            f"({info.get('path')}), but {store.folder} has {store.fingerprint}: rebuild the index over these "
+            f"passages, or pass --passages with the store it was built from"
+        )
+    return store
+
+
+def load_index(folder: str | os.PathLike, passages: str | os.PathLike | PassageStore | None = None) -> Retriever:
+    """Open any index folder; its manifest says which kind. Refuses mismatched passages or truncated files."""
+    folder = Path(folder)
+    manifest = read_manifest(folder, kind="index/")
+    kind = manifest["kind"].split("/", 1)[1]
+    cls = INDEXES.get(kind)
+    store = open_store_for(folder, manifest, passages)
+    return cls.load(folder, manifest, store)
