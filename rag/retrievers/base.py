@@ -25,6 +25,22 @@ class Retriever(ABC):
     """One batch method; the single-query form and passage fetching are derived."""
 
     store: PassageStore
+    # build-time parameter names `build(**params)` accepts (the CLI refuses the others for this kind)
+    BUILD_OPTIONS: tuple[str, ...] = ()
+    # query-time settings `configure(**options)` accepts (e.g. dense: ef_search, nprobe)
+    SEARCH_OPTIONS: tuple[str, ...] = ()
+
+    def configure(self, **options) -> "Retriever":
+        """Set query-time options; None values are ignored, names outside SEARCH_OPTIONS are errors."""
+        kind = type(self).__name__
+        for name, value in options.items():
+            if value is None:
+                continue
+            if name not in self.SEARCH_OPTIONS:
+                accepted = ", ".join(self.SEARCH_OPTIONS) or "none"
+                raise BadInputError(f"{kind} has no search option {name!r} (it accepts: {accepted})")
+            setattr(self, name, value)
+        return self
 
     @abstractmethod
     def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
@@ -50,6 +66,20 @@ def check_queries(queries: Sequence[str], k: int) -> None:
     for i, q in enumerate(queries):
         if not isinstance(q, str) or not q.strip():
             raise BadInputError(f"query {i} is empty")
+
+
+def make_hits(store: PassageStore, rows: Sequence, scores: Sequence) -> list[list[Hit]]:
+    """Per-query arrays of store rows and scores (best first) -> Hits, looking pids up in one batch."""
+    import numpy as np
+
+    sizes = [len(r) for r in rows]
+    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64)
+    pids = store.table.column("pid").take(flat).to_pylist() if flat.size else []
+    out, at = [], 0
+    for n, sc in zip(sizes, scores):
+        out.append([Hit(pid=pids[at + j], score=float(sc[j]), rank=j + 1, row=int(flat[at + j])) for j in range(n)])
+        at += n
+    return out
 
 
 def passages_field(store: PassageStore) -> dict:

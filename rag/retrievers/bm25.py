@@ -1,0 +1,296 @@
+"""BM25 over a passage store: one index kind ("bm25"), interchangeable engines, one tokenizer.
+
+Engines (ENGINES registry):
+    bm25s      default; bm25s (numpy backend), scores precomputed into a sparse matrix, batched retrieval
+    rank-bm25  rank_bm25.BM25Okapi, kept as the reference implementation (slow: a Python loop per query term)
+
+Index folder, format 1:
+    manifest.json             kind "index/bm25", engine, parameters, tokenizer spec, passages fingerprint, file sizes
+    bm25s:      data.csc.index.npy, indices.csc.index.npy, indptr.csc.index.npy   precomputed scores, CSC (stem x passage)
+                vocab.index.json {stem: column}, params.index.json (bm25s's own), nonoccurrence_array.index.npy (bm25l/bm25+)
+    rank-bm25:  tokens.npy int32 (every passage's token ids, concatenated), offsets.npy int64 (n_passages + 1,),
+                vocab.json [stem by id]; BM25Okapi is rebuilt from these on load (nothing is pickled)
+
+Passages are indexed as passage_text(title, text) = title + "\\n" + text. A hit needs at least one query stem
+with a positive weight: passages that match nothing are never returned, so a query may get fewer than k hits.
+Ties are broken by store row (lower first), identically for every engine.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag.artifacts import atomic_dir, check_files, file_sizes, write_manifest
+from rag.corpus.store import PassageStore, passage_text
+from rag.errors import ArtifactError, BadInputError, require
+from rag.registry import Registry
+from rag.retrievers.base import INDEXES, Retriever, check_queries, make_hits, passages_field
+from rag.tokenize import Tokenizer
+from rag.types import Hit
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+KIND = "index/bm25"
+
+# variant -> (bm25s `method` = term-frequency part, bm25s `idf_method`); see Kamphuis et al. (ECIR 2020)
+VARIANTS: dict[str, tuple[str, str]] = {
+    "lucene": ("lucene", "lucene"),  # Lucene/Anserini: idf log(1 + (N - df + .5) / (df + .5)), never negative
+    "robertson": ("robertson", "robertson"),  # tf / (tf + k1 * norm) (no k1 + 1 factor), idf floored at 0
+    "atire": ("atire", "atire"),  # idf log(N / df)
+    "bm25l": ("bm25l", "bm25l"),
+    "bm25+": ("bm25+", "bm25+"),
+    # rank_bm25.BM25Okapi with epsilon=0: tf * (k1 + 1) / (tf + k1 * norm) times Robertson idf floored at 0.
+    # (BM25Okapi's default epsilon=0.25 lifts negative idfs to 0.25 * mean idf; bm25s cannot, so both engines use 0.)
+    "okapi": ("atire", "robertson"),
+}
+DELTA = 0.5  # bm25l / bm25+ lower bound on the term-frequency part (bm25s default)
+DEFAULTS = {"engine": "bm25s", "k1": 0.9, "b": 0.4, "variant": "lucene"}  # k1, b: Anserini's (pyserini DPR baselines)
+
+ENGINES = Registry("BM25 engine")
+
+
+def topk_rows(scores: np.ndarray, k: int, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Best k rows of a full score vector with score > floor: score descending, then row ascending."""
+    n = scores.size
+    if k < n:
+        kth = np.partition(scores, n - k)[n - k]
+        cand = np.flatnonzero(scores >= kth)  # every row tied with the k-th best, so ties resolve by row
+    else:
+        cand = np.arange(n)
+    cand = cand[scores[cand] > floor]
+    rows = cand[np.lexsort((cand, -scores[cand]))][:k]
+    return rows.astype(np.int64), scores[rows]
+
+
+class Engine(ABC):
+    """Scores passages (rows 0..n-1) for tokenized queries; built from token ids in store-row order."""
+
+    LIBRARIES: tuple[str, ...] = ()
+    VARIANTS: tuple[str, ...] = ()
+
+    @classmethod
+    @abstractmethod
+    def build(cls, ids: list[list[int]], vocab: dict[str, int], folder: Path, params: dict, progress: bool) -> list[str]:
+        """Write the engine's files into `folder`; returns their names. ids: token ids per passage, by row."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, params: dict, n_passages: int) -> "Engine":
+        """Open the files `build` wrote."""
+
+    @abstractmethod
+    def topk(self, queries: list[list[str]], k: int, n_threads: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query (stems): (rows int64, scores), best first, ties by row, only passages matching a query stem."""
+
+
+@ENGINES.register("bm25s")
+class BM25sEngine(Engine):
+    LIBRARIES = ("bm25s", "scipy")
+    VARIANTS = tuple(VARIANTS)
+
+    def __init__(self, bm25):
+        self.bm25 = bm25  # bm25s.BM25, memory-mapped score matrix
+        self.n = int(bm25.scores["num_docs"])
+
+    @classmethod
+    def build(cls, ids, vocab, folder, params, progress):
+        import bm25s
+        method, idf_method = VARIANTS[params["variant"]]
+        bm25 = bm25s.BM25(k1=params["k1"], b=params["b"], delta=params["delta"], method=method, idf_method=idf_method, backend="numpy")
+        # bm25s takes the whole tokenized corpus at once (its index step is not incremental)
+        bm25.index((ids, vocab), create_empty_token=False, show_progress=progress)
+        bm25.save(folder, show_progress=progress)
+        return sorted(p.name for p in folder.iterdir() if p.name.endswith(".index.npy") or p.name.endswith(".index.json"))
+
+    @classmethod
+    def load(cls, folder, params, n_passages):
+        import bm25s
+        bm25 = bm25s.BM25.load(folder, mmap=True, load_vocab=True, allow_pickle=False)
+        if int(bm25.scores["num_docs"]) != n_passages:
+            raise ArtifactError(f"{folder}: bm25s index holds {bm25.scores['num_docs']} passages, the manifest {n_passages}; rebuild")
+        return cls(bm25)
+
+    def _floor(self, ids: list[int]) -> float:
+        # bm25l / bm25+ give every passage a baseline for each query term; a passage matching nothing scores exactly it
+        nonocc = self.bm25.nonoccurrence_array
+        return float(nonocc[ids].sum()) if nonocc is not None else 0.0
+
+    def topk(self, queries, k, n_threads):
+        vocab = self.bm25.vocab_dict
+        ids = [[vocab[t] for t in q if t in vocab] for q in queries]
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        out = [empty] * len(queries)
+        live = [i for i, q in enumerate(ids) if q]  # queries with no known stem match nothing
+        if not live:
+            return out
+        # Fetch a window wider than k so that ties at the k-th score can be resolved by row, as topk_rows does.
+        fetch = min(self.n, 2 * k + 1)
+        res = self.bm25.retrieve(
+            [ids[i] for i in live], k=fetch, n_threads=n_threads, show_progress=False, sorted=True, return_as="tuple"
+        )
+        for j, i in enumerate(live):
+            rows = np.asarray(res.documents[j], dtype=np.int64)
+            sc = np.asarray(res.scores[j])
+            floor = self._floor(ids[i])
+            order = np.lexsort((rows, -sc))
+            rows, sc = rows[order], sc[order]
+            kk = min(k, rows.size)
+            if fetch < self.n and sc[-1] == sc[kk - 1] and sc[kk - 1] > floor:
+                # the k-th score is tied up to the window's end: passages outside the window may share it
+                out[i] = topk_rows(self.bm25.get_scores_from_ids(ids[i]), k, floor)
+            else:
+                keep = sc[:kk] > floor
+                out[i] = (rows[:kk][keep], sc[:kk][keep])
+        return out
+
+
+@ENGINES.register("rank-bm25")
+class RankBM25Engine(Engine):
+    """rank_bm25.BM25Okapi over the same token ids; the reference the bm25s engine is tested against."""
+
+    LIBRARIES = ("rank-bm25",)
+    VARIANTS = ("okapi",)
+    EPSILON = 0.0  # negative idfs become 0 (as bm25s's Robertson idf), not rank_bm25's default 0.25 * mean idf
+
+    def __init__(self, bm25, vocab: dict[str, int]):
+        self.bm25 = bm25
+        self.vocab = vocab
+
+    @classmethod
+    def build(cls, ids, vocab, folder, params, progress):
+        lengths = np.fromiter((len(d) for d in ids), dtype=np.int64, count=len(ids))
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.fromiter((t for d in ids for t in d), dtype=np.int32, count=int(offsets[-1]))
+        np.save(folder / "tokens.npy", flat, allow_pickle=False)
+        np.save(folder / "offsets.npy", offsets, allow_pickle=False)
+        stems = sorted(vocab, key=vocab.__getitem__)  # id -> stem
+        (folder / "vocab.json").write_text(json.dumps(stems, ensure_ascii=False), encoding="utf-8")
+        return ["tokens.npy", "offsets.npy", "vocab.json"]
+
+    @classmethod
+    def load(cls, folder, params, n_passages):
+        rank_bm25 = require("rank_bm25", "reference")
+        flat = np.load(folder / "tokens.npy", allow_pickle=False)
+        offsets = np.load(folder / "offsets.npy", allow_pickle=False)
+        stems = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        if offsets.size != n_passages + 1 or offsets[-1] != flat.size:
+            raise ArtifactError(f"{folder}: tokens.npy / offsets.npy do not match {n_passages} passages; rebuild")
+        corpus = [d.tolist() for d in np.split(flat, offsets[1:-1])]
+        bm25 = rank_bm25.BM25Okapi(corpus, k1=params["k1"], b=params["b"], epsilon=cls.EPSILON)
+        return cls(bm25, {s: i for i, s in enumerate(stems)})
+
+    def topk(self, queries, k, n_threads):
+        out = []
+        for q in queries:
+            ids = [self.vocab[t] for t in q if t in self.vocab]
+            if not ids:
+                out.append((np.zeros(0, np.int64), np.zeros(0)))
+                continue
+            out.append(topk_rows(np.asarray(self.bm25.get_scores(ids)), k))
+        return out
+
+
+def _check_params(engine: str, k1, b, variant: str) -> dict:
+    eng = ENGINES.get(engine)
+    if variant not in VARIANTS:
+        raise BadInputError(f"unknown BM25 variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+    if variant not in eng.VARIANTS:
+        raise BadInputError(f"the {engine} engine implements only the {', '.join(eng.VARIANTS)} variant(s), not {variant!r}")
+    try:
+        k1, b = float(k1), float(b)
+    except (TypeError, ValueError):
+        raise BadInputError(f"k1 and b must be numbers, got k1={k1!r}, b={b!r}") from None
+    if not k1 >= 0:
+        raise BadInputError(f"k1 must be >= 0, got {k1}")
+    if not 0.0 <= b <= 1.0:
+        raise BadInputError(f"b must be between 0 and 1, got {b}")
+    method, idf_method = VARIANTS[variant]
+    return {"k1": k1, "b": b, "variant": variant, "delta": DELTA, "bm25s_method": method, "bm25s_idf_method": idf_method}
+
+
+def tokenize_store(store: PassageStore, tokenizer: Tokenizer, progress: bool = True, batch_size: int = 10_000):
+    """Token ids per passage in row order, and the stem -> id vocabulary; passages stream in batches."""
+    from tqdm.auto import tqdm
+
+    vocab: dict[str, int] = {}
+    ids: list[list[int]] = []
+    with tqdm(total=len(store), desc="tokenize", unit="passage", disable=not progress, file=sys.stderr) as bar:
+        for _, batch in store.iter_batches(batch_size=batch_size, columns=("title", "text")):
+            texts = [passage_text(t, x) for t, x in zip(batch["title"], batch["text"])]
+            ids.extend(tokenizer.encode_batch(texts, vocab, grow=True))
+            bar.update(len(texts))
+    return ids, vocab
+
+
+@INDEXES.register("bm25")
+class BM25Retriever(Retriever):
+    """Lexical retrieval; `n_threads` (query time) parallelises bm25s retrieval over queries (0 = one thread)."""
+
+    BUILD_OPTIONS = ("engine", "k1", "b", "variant")
+    SEARCH_OPTIONS = ("n_threads",)
+
+    def __init__(self, store: PassageStore, engine: Engine, tokenizer: Tokenizer, manifest: dict, n_threads: int = 0):
+        self.store = store
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.manifest = manifest
+        self.n_threads = n_threads
+
+    @classmethod
+    def build(
+        cls,
+        store: PassageStore,
+        out,
+        *,
+        overwrite: bool = False,
+        progress: bool = True,
+        engine: str = DEFAULTS["engine"],
+        k1: float = DEFAULTS["k1"],
+        b: float = DEFAULTS["b"],
+        variant: str = DEFAULTS["variant"],
+        batch_size: int = 10_000,
+    ) -> Path:
+        params = _check_params(engine, k1, b, variant)
+        eng = ENGINES.get(engine)
+        tokenizer = Tokenizer()
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            ids, vocab = tokenize_store(store, tokenizer, progress, batch_size)
+            files = eng.build(ids, vocab, tmp, params, progress)
+            write_manifest(
+                tmp,
+                kind=KIND,
+                format=FORMAT,
+                libraries=(*eng.LIBRARIES, "PyStemmer", "numpy"),
+                engine=engine,
+                parameters=params,
+                tokenizer=tokenizer.spec(),
+                passages=passages_field(store),
+                vocab_size=len(vocab),
+                n_tokens=int(sum(map(len, ids))),
+                files=file_sizes(tmp, files),
+            )
+        return Path(out)
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict, store: PassageStore) -> "BM25Retriever":
+        folder = Path(folder)
+        if manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{folder}: BM25 index format {manifest.get('format')}, this rag reads {FORMAT}; rebuild it")
+        check_files(folder, manifest["files"])
+        tokenizer = Tokenizer.from_spec(manifest["tokenizer"])
+        engine = ENGINES.get(manifest["engine"]).load(folder, manifest["parameters"], len(store))
+        return cls(store, engine, tokenizer, manifest)
+
+    def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        check_queries(queries, k)
+        tokens = self.tokenizer.tokenize_batch(queries)
+        found = self.engine.topk(tokens, k, int(self.n_threads))
+        return make_hits(self.store, [r for r, _ in found], [s for _, s in found])
