@@ -1,0 +1,1 @@
+"""Evaluation: buckets by relevant-document count, confidence intervals, sampling, runs and reports."""
