@@ -48,6 +48,9 @@ class Prediction:
     answer: str
     prompt_tokens: int = 0
     passages: tuple[str, ...] = ()  # pids given to the reader
+    new_tokens: int = 0  # tokens the reader generated
+    passages_dropped: int = 0  # retrieved passages left out to fit the model's context
+    passages_truncated: int = 0  # passages cut short to fit (0 or 1: only the last one kept is cut)
 
 
 @dataclass(frozen=True)
