@@ -6,6 +6,9 @@ passages.parquet columns (one row per passage, row number = the passage's intege
     title     string
     text      string
     position  int32   index of the window within its document
+
+redirects.tsv (written by `rag corpus build`; empty unless the corpus was a MediaWiki dump), no header:
+    alias \t target    one redirect page per line: another title that leads to the article `target`
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from rag.types import Passage
 FORMAT = 1
 KIND = "passages"
 FILE = "passages.parquet"
+REDIRECTS = "redirects.tsv"
 COLUMNS = ("pid", "doc_id", "title", "text", "position")
 
 
@@ -72,7 +76,8 @@ class PassageWriter:
             self._writer.write_table(pa.table(self._buf, schema=_schema()))
             self._buf = {c: [] for c in COLUMNS}
 
-    def close(self, **manifest_fields) -> dict:
+    def close(self, extra_files: Sequence[str] = (), **manifest_fields) -> dict:
+        """Finish the file and write the manifest; `extra_files` (already in the folder) get their sizes checked too."""
         self._flush()
         self._writer.close()
         if self.n_passages == 0:
@@ -85,7 +90,7 @@ class PassageWriter:
             n_passages=self.n_passages,
             n_docs=self.n_docs,
             fingerprint=file_sha256(self.folder / FILE)[:32],
-            files=file_sizes(self.folder, [FILE]),
+            files=file_sizes(self.folder, [FILE, *extra_files]),
             **manifest_fields,
         )
 
@@ -140,6 +145,17 @@ class PassageStore:
 
     def get(self, pids: Sequence[str]) -> list[Passage]:
         return self.get_rows(self.row_of(pids))
+
+    def redirects(self) -> Iterator[tuple[str, str]]:
+        """(alias, target) pairs from redirects.tsv; none for stores without one."""
+        path = self.folder / REDIRECTS
+        if not path.exists():
+            return
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                alias, _, target = line.rstrip("\n").partition("\t")
+                if alias and target:
+                    yield alias, target
 
     def iter_batches(self, batch_size: int = 10_000, columns: Sequence[str] = ("title", "text"), start: int = 0) -> Iterator[tuple[int, dict]]:
         """Yields (first_row, {column: list}) over rows [start, n) without loading the whole table."""

@@ -1,0 +1,222 @@
+"""Corpus files -> a passage store folder (passages.parquet, redirects.tsv, manifest.json), atomically.
+
+Several sources are read one after the other into one store. Document ids must be unique across all of
+them, since pids are f"{doc_id}#{position}": a repeated id is an error naming the id and the source,
+unless prefix_ids=True, which makes every doc id f"{source name}:{id}" (source name = the file name
+without its suffixes). Uniqueness is checked with 16-byte hashes of the ids (16 bytes per document
+kept in memory, not the ids themselves).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.artifacts import atomic_dir, quick_fingerprint
+from rag.corpus.chunking import DEFAULT_WORDS, check_words, chunk_document
+from rag.corpus.readers import Fields, Redirect, open_reader
+from rag.corpus.store import REDIRECTS, PassageWriter
+from rag.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+
+def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
+    """Paths as given; a folder stands for the files under it (sorted, hidden ones left out),
+    as wikiextractor writes its output (AA/wiki_00, AA/wiki_01, ...)."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    out: list[Path] = []
+    for s in sources:
+        p = Path(s)
+        if not p.exists():
+            raise BadInputError(f"{p}: no such file or folder")
+        if p.is_dir():
+            files = sorted(
+                f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            if not files:
+                raise BadInputError(f"{p}: the folder holds no files")
+            out.extend(files)
+        else:
+            out.append(p)
+    if not out:
+        raise BadInputError("no corpus files given")
+    return out
+
+
+def source_name(path: Path) -> str:
+    """'enwiki-2015.jsonl.xz' -> 'enwiki-2015' (the prefix of doc ids with prefix_ids=True)."""
+    name = path.name
+    while True:
+        stem, dot, ext = name.rpartition(".")
+        if not dot or not stem or len(ext) > 8:
+            return name
+        name = stem
+        if ext.lower() not in ("gz", "bz2", "xz", "jsonl", "ndjson", "json", "tsv", "tab", "parquet", "pq", "xml"):
+            return f"{stem}.{ext}"
+
+
+class _IdSet:
+    """Seen doc ids as sorted 16-byte blake2b digests, checked a block of ids at a time."""
+
+    def __init__(self, block: int = 65_536):
+        self._seen = np.empty(0, dtype="S16")
+        self._block: list[str] = []
+        self._size = block
+
+    def add(self, doc_id: str) -> str | None:
+        """Returns a repeated id once its block is checked (possibly a few thousand ids later), else None."""
+        self._block.append(doc_id)
+        return self.flush() if len(self._block) >= self._size else None
+
+    def flush(self) -> str | None:
+        if not self._block:
+            return None
+        ids, self._block = self._block, []
+        digests = np.array([hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=16).digest() for i in ids], dtype="S16")
+        order = np.argsort(digests, kind="stable")
+        d = digests[order]
+        same = np.flatnonzero(d[1:] == d[:-1])
+        if same.size:
+            return ids[order[same[0] + 1]]
+        if self._seen.size:
+            pos = np.searchsorted(self._seen, d)
+            hit = np.flatnonzero(self._seen[np.minimum(pos, self._seen.size - 1)] == d)
+            if hit.size:
+                return ids[order[hit[0]]]
+        self._seen = np.sort(np.concatenate([self._seen, d]))
+        return None
+
+
+def build_passages(
+    sources: Sequence[str | os.PathLike] | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    format: str | None = None,
+    words: int = DEFAULT_WORDS,
+    id_field: str = "id",
+    title_field: str | None = "title",
+    text_field: str = "text",
+    number_docs: bool = False,
+    prefix_ids: bool = False,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    limit_docs: int | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> dict:
+    """Read `sources`, cut DPR-style passages of `words` words, write the store at `out`; returns the manifest.
+
+    format: a FORMATS name for every source (None: detected per file). id/title/text_field: field names of
+    generic jsonl/tsv/parquet records (title_field None or "": no titles). number_docs: ids are line numbers.
+    limit_docs: stop after this many documents (over all sources). progress(bytes, docs, passages) is called
+    with increments as reading goes on (bytes of the compressed inputs). Nothing is left at `out` on failure.
+    """
+    check_words(words)
+    if limit_docs is not None and (not isinstance(limit_docs, int) or limit_docs < 1):
+        raise BadInputError(f"limit_docs must be a positive integer, got {limit_docs!r}")
+    paths = expand_sources(sources)
+    fields = Fields(id=id_field, title=title_field or None, text=text_field, number_docs=number_docs)
+    readers = [open_reader(p, format, fields=fields, skip_bad=skip_bad) for p in paths]  # fail early on formats
+    if prefix_ids:
+        names = [source_name(p) for p in paths]
+        if len(set(names)) != len(names):
+            raise BadInputError(f"prefix_ids needs distinct source names, got {names}")
+
+    t0 = time.perf_counter()
+    n_read = n_empty = n_redirects = 0
+    per_source: list[dict] = []
+    seen = _IdSet()
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        writer = PassageWriter(tmp)
+        with open(tmp / REDIRECTS, "w", encoding="utf-8", newline="\n") as red:
+            for path, reader in zip(paths, readers):
+                prefix = f"{source_name(path)}:" if prefix_ids else ""
+                n_before, p_before, r_before = n_read, writer.n_passages, n_redirects
+                last_bytes = 0
+                for rec in reader.records():
+                    if isinstance(rec, Redirect):
+                        # titles cannot hold tabs or line breaks; guard against odd input anyway
+                        red.write(f"{_tsv(rec.alias)}\t{_tsv(rec.target)}\n")
+                        n_redirects += 1
+                        continue
+                    if prefix:
+                        rec = replace(rec, doc_id=prefix + rec.doc_id)
+                    dup = seen.add(rec.doc_id)
+                    if dup is not None:
+                        _duplicate(dup, path)
+                    passages = chunk_document(rec, words)
+                    if passages:
+                        writer.add(passages)
+                    else:
+                        n_empty += 1
+                    n_read += 1
+                    if progress is not None:
+                        b = reader.bytes_read()
+                        progress(b - last_bytes, 1, len(passages))
+                        last_bytes = b
+                    if limit_docs is not None and n_read >= limit_docs:
+                        break
+                dup = seen.flush()
+                if dup is not None:
+                    _duplicate(dup, path)
+                stats = reader.stats.as_dict()
+                per_source.append(
+                    {
+                        "path": str(path.resolve()),
+                        "fingerprint": quick_fingerprint(path),
+                        "bytes": path.stat().st_size,
+                        "format": reader.name,
+                        "n_docs": n_read - n_before,
+                        "n_passages": writer.n_passages - p_before,
+                        "n_redirects": n_redirects - r_before,
+                        "n_bad": stats["n_bad"],
+                        "bad_examples": stats["bad_examples"],
+                        "n_other_namespaces": stats["n_other_namespaces"],
+                        "id_prefix": prefix,
+                    }
+                )
+                if limit_docs is not None and n_read >= limit_docs:
+                    break
+        n_bad = sum(s["n_bad"] for s in per_source)
+        if writer.n_passages == 0:
+            raise BadInputError(
+                f"no passages from {', '.join(map(str, paths))}: {n_read} documents read, {n_empty} of them empty, "
+                f"{n_bad} bad records skipped, {n_redirects} redirects"
+            )
+        seconds = time.perf_counter() - t0
+        manifest = writer.close(
+            extra_files=(REDIRECTS,),
+            sources=per_source,
+            words=words,
+            corpus_format=format or "auto",
+            fields={"id": None if number_docs else id_field, "title": fields.title, "text": text_field},
+            number_docs=number_docs,
+            prefix_ids=prefix_ids,
+            limit_docs=limit_docs,
+            n_docs_read=n_read,
+            n_empty_docs=n_empty,
+            n_bad=n_bad,
+            n_redirects=n_redirects,
+            redirects=REDIRECTS,
+            build_seconds=round(seconds, 2),
+        )
+    log.info("built %s: %d passages from %d documents in %.1f s", out, writer.n_passages, n_read, seconds)
+    return manifest
+
+
+def _tsv(s: str) -> str:
+    return s.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def _duplicate(doc_id: str, path: Path) -> None:
+    raise BadInputError(
+        f"{path}: document id {doc_id!r} was already used (in this file or an earlier source); passage ids "
+        "must be unique. Remove the duplicate, or pass --prefix-ids to prefix every id with its source's name"
+    )
