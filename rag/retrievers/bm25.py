@@ -56,6 +56,14 @@ DEFAULTS = {"engine": "bm25s", "k1": 0.9, "b": 0.4, "variant": "lucene"}  # k1, 
 ENGINES = Registry("BM25 engine")
 
 
+def _bm25s():
+    import bm25s
+
+    # bm25s pins its logger at DEBUG; let it follow the application's level (rag -v / -vv) instead
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s
+
+
 def topk_rows(scores: np.ndarray, k: int, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Best k rows of a full score vector with score > floor: score descending, then row ascending."""
     n = scores.size
@@ -101,7 +109,7 @@ class BM25sEngine(Engine):
 
     @classmethod
     def build(cls, ids, vocab, folder, params, progress):
-        import bm25s
+        bm25s = _bm25s()
         method, idf_method = VARIANTS[params["variant"]]
         bm25 = bm25s.BM25(k1=params["k1"], b=params["b"], delta=params["delta"], method=method, idf_method=idf_method, backend="numpy")
         # bm25s takes the whole tokenized corpus at once (its index step is not incremental)
@@ -111,7 +119,7 @@ class BM25sEngine(Engine):
 
     @classmethod
     def load(cls, folder, params, n_passages):
-        import bm25s
+        bm25s = _bm25s()
         bm25 = bm25s.BM25.load(folder, mmap=True, load_vocab=True, allow_pickle=False)
         if int(bm25.scores["num_docs"]) != n_passages:
             raise ArtifactError(f"{folder}: bm25s index holds {bm25.scores['num_docs']} passages, the manifest {n_passages}; rebuild")

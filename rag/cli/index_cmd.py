@@ -1,0 +1,110 @@
+"""`rag index build` and `rag index info`: build an index folder over a passage store, or inspect one."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from rag.errors import ArtifactError, BadInputError
+from rag.retrievers import INDEXES
+from rag.retrievers.bm25 import DEFAULTS as BM25_DEFAULTS
+from rag.retrievers.bm25 import ENGINES, VARIANTS
+from rag.retrievers.hybrid import DEFAULTS as HYBRID_DEFAULTS
+
+# (flag, build parameter, click type, help, kinds to name in --help when that kind is not registered).
+# Which kinds accept an option is decided by each index class's BUILD_OPTIONS; the last field only documents
+# kinds whose module failed to register (e.g. a partial install).
+BUILD_FLAGS = [
+    ("--engine", "engine", click.Choice(list(ENGINES)),
+     f"BM25 engine: bm25s (fast, default) or rank-bm25 (the rank_bm25 reference; slow, okapi variant only). "
+     f"Default {BM25_DEFAULTS['engine']}.", "bm25"),
+    ("--k1", "k1", float, f"BM25 term-frequency saturation k1 >= 0. Default {BM25_DEFAULTS['k1']} (Anserini).", "bm25"),
+    ("--b", "b", float, f"BM25 length normalisation b in [0, 1]. Default {BM25_DEFAULTS['b']} (Anserini).", "bm25"),
+    ("--variant", "variant", click.Choice(list(VARIANTS)),
+     f"BM25 scoring formula (Kamphuis et al. 2020); okapi = rank_bm25's BM25Okapi with idf floored at 0. "
+     f"Default {BM25_DEFAULTS['variant']}.", "bm25"),
+    ("--encoder", "encoder", str, "Sentence-embedding model: a sentence-transformers name or local folder.", "dense"),
+    ("--factory", "factory", str, "FAISS index_factory string: Flat (exact), HNSW32, IVF1024,Flat, IVF1024,PQ32 ...", "dense"),
+    ("--batch-size", "batch_size", int, "Passages per encoder batch.", "dense"),
+    ("--device", "device", str, "torch device for the encoder: cpu, cuda, cuda:1, mps.", "dense"),
+    ("--train-sample", "train_sample", int, "Vectors sampled to train IVF/PQ indexes.", "dense"),
+    ("--chunk-size", "chunk_size", int, "Passages encoded and added per chunk (bounds memory; a failed build resumes per chunk).", "dense"),
+    ("--members", "members", str, "Comma-separated member index folders to fuse, e.g. indexes/bm25,indexes/dense; "
+     "all must be built over the same --passages.", "hybrid"),
+    ("--rrf-k", "rrf_k", float, f"Reciprocal-rank-fusion constant: score = sum w/(rrf_k + rank). Default {HYBRID_DEFAULTS['rrf_k']:g}.", "hybrid"),
+    ("--weights", "weights", str, "Comma-separated member weights, one per member (default all 1).", "hybrid"),
+    ("--fusion-depth", "fusion_depth", int, f"Hits fetched from each member before fusing: max(k, this). Default {HYBRID_DEFAULTS['fusion_depth']}.", "hybrid"),
+]
+
+
+def _kinds_taking(param: str, fallback: str) -> str:
+    kinds = [k for k, cls in sorted(INDEXES.items()) if param in getattr(cls, "BUILD_OPTIONS", ())]
+    return ", ".join(kinds) or fallback
+
+
+def _build_options(f):
+    for flag, param, typ, help_, fallback in reversed(BUILD_FLAGS):
+        f = click.option(flag, param, type=typ, default=None, help=f"[{_kinds_taking(param, fallback)}] {help_}")(f)
+    return f
+
+
+@click.group()
+def index() -> None:
+    """Build and inspect retrieval indexes (BM25, dense, hybrid) over a passage store."""
+
+
+@index.command("build")
+@click.option("--passages", required=True, type=click.Path(path_type=Path),
+              help="Passage store folder to index (made by `rag corpus build`).")
+@click.option("--kind", required=True, type=click.Choice(sorted(INDEXES)),
+              help="Index kind: bm25 (lexical), dense (sentence embeddings + FAISS), hybrid (rank fusion of built indexes).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Index folder to create, e.g. indexes/bm25-wiki. Written atomically: it appears only when complete.")
+@_build_options
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
+def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool, **options) -> None:
+    """Index the passages in --passages as --kind into the folder --out.
+
+    Options in [brackets] apply only to the kinds named there; giving one to another kind is an error.
+
+    \b
+    Examples:
+      rag index build --passages indexes/wiki-passages --kind bm25 --out indexes/bm25
+      rag index build --passages indexes/wiki-passages --kind hybrid \\
+          --members indexes/bm25,indexes/dense --out indexes/hybrid
+    """
+    from rag.corpus.store import PassageStore
+
+    cls = INDEXES.get(kind)
+    given = {name: value for name, value in options.items() if value is not None}
+    flags = {param: flag for flag, param, *_ in BUILD_FLAGS}
+    wrong = [flags[name] for name in given if name not in cls.BUILD_OPTIONS]
+    if wrong:
+        takes = ", ".join(flags[o] for o in cls.BUILD_OPTIONS if o in flags) or "no kind-specific options"
+        raise BadInputError(f"{', '.join(wrong)} does not apply to --kind {kind} (it takes: {takes})")
+    store = PassageStore(passages)
+    t0 = time.perf_counter()
+    path = cls.build(store, out, overwrite=overwrite, progress=progress, **given)
+    click.echo(f"built {kind} index {path} over {len(store):,} passages in {time.perf_counter() - t0:.1f} s")
+
+
+@index.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+def info(path: Path) -> None:
+    """Print an index folder's manifest, check its files, and check its passage store is present and unchanged."""
+    from rag.artifacts import check_files, read_manifest
+    from rag.retrievers.base import open_store_for
+
+    manifest = read_manifest(path, kind="index/")
+    click.echo(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False))
+    files = manifest.get("files", {})
+    check_files(path, files)
+    click.echo(f"files: {len(files)} present with the recorded sizes ({sum(files.values()) / 2**20:.1f} MiB)")
+    try:
+        store = open_store_for(path, manifest, None)
+        click.echo(f"passages: {store.folder} ({len(store):,} passages, fingerprint matches)")
+    except ArtifactError as e:
+        click.echo(f"warning: passages: {e}", err=True)
