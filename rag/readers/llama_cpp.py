@@ -1,0 +1,103 @@
+"""llama.cpp reader (llama-cpp-python): GGUF models, the fast default on CPU.
+
+One `Llama` instance per reader. Prompts run one after another: llama-cpp-python keeps the previous
+prompt's tokens in its KV cache and evaluates only what follows the longest common prefix, so the
+few-shot demonstrations that open every prompt of a run are computed once.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from rag.errors import BadInputError, require
+from rag.readers.base import READERS, Generation, Reader, check_prompts, first_line, n_cores
+from rag.readers.models import resolve_gguf
+
+log = logging.getLogger(__name__)
+
+
+def gpu_offload_available() -> bool:
+    """Whether this llama.cpp build can offload layers to a GPU (a CUDA/Metal/Vulkan build with a device)."""
+    llama_cpp = require("llama_cpp", "readers")
+    try:
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception:  # pragma: no cover - very old bindings
+        return False
+
+
+@READERS.register("llama-cpp")
+class LlamaCppReader(Reader):
+    def __init__(
+        self,
+        path: str | Path,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        device: str = "auto",
+        n_batch: int = 512,
+        name: str | None = None,
+    ):
+        llama_cpp = require("llama_cpp", "readers")
+        if device not in ("auto", "cpu", "cuda", "gpu"):
+            raise BadInputError(f"device must be auto, cpu or cuda, got {device!r}")
+        offload = device != "cpu" and gpu_offload_available()
+        if device in ("cuda", "gpu") and not offload:
+            raise BadInputError("device 'cuda' asked for, but this llama-cpp-python build has no GPU support")
+        threads = n_threads or n_cores()
+        self.path = Path(path)
+        self.name = name or self.path.name
+        self.device = "cuda" if offload else "cpu"
+        self.llm = llama_cpp.Llama(
+            model_path=str(self.path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=min(n_batch, n_ctx),
+            n_gpu_layers=-1 if offload else 0,
+            logits_all=False,
+            verbose=False,
+        )
+        self.n_ctx = self.llm.n_ctx()
+        try:
+            self.n_params = int(self.llm.model.n_params()) if hasattr(self.llm, "model") else 0
+        except Exception:
+            self.n_params = 0
+        if not self.n_params:
+            try:
+                self.n_params = int(llama_cpp.llama_model_n_params(self.llm.model))
+            except Exception:
+                self.n_params = 0
+        self.n_embd = self.llm.n_embd()
+        self.n_vocab = self.llm.n_vocab()
+
+    @classmethod
+    def load(cls, model: str, n_ctx: int | None = None, **options) -> "LlamaCppReader":
+        path, named = resolve_gguf(model)
+        n_ctx = n_ctx or (named.n_ctx if named else 2048)
+        return cls(path, n_ctx=n_ctx, name=named.name if named else None, **options)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(self.llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)) for t in texts]
+
+    def generate_batch(self, prompts: Sequence[str], max_new_tokens: int = 16) -> list[Generation]:
+        check_prompts(prompts, max_new_tokens)
+        out = []
+        for prompt in prompts:
+            res = self.llm.create_completion(
+                prompt, max_tokens=max_new_tokens, temperature=0.0, top_k=1, stop=["\n"], echo=False
+            )
+            usage = res.get("usage", {})
+            out.append(
+                Generation(
+                    first_line(res["choices"][0]["text"]),
+                    int(usage.get("prompt_tokens", 0)),
+                    int(usage.get("completion_tokens", 0)),
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+            self.llm = None
