@@ -36,6 +36,8 @@ _HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$", re.M)
 _LIST_MARKER = re.compile(r"^[*#:;]+[ \t]*", re.M)
 _MAGIC = re.compile(r"__[A-Z]+__")
 _BEHAVIOUR_LINE = re.compile(r"^\s*(?:-{4,}|\|\}|\{\|.*)\s*$", re.M)
+_PARENS_OPEN_PUNCT = re.compile(r"\(\s*[,;:]\s*")  # "(; born 1900)" left by a dropped {{IPA}}
+_PARENS_CLOSE_PUNCT = re.compile(r"\s*[,;:]\s*\)")
 _EMPTY_PARENS = re.compile(r"\s*\((?:[\s,;:.\-–]|&nbsp;)*\)")
 _SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+([,.;:!?])(?=\s|$)")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -200,6 +202,8 @@ def strip_markup(wikitext: str) -> str:
     t = html.unescape(t)  # after tags are gone, so `&lt;b&gt;` stays text
     t = _LEFTOVER.sub("", t)
     t = _EMPTY_PARENS.sub("", t)
+    t = _PARENS_OPEN_PUNCT.sub("(", t)
+    t = _PARENS_CLOSE_PUNCT.sub(")", t)
     t = _SPACES.sub(" ", t)
     t = _SPACE_BEFORE_PUNCT.sub(r"\1", t)
     lines = _drop_empty_sections([line.strip() for line in t.split("\n")])
