@@ -68,6 +68,7 @@ class PassageWriter:
             self.n_passages += 1
             if len(buf["pid"]) >= self._row_group:
                 self._flush()
+                buf = self._buf  # _flush starts a new buffer
 
     def _flush(self) -> None:
         import pyarrow as pa
