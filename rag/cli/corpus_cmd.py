@@ -106,7 +106,8 @@ def _summary(out: Path, m: dict, seconds: float | None = None) -> str:
     if m.get("limit_docs"):
         lines.append(f"  stopped after --limit-docs {m['limit_docs']}")
     if seconds:
-        lines.append(f"  {seconds:.1f} s ({m['n_passages'] / seconds:,.0f} passages/s, {m['n_docs_read'] / seconds:,.0f} documents/s)")
+        rate = f"{m['n_passages'] / seconds:,.0f} passages/s, {m['n_docs_read'] / seconds:,.0f} documents/s"
+        lines.append(f"  {seconds:.1f} s ({rate})")
     return "\n".join(lines)
 
 

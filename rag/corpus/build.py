@@ -80,7 +80,9 @@ class _IdSet:
         if not self._block:
             return None
         ids, self._block = self._block, []
-        digests = np.array([hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=16).digest() for i in ids], dtype="S16")
+        digests = np.array(
+            [hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=16).digest() for i in ids], dtype="S16"
+        )
         order = np.argsort(digests, kind="stable")
         d = digests[order]
         same = np.flatnonzero(d[1:] == d[:-1])

@@ -27,7 +27,10 @@ import json
 import logging
 import lzma
 import os
+import queue
 import re
+import threading
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,18 +123,70 @@ class _CountingFile(io.RawIOBase):
         super().close()
 
 
-class _Stream(io.BufferedReader):
-    """The decompressed stream; closing it also closes the file underneath (decompressors leave it open)."""
+class _Decompressing(io.RawIOBase):
+    """Decompresses ahead in a thread, so decompression (which releases the GIL) overlaps with parsing.
 
-    def __init__(self, inner, counting: _CountingFile):
-        super().__init__(inner, buffer_size=1 << 20)
-        self._counting = counting
+    Holds at most `depth` blocks of `block` bytes. Corrupt or truncated compressed data becomes a
+    BadInputError naming the file. Closing stops the thread and closes the file underneath.
+    """
+
+    def __init__(self, path: Path, compression: str, raw: _CountingFile, block: int = 1 << 20, depth: int = 4):
+        self._path, self._compression, self._raw = path, compression, raw
+        self._inner = COMPRESSIONS[compression](io.BufferedReader(raw, 1 << 20))
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._chunk = memoryview(b"")
+        self._done = False
+        self._thread = threading.Thread(target=self._run, args=(block,), name=f"decompress {path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, block: int) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._inner.read(block)
+                self._put(data)
+                if not data:
+                    return
+        except (EOFError, OSError, lzma.LZMAError, zlib.error) as e:
+            self._put(BadInputError(f"{self._path}: corrupt or truncated {self._compression} data ({e})"))
+        except BaseException as e:  # noqa: BLE001 - handed to the reading thread, which raises it
+            self._put(e)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if not self._chunk:
+            if self._done:
+                return 0
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+                return 0
+            self._chunk = memoryview(item)
+        n = min(len(b), len(self._chunk))
+        b[:n] = self._chunk[:n]
+        self._chunk = self._chunk[n:]
+        return n
 
     def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._counting.close()
+        if not self.closed:
+            self._stop.set()
+            self._thread.join()
+            self._inner.close()
+            self._raw.close()
+        super().close()
 
 
 def open_binary(path: str | os.PathLike) -> tuple[IO[bytes], _CountingFile]:
@@ -144,8 +199,8 @@ def open_binary(path: str | os.PathLike) -> tuple[IO[bytes], _CountingFile]:
     raw = _CountingFile(open(p, "rb", buffering=0))
     _, compression = split_suffixes(p)
     if compression is None:
-        return _Stream(raw, raw), raw
-    return _Stream(COMPRESSIONS[compression](io.BufferedReader(raw, 1 << 20)), raw), raw
+        return io.BufferedReader(raw, 1 << 20), raw
+    return io.BufferedReader(_Decompressing(p, compression, raw), 1 << 20), raw
 
 
 class CorpusReader(ABC):
@@ -153,7 +208,6 @@ class CorpusReader(ABC):
 
     name: str = ""
     suffixes: tuple[str, ...] = ()  # format suffixes auto-detected as this format
-    has_fields: bool = False  # takes id/title/text field names
 
     def __init__(self, path: str | os.PathLike, *, fields: Fields = Fields(), skip_bad: bool = False):
         self.path = Path(path)
@@ -234,7 +288,6 @@ class JsonlReader(CorpusReader):
 
     name = "jsonl"
     suffixes = (".jsonl", ".ndjson", ".json")
-    has_fields = True
 
     def records(self) -> Iterator[Document | Redirect]:
         with self._open() as f:
@@ -247,7 +300,8 @@ class JsonlReader(CorpusReader):
                 try:
                     rec = json.loads(s)
                 except json.JSONDecodeError as e:
-                    hint = "; a JSON array is not JSON lines (one object per line)" if line_no == 1 and s.lstrip().startswith("[") else ""
+                    array = line_no == 1 and s.lstrip().startswith("[")
+                    hint = "; a JSON array is not JSON lines (one object per line)" if array else ""
                     self._bad(line_no, f"not valid JSON ({e.msg} at column {e.colno}){hint}")
                     continue
                 if not isinstance(rec, dict):
@@ -276,9 +330,6 @@ class WikiextractorJsonReader(JsonlReader):
 
     name = "wikiextractor"
     suffixes = ()  # a .jsonl whose first record has these keys; see detect_format
-
-    def __init__(self, path, *, fields: Fields = Fields(), skip_bad: bool = False):
-        super().__init__(path, fields=Fields(), skip_bad=skip_bad)  # the field names are fixed
 
     def _finish(self, doc: Document) -> Document:
         self.stats.n_docs += 1
@@ -335,7 +386,6 @@ class TsvReader(CorpusReader):
 
     name = "tsv"
     suffixes = (".tsv", ".tab")
-    has_fields = True
 
     def records(self) -> Iterator[Document | Redirect]:
         csv.field_size_limit(1 << 30)  # whole articles can exceed the 128 KiB default
@@ -379,7 +429,6 @@ class ParquetReader(CorpusReader):
 
     name = "parquet"
     suffixes = (".parquet", ".pq")
-    has_fields = True
     batch_rows = 4096
 
     def records(self) -> Iterator[Document | Redirect]:
@@ -532,7 +581,9 @@ def detect_format(path: str | os.PathLike) -> str:
     return sniffed
 
 
-def open_reader(path: str | os.PathLike, format: str | None = None, *, fields: Fields = Fields(), skip_bad: bool = False) -> CorpusReader:
+def open_reader(
+    path: str | os.PathLike, format: str | None = None, *, fields: Fields = Fields(), skip_bad: bool = False
+) -> CorpusReader:
     """The reader for one file: `format` from the FORMATS registry, or detected."""
     p = Path(path)
     if not p.exists():

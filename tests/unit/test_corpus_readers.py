@@ -327,3 +327,24 @@ def test_malformed_xml_names_the_line(tmp_path):
 def test_xml_that_is_not_a_dump(tmp_path):
     with pytest.raises(BadInputError, match="not a MediaWiki dump"):
         read(write(tmp_path / "x.xml", "<html><body/></html>"))
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_truncated_compressed_file(tmp_path, suffix):
+    rng = random.Random(1)
+    recs = [{"id": str(i), "url": "", "title": "T", "text": "%x" % rng.getrandbits(4000)} for i in range(50)]
+    path = write(tmp_path / f"w.jsonl{suffix}", jsonl(recs))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(BadInputError, match=rf"w\.jsonl\{suffix}: corrupt or truncated {suffix} data"):
+        read(path)
+
+
+def test_stopping_early_ends_the_decompressing_thread(tmp_path):
+    import threading
+
+    path = write(tmp_path / "w.jsonl.xz", jsonl(WIKI_RECORDS * 100))
+    r = open_reader(path)
+    it = r.records()
+    next(it)
+    it.close()  # what a `break` out of the loop does once the generator is dropped
+    assert not [t for t in threading.enumerate() if t.name.startswith("decompress w.jsonl.xz")]
