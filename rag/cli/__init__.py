@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("rag.cli.models_cmd", "models"),
     "link": ("rag.cli.link_cmd", "link"),
     "counts": ("rag.cli.counts_cmd", "counts"),
+    "qa": ("rag.cli.qa_cmd", "qa"),
 }
 
 

@@ -6,6 +6,7 @@ few-shot demonstrations that open every prompt of a run are computed once.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +27,26 @@ def gpu_offload_available() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _model_params(**fields):
+    """Set llama_model_params fields that `Llama(...)` has no argument for, while it is constructed."""
+    low = require("llama_cpp.llama_cpp", "readers")
+    orig = low.llama_model_default_params
+
+    def patched():
+        params = orig()
+        for k, v in fields.items():
+            if hasattr(params, k):
+                setattr(params, k, v)
+        return params
+
+    low.llama_model_default_params = patched
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = orig
+
+
 @READERS.register("llama-cpp")
 class LlamaCppReader(Reader):
     def __init__(
@@ -36,7 +57,10 @@ class LlamaCppReader(Reader):
         device: str = "auto",
         n_batch: int = 512,
         name: str | None = None,
+        extra_buffers: bool = False,
     ):
+        """`extra_buffers` enables llama.cpp's extra CPU weight layouts (AMX / repacked); off by default
+        because with llama-cpp-python 0.3.36 on an AMX CPU (this machine) decoding then segfaults."""
         llama_cpp = require("llama_cpp", "readers")
         if device not in ("auto", "cpu", "cuda", "gpu"):
             raise BadInputError(f"device must be auto, cpu or cuda, got {device!r}")
@@ -47,26 +71,19 @@ class LlamaCppReader(Reader):
         self.path = Path(path)
         self.name = name or self.path.name
         self.device = "cuda" if offload else "cpu"
-        self.llm = llama_cpp.Llama(
-            model_path=str(self.path),
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_batch=min(n_batch, n_ctx),
-            n_gpu_layers=-1 if offload else 0,
-            logits_all=False,
-            verbose=False,
-        )
+        with _model_params(use_extra_bufts=extra_buffers):
+            self.llm = llama_cpp.Llama(
+                model_path=str(self.path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=min(n_batch, n_ctx),
+                n_gpu_layers=-1 if offload else 0,
+                logits_all=False,
+                verbose=False,
+            )
         self.n_ctx = self.llm.n_ctx()
-        try:
-            self.n_params = int(self.llm.model.n_params()) if hasattr(self.llm, "model") else 0
-        except Exception:
-            self.n_params = 0
-        if not self.n_params:
-            try:
-                self.n_params = int(llama_cpp.llama_model_n_params(self.llm.model))
-            except Exception:
-                self.n_params = 0
+        self.n_params = int(llama_cpp.llama_model_n_params(self.llm.model))
         self.n_embd = self.llm.n_embd()
         self.n_vocab = self.llm.n_vocab()
 

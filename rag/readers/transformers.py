@@ -20,23 +20,6 @@ log = logging.getLogger(__name__)
 DEQUANT_FORMAT = 1
 
 
-def resolve_device(device: str = "auto") -> str:
-    """"cuda" when asked or (auto) when torch sees a GPU, else "cpu"."""
-    try:
-        from rag.device import resolve_device as shared  # the project-wide rule, when present
-
-        return shared(device)
-    except ImportError:
-        torch = require("torch", "transformers")
-        if device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-            raise BadInputError(f"device must be auto, cpu or cuda, got {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BadInputError("device 'cuda' asked for, but torch sees no CUDA GPU")
-        return device
-
-
 def dequantized_dir(gguf: Path) -> Path:
     from rag.artifacts import quick_fingerprint
 
@@ -75,8 +58,12 @@ def load_dequantized(gguf: Path):
 @READERS.register("transformers")
 class TransformersReader(Reader):
     def __init__(self, tokenizer, model, n_ctx: int = 2048, device: str = "auto", name: str = "transformers", batch_size: int = 8):
+        from rag.device import resolve_device, use_all_cores
+
         torch = require("torch", "transformers")
         self.device = resolve_device(device)
+        if self.device == "cpu":
+            use_all_cores()
         self.tok = tokenizer
         self.model = model.to(self.device).eval()
         self.name = name

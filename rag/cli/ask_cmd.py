@@ -1,0 +1,155 @@
+"""`rag ask QUESTION`: answer one question closed-book, from retrieved passages, or both."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from rag.errors import BadInputError
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+@click.command()
+@click.argument("question")
+@click.option("--mode", type=click.Choice(["closed", "rag", "both"]), default=None,
+              help="closed: from the model's own weights; rag: from the top-k passages of --index; both: "
+                   "print the two answers side by side. Default: rag when --index is given, else closed.")
+@click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
+              help="Index folder (from `rag index build`) to retrieve passages from; needed for rag and both.")
+@click.option("--retriever", default=None,
+              help="The index kind you expect (bm25, dense, hybrid); an error if --index is another kind. "
+                   "Default: whatever the index manifest says.")
+@click.option("--passages", "passages_path", type=click.Path(path_type=Path), default=None,
+              help="Passage store to read hits from. Default: the store recorded in the index manifest.")
+@click.option("-k", "--k", "k", type=int, default=5, show_default=True,
+              help="How many retrieved passages go into the prompt (fewer if they do not fit the context).")
+@click.option("--model", default=None,
+              help="Named model (see `rag models list`; default smollm2-135m), a .gguf file, or with "
+                   "--backend transformers a local model folder or Hugging Face id.")
+@click.option("--backend", default="llama-cpp", show_default=True,
+              help="Reader backend: llama-cpp (GGUF, fast on CPU) or transformers.")
+@click.option("--shots", type=int, default=3, show_default=True,
+              help="Number of few-shot demonstrations in the prompt (0 = none).")
+@click.option("--demos", "demos_path", type=click.Path(path_type=Path), default=None,
+              help="QA file to draw the demonstrations from (seeded; see --seed). In rag mode each gets the first "
+                   "passage from --index that holds its answer. Default: the built-in demonstrations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing demonstrations from --demos.")
+@click.option("--format", "prompt_format", default=None,
+              help="Prompt format (kandpal, passages-first, instruct). Default: the named model's setting, else kandpal.")
+@click.option("--max-new-tokens", type=int, default=16, show_default=True,
+              help="Most tokens the model may write; decoding is greedy and stops at the first newline.")
+@click.option("--n-ctx", type=int, default=None,
+              help="Context size prompts are fitted to (passages truncated or dropped). Default: the model's setting (2048).")
+@click.option("--threads", type=int, default=None,
+              help="[llama-cpp] CPU threads. Default: every core this process may use.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (a CUDA GPU when present), cpu or cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def ask(question, mode, index_path, retriever, passages_path, k, model, backend, shots, demos_path, seed,
+        prompt_format, max_new_tokens, n_ctx, threads, device, as_json) -> None:
+    """Answer QUESTION with a local LLM, closed-book and/or from retrieved passages.
+
+    Both modes use the same few-shot "Q: ... / A: ..." prompt; retrieval-augmented prompts add the
+    top-k passages (title and text) before the question. For rag, the passages used are printed with
+    their titles and retrieval scores.
+
+    \b
+    Examples:
+      rag ask "who wrote the origin of species"
+      rag ask "who wrote the origin of species" --mode both --index indexes/bm25 -k 5
+      rag ask "..." --model qwen2.5-coder-0.5b --shots 4 --json
+    """
+    from rag.readers import DEFAULT_MODEL, READERS, answer, default_format, draw_demos, load_reader
+    from rag.readers.prompts import BUILTIN_DEMOS, FORMATS
+    from rag.types import Question
+
+    # every argument is checked before a model or index is opened
+    if not question.strip():
+        raise BadInputError("the question is empty")
+    mode = mode or ("rag" if index_path else "closed")
+    if mode in ("rag", "both") and index_path is None:
+        raise BadInputError(f"--mode {mode} needs --index PATH (an index folder from `rag index build`)")
+    if k <= 0:
+        raise BadInputError(f"-k must be a positive integer, got {k}")
+    if shots < 0:
+        raise BadInputError(f"--shots must be >= 0, got {shots}")
+    if max_new_tokens <= 0:
+        raise BadInputError(f"--max-new-tokens must be positive, got {max_new_tokens}")
+    READERS.get(backend)
+    model = model or DEFAULT_MODEL
+    fmt = FORMATS.get(prompt_format or default_format(model))
+
+    options = {"n_ctx": n_ctx, "device": device}
+    if threads is not None:
+        if backend != "llama-cpp":
+            raise BadInputError("--threads applies to the llama-cpp backend only")
+        options["n_threads"] = threads
+    reader = load_reader(model, backend=backend, **options)
+
+    index = None
+    if mode != "closed":
+        from rag.artifacts import read_manifest
+        from rag.retrievers import load_index
+
+        kind = read_manifest(index_path, kind="index/")["kind"].split("/", 1)[1]
+        if retriever is not None and retriever != kind:
+            raise BadInputError(f"--retriever {retriever} but {index_path} is a {kind} index")
+        index = load_index(index_path, passages=passages_path)
+
+    q = Question("ask-0", question.strip(), ())
+    if demos_path is not None:
+        from rag.qa import load_questions
+
+        pool = load_questions(demos_path)
+        demos = draw_demos(pool, shots, seed=seed, exclude=[q], retriever=index)
+    else:
+        if shots > len(BUILTIN_DEMOS):
+            raise BadInputError(f"there are {len(BUILTIN_DEMOS)} built-in demonstrations; for --shots {shots} pass --demos PATH")
+        demos = list(BUILTIN_DEMOS[:shots])
+
+    out: dict = {"question": q.question, "model": model, "backend": backend, "prompt_format": fmt.name, "shots": shots}
+    if mode in ("closed", "both"):
+        (p,) = answer(reader, [q], None, demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
+        out["closed"] = {"answer": p.answer, "prompt_tokens": p.prompt_tokens, "new_tokens": p.new_tokens}
+    if index is not None:
+        hits = index.search(q.question, k)
+        passages = index.passages(hits)
+        (p,) = answer(reader, [q], [passages], demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
+        used = set(p.passages)
+        out["rag"] = {
+            "answer": p.answer,
+            "prompt_tokens": p.prompt_tokens,
+            "new_tokens": p.new_tokens,
+            "index": str(index_path),
+            "k": k,
+            "passages_dropped": p.passages_dropped,
+            "passages_truncated": p.passages_truncated,
+            "passages": [
+                {"pid": h.pid, "rank": h.rank, "score": h.score, "title": ps.title, "text": ps.text, "used": h.pid in used}
+                for h, ps in zip(hits, passages)
+            ],
+        }
+    reader.close()
+
+    if as_json:
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    if "closed" in out:
+        click.echo(f"closed-book:          {out['closed']['answer'] or '(empty answer)'}")
+    if "rag" in out:
+        r = out["rag"]
+        click.echo(f"retrieval-augmented:  {r['answer'] or '(empty answer)'}")
+        click.echo(f"passages ({len(r['passages'])} retrieved from {index_path}):")
+        if not r["passages"]:
+            click.echo("  (no passage matched the question)")
+        for row in r["passages"]:
+            mark = "" if row["used"] else "  (not shown to the model: did not fit)"
+            click.echo(f"  {row['rank']:>2}  {row['score']:9.4f}  {row['title']}  [{row['pid']}]{mark}")
+            click.echo(f"      {_snippet(row['text'])}")
+        if r["passages_truncated"]:
+            click.echo("  (the last passage shown was truncated to fit the context)")
