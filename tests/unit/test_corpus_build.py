@@ -193,3 +193,16 @@ def test_cli_errors_are_short_and_actionable(tmp_path):
     assert r.exit_code == 2 and "unknown corpus format 'csv'; choose one of:" in r.output
     r = CliRunner().invoke(main, ["corpus", "info", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no such folder" in r.output
+
+
+def test_row_groups_flushed_in_the_middle_of_a_document(tmp_path, monkeypatch):
+    import functools
+
+    import rag.corpus.build as build_mod
+
+    monkeypatch.setattr(build_mod, "PassageWriter", functools.partial(build_mod.PassageWriter, row_group=3))
+    src = wiki(tmp_path / "a.jsonl", [1, 2], words=1000)
+    m = build_passages([src], tmp_path / "s")
+    store = PassageStore(tmp_path / "s")
+    assert m["n_passages"] == len(store.table) == 20
+    assert store.pids() == [f"{d}#{i}" for d in (1, 2) for i in range(10)]
