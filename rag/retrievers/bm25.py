@@ -271,6 +271,8 @@ class BM25Retriever(Retriever):
         tokenizer = Tokenizer()
         with atomic_dir(out, overwrite=overwrite) as tmp:
             ids, vocab = tokenize_store(store, tokenizer, progress, batch_size)
+            if len(ids) != len(store):
+                raise ArtifactError(f"{store.folder}: read {len(ids)} passages, its manifest says {len(store)}; rebuild the passage store")
             files = eng.build(ids, vocab, tmp, params, progress)
             write_manifest(
                 tmp,

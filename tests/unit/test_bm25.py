@@ -226,6 +226,18 @@ def test_existing_index_needs_overwrite(store, tmp_path):
     assert load_index(out).manifest["parameters"]["variant"] == "atire"
 
 
+def test_every_passage_is_indexed_across_row_groups(tmp_path):
+    # one add() call spanning several row groups (a regression: rows after the first flush were lost)
+    with atomic_dir(tmp_path / "p") as tmp:
+        w = PassageWriter(tmp, row_group=7)
+        w.add(Passage(pid=f"d{i}#0", doc_id=f"d{i}", title="", text=f"word{i} common") for i in range(30))
+        w.close()
+    st = PassageStore(tmp_path / "p")
+    r = load_index(BM25Retriever.build(st, tmp_path / "i", progress=False, batch_size=4))
+    assert r.engine.n == 30 and [h.pid for h in r.search("word29", 3)] == ["d29#0"]
+    assert len(r.search("common", 100)) == 30
+
+
 def test_registered_with_options():
     assert INDEXES["bm25"] is BM25Retriever
     assert BM25Retriever.BUILD_OPTIONS == ("engine", "k1", "b", "variant")
