@@ -11,6 +11,7 @@ from rag.errors import ArtifactError, BadInputError
 from rag.retrievers import INDEXES
 from rag.retrievers.bm25 import DEFAULTS as BM25_DEFAULTS
 from rag.retrievers.bm25 import ENGINES, VARIANTS
+from rag.retrievers.dense import DEFAULTS as DENSE_DEFAULTS
 from rag.retrievers.hybrid import DEFAULTS as HYBRID_DEFAULTS
 
 # (flag, build parameter, click type, help, kinds to name in --help when that kind is not registered).
@@ -25,12 +26,24 @@ BUILD_FLAGS = [
     ("--variant", "variant", click.Choice(list(VARIANTS)),
      f"BM25 scoring formula (Kamphuis et al. 2020); okapi = rank_bm25's BM25Okapi with idf floored at 0. "
      f"Default {BM25_DEFAULTS['variant']}.", "bm25"),
-    ("--encoder", "encoder", str, "Sentence-embedding model: a sentence-transformers name or local folder.", "dense"),
-    ("--factory", "factory", str, "FAISS index_factory string: Flat (exact), HNSW32, IVF1024,Flat, IVF1024,PQ32 ...", "dense"),
-    ("--batch-size", "batch_size", int, "Passages per encoder batch.", "dense"),
-    ("--device", "device", str, "torch device for the encoder: cpu, cuda, cuda:1, mps.", "dense"),
-    ("--train-sample", "train_sample", int, "Vectors sampled to train IVF/PQ indexes.", "dense"),
-    ("--chunk-size", "chunk_size", int, "Passages encoded and added per chunk (bounds memory; a failed build resumes per chunk).", "dense"),
+    ("--encoder", "encoder", str,
+     f"Encoder spec: a sentence-transformers model name or folder, 'sentence-transformers:PATH', or 'hash:DIM' "
+     f"(a model-free test encoder). Default {DENSE_DEFAULTS['encoder']} (loaded offline from its PyPI wheel).", "dense"),
+    ("--factory", "factory", str,
+     f"FAISS index_factory string: Flat (exact), HNSW32, IVF1024,Flat, IVF1024,PQ32 ... Default {DENSE_DEFAULTS['factory']}.", "dense"),
+    ("--batch-size", "batch_size", int, "Passages per encoder batch (default: the encoder's).", "dense"),
+    ("--device", "device", str, f"torch device for the encoder: auto, cpu, cuda, cuda:1, mps. Default {DENSE_DEFAULTS['device']}.", "dense"),
+    ("--train-sample", "train_sample", int, "Vectors sampled to train IVF/PQ indexes (default 40 per list, at least 50k).", "dense"),
+    ("--chunk-size", "chunk_size", int,
+     f"Passages encoded and added per chunk; bounds memory, and an interrupted build resumes per chunk. "
+     f"Default {DENSE_DEFAULTS['chunk_size']}.", "dense"),
+    ("--ef-construction", "ef_construction", int,
+     f"HNSW build-time candidate list (higher = better graph, slower build). Default {DENSE_DEFAULTS['ef_construction']}.", "dense"),
+    ("--max-seq-length", "max_seq_length", int, "Encoder tokens kept per passage (default: the model's limit).", "dense"),
+    ("--seed", "seed", int, f"Seed of the IVF/PQ training sample. Default {DENSE_DEFAULTS['seed']}.", "dense"),
+    ("--embeddings-from", "embeddings_from", click.Path(path_type=Path),
+     "Reuse the vectors of this dense index (same passages, same encoder) instead of encoding again, "
+     "e.g. to try another --factory.", "dense"),
     ("--members", "members", str, "Comma-separated member index folders to fuse, e.g. indexes/bm25,indexes/dense; "
      "all must be built over the same --passages.", "hybrid"),
     ("--rrf-k", "rrf_k", float, f"Reciprocal-rank-fusion constant: score = sum w/(rrf_k + rank). Default {HYBRID_DEFAULTS['rrf_k']:g}.", "hybrid"),

@@ -10,6 +10,7 @@ from rag.errors import BadInputError
 
 # flag -> query-time option name, for indexes whose SEARCH_OPTIONS include it
 SEARCH_FLAGS = {"--ef-search": "ef_search", "--nprobe": "nprobe"}
+FLAG_FOR = {"--ef-search": "dense HNSW indexes", "--nprobe": "dense IVF indexes"}
 
 
 def _snippet(text: str, width: int = 200) -> str:
@@ -47,7 +48,7 @@ def search(query: str, index_path: Path, k: int, passages: Path | None, as_json:
     for flag, name in SEARCH_FLAGS.items():
         if options[name] is not None and name not in retriever.SEARCH_OPTIONS:
             kind = read_manifest(index_path)["kind"]
-            raise BadInputError(f"{flag} does not apply to this {kind} index (it applies to dense HNSW/IVF indexes)")
+            raise BadInputError(f"{flag} does not apply to this {kind} index; it is for {FLAG_FOR[flag]}")
     retriever.configure(**options)
     hits = retriever.search(query, k)
     found = retriever.passages(hits)

@@ -102,6 +102,21 @@ def test_help_names_the_kinds_of_every_option():
     text = " ".join(r.output.split("Options:", 1)[1].split())
     for flag, kind in [("--engine", "bm25"), ("--k1", "bm25"), ("--b", "bm25"), ("--variant", "bm25"), ("--encoder", "dense"),
                        ("--factory", "dense"), ("--batch-size", "dense"), ("--device", "dense"), ("--train-sample", "dense"),
-                       ("--chunk-size", "dense"), ("--members", "hybrid"), ("--rrf-k", "hybrid"), ("--weights", "hybrid"),
+                       ("--chunk-size", "dense"), ("--ef-construction", "dense"),
+                       ("--max-seq-length", "dense"), ("--seed", "dense"), ("--embeddings-from", "dense"), ("--members", "hybrid"), ("--rrf-k", "hybrid"), ("--weights", "hybrid"),
                        ("--fusion-depth", "hybrid")]:
         assert f"{flag} " in text and f"[{kind}]" in text.split(f"{flag} ", 1)[1][:80], flag
+
+
+def test_dense_options_reach_the_dense_builder(passages, tmp_path):
+    pytest.importorskip("faiss")
+    out = tmp_path / "dense"
+    r = run("index", "build", "--passages", passages, "--kind", "dense", "--out", out, "--encoder", "hash:32",
+            "--factory", "Flat", "--batch-size", 4, "--chunk-size", 4, "--no-progress")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / MANIFEST).read_text())
+    assert m["kind"] == "index/dense" and "hash" in json.dumps(m)
+    r = run("index", "build", "--passages", passages, "--kind", "dense", "--out", tmp_path / "x", "--variant", "okapi")
+    assert r.exit_code == 2 and "--variant does not apply to --kind dense" in r.output
+    r = run("search", "castle", "--index", out, "--ef-search", 10)
+    assert r.exit_code == 2 and "--ef-search" in r.output
