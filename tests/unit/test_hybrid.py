@@ -142,3 +142,16 @@ def test_load_refuses_missing_or_broken_member(store, built):
     shutil.rmtree(built / "okapi")
     with pytest.raises(ArtifactError, match="member index not found"):
         load_index(out)
+
+
+def test_fuses_bm25_with_a_dense_member(store, tmp_path):
+    pytest.importorskip("faiss")
+    from rag.retrievers.dense import DenseRetriever
+
+    BM25Retriever.build(store, tmp_path / "bm25", progress=False)
+    DenseRetriever.build(store, tmp_path / "dense", encoder="hash:64", progress=False)
+    out = HybridRetriever.build(store, tmp_path / "h", members=[tmp_path / "bm25", tmp_path / "dense"], progress=False)
+    h = load_index(out)
+    assert [type(m).__name__ for m in h.members] == ["BM25Retriever", "DenseRetriever"]
+    hits = h.search("dragon ocean", 3)
+    assert hits[0].row == 2 and [x.rank for x in hits] == [1, 2, 3]
