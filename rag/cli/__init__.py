@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "link": ("rag.cli.link_cmd", "link"),
     "counts": ("rag.cli.counts_cmd", "counts"),
     "qa": ("rag.cli.qa_cmd", "qa"),
+    "eval": ("rag.cli.eval_cmd", "eval_group"),
 }
 
 

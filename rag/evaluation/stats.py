@@ -55,3 +55,45 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> Rate:
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return Rate(n, p, float(centre - half), float(centre + half))
+
+
+def _boot_means(x: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """(n_boot,) means of resamples of x, chunked so memory stays bounded."""
+    n = x.size
+    means = np.empty(n_boot)
+    step = max(1, 2_000_000 // max(n, 1))
+    for s in range(0, n_boot, step):
+        e = min(n_boot, s + step)
+        means[s:e] = x[rng.integers(0, n, size=(e - s, n))].mean(axis=1)
+    return means
+
+
+def stratified_bootstrap_mean(groups, weights, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> Rate:
+    """CI of sum_s w_s * mean(group_s): resample within each stratum (e.g. count bucket), weight by population.
+
+    This is the estimate of the whole population's rate from a stratified sample; with weights proportional
+    to the group sizes it equals the plain mean. Empty groups are dropped and the weights renormalised.
+    """
+    pairs = [(np.asarray(g, dtype=float), float(w)) for g, w in zip(groups, weights)]
+    pairs = [(g, w) for g, w in pairs if g.size and w > 0]
+    n = int(sum(g.size for g, _ in pairs))
+    if n == 0:
+        return Rate(0, float("nan"), float("nan"), float("nan"))
+    total = sum(w for _, w in pairs)
+    rng = np.random.default_rng(seed)
+    mean = sum(w / total * g.mean() for g, w in pairs)
+    boots = sum(w / total * _boot_means(g, n_boot, rng) for g, w in pairs)
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return Rate(n, float(mean), float(lo), float(hi))
+
+
+def bootstrap_diff_independent(a, b, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> Rate:
+    """CI of mean(a) - mean(b) for two independent samples (different questions); n is len(a) + len(b)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.size == 0 or b.size == 0:
+        return Rate(0, float("nan"), float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    d = _boot_means(a, n_boot, rng) - _boot_means(b, n_boot, rng)
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    return Rate(int(a.size + b.size), float(a.mean() - b.mean()), float(lo), float(hi))

@@ -1,0 +1,119 @@
+"""Differences between two runs, per count bucket: B - A for accuracy of every system and for retriever recall.
+
+Where the runs share questions (the usual case: same QA set, seed and sample, another reader or k), the
+difference is paired over the shared questions; otherwise it is the difference of two independent samples.
+Buckets use run A's edges for both runs (each record carries its own count).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.evaluation.buckets import Buckets
+from rag.evaluation.stats import Rate, bootstrap_diff, bootstrap_diff_independent, bootstrap_mean
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    bucket: str
+    system: str
+    measure: str
+    a: Rate
+    b: Rate
+    diff: Rate  # B - A
+    paired: int  # questions in both runs (0: independent samples)
+
+
+def _outcomes(records: dict, qids: list[str], system: str, measure: str) -> dict[str, float]:
+    """qid -> outcome of `system` ("closed", "rag:<r>", "retriever:<r>") on `measure` (em, f1, contains, recall@k)."""
+    chosen = set(qids)
+    mode = "rag:" + system.split(":", 1)[1] if system.startswith("retriever:") else system
+    out = {}
+    for (qid, m), rec in records.items():
+        if m != mode or qid not in chosen:
+            continue
+        if measure.startswith("recall@"):
+            k = int(measure.split("@", 1)[1])
+            if rec.get("depth", 0) < k:
+                continue  # not retrieved that deep
+            out[qid] = float(rec.get("first_hit") is not None and rec["first_hit"] <= k)
+        else:
+            out[qid] = float(rec[measure])
+    return out
+
+
+def _systems(manifest: dict) -> list[str]:
+    modes = manifest.get("modes", {})
+    rags = sorted(m for m in modes if m.startswith("rag:"))
+    return ["closed", *rags]
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, measures: list[str] | None = None) -> list[CompareRow]:
+    from rag.evaluation.runner import load_run
+
+    ma, ca, sa, ra = load_run(run_a)
+    mb, cb, sb, rb = load_run(run_b)
+    buckets = Buckets(tuple(ca.buckets))
+    metric = ca.metric
+    measures = measures or [metric]
+    shared_ks = [k for k in ca.recall_ks if k in cb.recall_ks]
+    systems = [s for s in _systems(ma) if s in _systems(mb)]
+    plan = [(s, m) for s in systems for m in measures]
+    plan += [(f"retriever:{s.split(':', 1)[1]}", f"recall@{k}") for s in systems if s.startswith("rag:") for k in shared_ks]
+
+    counts = {}
+    for recs in (ra, rb):
+        for (qid, _), rec in recs.items():
+            counts.setdefault(qid, rec.get("count"))
+    qids_all = list(counts)
+    label = dict(zip(qids_all, buckets.assign([counts[q] for q in qids_all])))
+    n_boot, seed = ca.n_boot, ca.seed
+
+    rows = []
+    for system, measure in plan:
+        xa = _outcomes(ra, sa["qids"], system, measure)
+        xb = _outcomes(rb, sb["qids"], system, measure)
+        for b in [*buckets.all_labels, "all"]:
+            keep = (lambda q: True) if b == "all" else (lambda q, b=b: label[q] == b)
+            va = {q: v for q, v in xa.items() if keep(q)}
+            vb = {q: v for q, v in xb.items() if keep(q)}
+            common = [q for q in va if q in vb]
+            if common:
+                diff = bootstrap_diff([vb[q] for q in common], [va[q] for q in common], n_boot=n_boot, seed=seed)
+            else:
+                diff = bootstrap_diff_independent(list(vb.values()), list(va.values()), n_boot=n_boot, seed=seed)
+            rows.append(CompareRow(
+                b, system, measure,
+                bootstrap_mean(list(va.values()), n_boot=n_boot, seed=seed),
+                bootstrap_mean(list(vb.values()), n_boot=n_boot, seed=seed),
+                diff, len(common),
+            ))
+    return rows
+
+
+def _pct(r: Rate, signed: bool = False) -> str:
+    if r.n == 0:
+        return "n/a"
+    f = "{:+.1f}" if signed else "{:.1f}"
+    return f"{f.format(r.mean * 100)} [{f.format(r.lo * 100)}, {f.format(r.hi * 100)}]"
+
+
+def to_markdown(rows: list[CompareRow], name_a: str, name_b: str) -> str:
+    out = [f"# {name_b} vs {name_a}", "", "Cells: % [95% CI]; B - A is paired over the questions both runs evaluated "
+           "(`paired` = how many), else independent.", "",
+           "| system | measure | bucket | A: n | A | B: n | B | B - A | paired |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r.system} | {r.measure} | {r.bucket} | {r.a.n} | {_pct(r.a)} | {r.b.n} | {_pct(r.b)} | "
+                   f"{_pct(r.diff, signed=True)} | {r.paired} |")
+    return "\n".join(out) + "\n"
+
+
+def to_csv(rows: list[CompareRow]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["bucket", "system", "measure", "n_a", "mean_a", "n_b", "mean_b", "diff", "diff_lo", "diff_hi", "paired"])
+    for r in rows:
+        w.writerow([r.bucket, r.system, r.measure, r.a.n, r.a.mean, r.b.n, r.b.mean, r.diff.mean, r.diff.lo, r.diff.hi, r.paired])
+    return buf.getvalue()

@@ -1,0 +1,211 @@
+"""Typed configuration of an evaluation run, parsed once from a YAML preset plus command-line overrides.
+
+A preset (configs/*.yaml) looks like:
+
+    name: nq-open
+    qa: {path: ../shared/data/qa/nq-open.test.jsonl}
+    counts: indexes/counts-nq-open-wiki-both
+    reader: {model: qwen2.5-coder-0.5b, backend: llama-cpp, shots: 3}
+    retrievers:
+      - {name: bm25, index: indexes/wiki-both-bm25}
+      - {name: dense, index: indexes/wiki-both-dense}
+    k: 5
+    per_bucket: 50
+
+Relative paths are relative to the working directory the command runs in (the repository root for the
+shipped presets). Unknown keys and wrong types are errors naming the key and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.config import from_dict
+from rag.errors import BadInputError
+from rag.evaluation.buckets import DEFAULT_EDGES
+
+METRICS = ("em", "f1", "contains")
+DEFAULT_RECALL_KS = (1, 5, 20, 100)
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    path: Path
+    format: str | None = None  # a rag.qa.FORMATS name; None: guessed from the path
+    limit: int | None = None  # the first N questions of the file only (before sampling)
+
+
+@dataclass(frozen=True)
+class RetrieverConfig:
+    name: str  # label in records and reports, e.g. "bm25"; "closed" is reserved
+    index: Path  # an index folder (rag index build)
+    passages: Path | None = None  # passage store; None: the one recorded in the index manifest
+    search: dict[str, Any] = field(default_factory=dict)  # query-time options (Retriever.SEARCH_OPTIONS)
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    model: str = "smollm2-135m"  # a named model, a .gguf path, or (transformers) a folder / hub id
+    backend: str = "llama-cpp"  # a rag.readers.READERS name ("fake" for tests)
+    prompt_format: str | None = None  # None: the named model's default
+    shots: int = 3
+    demos: Path | None = None  # QA file to draw demonstrations from (seeded); None: the built-in ones
+    max_new_tokens: int = 16
+    n_ctx: int | None = None
+    n_threads: int | None = None  # llama-cpp only
+    device: str = "auto"
+    batch_size: int = 8  # prompts per generate_batch call
+    options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the backend's load()
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    retriever: str | None = None  # which retriever the policy uses; None: the first
+    train_fraction: float = 0.5  # seeded split: learn the threshold on this share, report on the rest
+    unlinked: str = "learn"  # unlinked questions: "retrieve", "closed", or "learn" (whichever is better on train)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    qa: QAConfig
+    counts: Path  # counts folder (rag counts build) made for the same QA file
+    retrievers: list[RetrieverConfig]
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    name: str = "eval"
+    k: int = 5  # passages given to the reader
+    recall_ks: list[int] = field(default_factory=lambda: list(DEFAULT_RECALL_KS))
+    buckets: list[int] = field(default_factory=lambda: list(DEFAULT_EDGES))  # lower edges of the count buckets
+    per_bucket: int | None = None  # stratified sample size per bucket; None: every question
+    seed: int = 0
+    metric: str = "em"  # the accuracy shown in tables and plots: em, f1 or contains
+    batch_size: int = 32  # questions retrieved, answered and written (fsync) together; the resume granularity
+    n_boot: int = 2000  # bootstrap resamples per confidence interval
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    out: Path | None = None  # run folder; None: runs/<name>
+
+    def __post_init__(self):
+        _validate(self)
+
+    @property
+    def depth(self) -> int:
+        """Passages retrieved per question: enough for reading and for every recall@k."""
+        return max(self.k, *self.recall_ks)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out is not None else Path("runs") / self.name
+
+
+def _validate(c: EvalConfig) -> None:
+    def bad(msg: str):
+        raise BadInputError(f"config: {msg}")
+
+    if c.k <= 0:
+        bad(f"k must be positive, got {c.k}")
+    if not c.recall_ks or any(k <= 0 for k in c.recall_ks):
+        bad(f"recall_ks must be positive integers, got {c.recall_ks}")
+    if c.per_bucket is not None and c.per_bucket <= 0:
+        bad(f"per_bucket must be positive (or null for every question), got {c.per_bucket}")
+    if c.metric not in METRICS:
+        bad(f"metric must be one of {', '.join(METRICS)}, got {c.metric!r}")
+    if c.batch_size <= 0 or c.n_boot <= 0:
+        bad("batch_size and n_boot must be positive")
+    if c.qa.limit is not None and c.qa.limit <= 0:
+        bad(f"qa.limit must be positive, got {c.qa.limit}")
+    names = [r.name for r in c.retrievers]
+    if len(set(names)) != len(names):
+        bad(f"retriever names must be unique, got {names}")
+    for n in names:
+        if n == "closed" or not n or any(ch in n for ch in ":/ \t"):
+            bad(f"retriever name {n!r} is reserved or has ':', '/' or spaces")
+    if c.reader.shots < 0 or c.reader.max_new_tokens <= 0 or c.reader.batch_size <= 0:
+        bad("reader.shots must be >= 0, reader.max_new_tokens and reader.batch_size positive")
+    a = c.adaptive
+    if not 0.0 < a.train_fraction < 1.0:
+        bad(f"adaptive.train_fraction must be in (0, 1), got {a.train_fraction}")
+    if a.unlinked not in ("retrieve", "closed", "learn"):
+        bad(f"adaptive.unlinked must be retrieve, closed or learn, got {a.unlinked!r}")
+    if a.retriever is not None and a.retriever not in names:
+        bad(f"adaptive.retriever {a.retriever!r} is not one of the retrievers ({', '.join(names) or 'none'})")
+    from rag.evaluation.buckets import Buckets
+
+    Buckets(tuple(c.buckets))  # checks the edges
+
+
+def set_dotted(data: dict, key: str, value: Any, where: str = "override") -> None:
+    """data["a"]["b"] = value for key "a.b", creating mappings on the way; refuses to descend into a non-mapping."""
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise BadInputError(f"{where}: {key!r}: {p!r} is not a mapping")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """`KEY=VALUE` from --set; VALUE is read as YAML (numbers, lists, null ...)."""
+    import yaml
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise BadInputError(f"--set {item!r}: expected KEY=VALUE, e.g. reader.n_ctx=1024")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise BadInputError(f"--set {item!r}: the value is not valid YAML ({e})") from None
+    return key.strip(), value
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> EvalConfig:
+    """Read a YAML preset, apply dotted-key `overrides` (None values are skipped), and check everything once.
+
+    Errors name the file and the offending key, e.g. "configs/x.yaml: config.reader: unknown key(s) 'modle'".
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise BadInputError(f"{path}: not valid YAML: {e}") from e
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: expected a mapping of settings at the top level")
+    data.setdefault("name", path.stem)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(data, key, value, where=str(path))
+    return config_from_dict(data, where=str(path))
+
+
+def config_from_dict(data: dict, where: str = "config") -> EvalConfig:
+    try:
+        return from_dict(EvalConfig, data, where="config")
+    except BadInputError as e:
+        raise BadInputError(f"{where}: {e}") from None
+    except TypeError as e:  # a nested mapping given where a scalar was expected, etc.
+        raise BadInputError(f"{where}: {e}") from None
+
+
+def to_dict(cfg: EvalConfig) -> dict:
+    """Plain YAML-able dict (Paths as strings), the inverse of config_from_dict."""
+
+    def plain(v):
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))

@@ -1,0 +1,128 @@
+"""PNG plots of a run summary (matplotlib, Agg backend, imported lazily: pip install 'rag[plots]').
+
+accuracy.png  accuracy per count bucket, closed-book and RAG with each retriever, 95% CI bars: the analogue
+              of Kandpal et al. (2023) Figure 1 (x: relevant-document count bucket on a log scale)
+recall.png    retriever recall@k per count bucket, one panel per retriever, one line per k
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.errors import require
+from rag.evaluation.buckets import UNLINKED
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.evaluation.report import Summary
+
+
+def _pyplot():
+    mpl = require("matplotlib", "plots")
+    mpl.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _xlabels(summary: "Summary", buckets: list[str], system: str, measure: str) -> list[str]:
+    out = []
+    for b in buckets:
+        row = summary.get(b, system, measure)
+        out.append(f"{b}\nn={row.n if row else 0}")
+    return out
+
+
+def _series(summary: "Summary", buckets: list[str], system: str, measure: str):
+    """(means, lower errors, upper errors) in percent; NaN where a bucket has no questions."""
+    nan = float("nan")
+    means, lo, hi = [], [], []
+    for b in buckets:
+        row = summary.get(b, system, measure)
+        if row is None or row.n == 0:
+            means.append(nan), lo.append(0.0), hi.append(0.0)
+            continue
+        r = row.rate
+        means.append(100 * r.mean)
+        lo.append(100 * max(r.mean - r.lo, 0.0))
+        hi.append(100 * max(r.hi - r.mean, 0.0))
+    return means, lo, hi
+
+
+def _buckets(summary: "Summary") -> list[str]:
+    # the count buckets then "unlinked"; the pooled rows are in the tables, not the plot
+    return [b for b in summary.buckets if b not in ("linked", "all")]
+
+
+def _positions(buckets: list[str]) -> list[float]:
+    # "unlinked" is not on the count scale: set apart to the right, and not joined by the line
+    return [i + (0.5 if b == UNLINKED else 0.0) for i, b in enumerate(buckets)]
+
+
+def _draw(ax, xs, buckets, means, lo, hi, label, offset=0.0):
+    """Count buckets joined by a line, "unlinked" as a lone point of the same colour."""
+    lin = [i for i, b in enumerate(buckets) if b != UNLINKED]
+    unl = [i for i, b in enumerate(buckets) if b == UNLINKED]
+    pick = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
+    line = ax.errorbar([xs[i] + offset for i in lin], pick(means, lin), yerr=[pick(lo, lin), pick(hi, lin)],
+                       marker="o", capsize=3, linestyle="-", label=label)
+    if unl:
+        ax.errorbar([xs[i] + offset for i in unl], pick(means, unl), yerr=[pick(lo, unl), pick(hi, unl)],
+                    marker="s", capsize=3, linestyle="none", color=line[0].get_color())
+
+
+def _separator(ax, buckets: list[str]) -> None:
+    if UNLINKED in buckets and len(buckets) > 1:
+        i = buckets.index(UNLINKED)
+        ax.axvline(i - 0.25, color="grey", linestyle=":", linewidth=1)
+
+
+def plot_accuracy(summary: "Summary", path: str | Path) -> Path:
+    plt = _pyplot()
+    buckets = _buckets(summary)
+    systems = [("closed", "closed-book")] + [(f"rag:{r}", f"RAG ({r})") for r in summary.retrievers]
+    fig, ax = plt.subplots(figsize=(1.4 * len(buckets) + 2.5, 4.2))
+    width = 0.8 / len(systems)
+    for i, (system, label) in enumerate(systems):
+        means, lo, hi = _series(summary, buckets, system, summary.metric)
+        _draw(ax, _positions(buckets), buckets, means, lo, hi, label, offset=(i - (len(systems) - 1) / 2) * width)
+    _separator(ax, buckets)
+    ax.set_xticks(_positions(buckets))
+    ax.set_xticklabels(_xlabels(summary, buckets, "closed", summary.metric), fontsize=8)
+    ax.set_xlabel("relevant-document count (question entity and answer entity in one document)")
+    ax.set_ylabel(f"accuracy ({summary.metric}, %)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{summary.header.get('name', '')}: {summary.header.get('reader', '')}", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_recall(summary: "Summary", path: str | Path) -> Path:
+    plt = _pyplot()
+    buckets = _buckets(summary)
+    n = len(summary.retrievers)
+    fig, axes = plt.subplots(1, n, figsize=((1.2 * len(buckets) + 2) * n, 4.0), squeeze=False, sharey=True)
+    for ax, r in zip(axes[0], summary.retrievers):
+        for k in summary.recall_ks:
+            means, lo, hi = _series(summary, buckets, f"retriever:{r}", f"recall@{k}")
+            j = summary.recall_ks.index(k)
+            _draw(ax, _positions(buckets), buckets, means, lo, hi, f"recall@{k}",
+                  offset=(j - (len(summary.recall_ks) - 1) / 2) * 0.08)
+        _separator(ax, buckets)
+        ax.set_xticks(_positions(buckets))
+        ax.set_xticklabels(_xlabels(summary, buckets, f"retriever:{r}", f"recall@{summary.recall_ks[0]}"), fontsize=8)
+        ax.set_title(f"retriever {r}", fontsize=9)
+        ax.set_xlabel("relevant-document count")
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("answer in top-k passages (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

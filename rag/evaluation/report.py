@@ -1,0 +1,330 @@
+"""Summaries of a run folder: per count bucket, accuracy closed-book and with each retriever, the gain, recall@k.
+
+summary.csv (long format, one row per bucket x system x measure):
+    bucket      a count bucket label, "unlinked", "linked" (every linked bucket) or "all"
+    population  questions of the QA set in that bucket; n: questions evaluated (with a record)
+    system      "closed", "rag:<r>" (reader with retriever r), "gain:<r>" (rag:<r> - closed, paired per
+                question), "retriever:<r>" (recall of r, independent of the reader)
+    measure     em | f1 | contains | recall@<k>
+    mean, lo, hi  the rate and its 95% percentile-bootstrap interval (empty when n = 0)
+"linked" and "all" weight each sampling bucket by its population (a stratified-sample estimate of the whole
+QA set; with no sampling it is the plain mean). Every bucket is listed, with n = 0 when it has no questions.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from rag.evaluation.buckets import UNLINKED, Buckets
+from rag.evaluation.config import METRICS
+from rag.evaluation.stats import Rate, bootstrap_diff, bootstrap_mean, stratified_bootstrap_mean
+
+log = logging.getLogger(__name__)
+
+LINKED, ALL = "linked", "all"
+CSV_FIELDS = ("bucket", "population", "n", "system", "measure", "mean", "lo", "hi")
+
+
+@dataclass(frozen=True)
+class Row:
+    bucket: str
+    population: int
+    n: int
+    system: str
+    measure: str
+    rate: Rate
+
+
+@dataclass
+class Summary:
+    rows: list[Row]
+    buckets: list[str]  # in display order, then "linked", "all"
+    retrievers: list[str]
+    recall_ks: list[int]
+    metric: str
+    sample: dict[str, dict]  # bucket -> population, n
+    adaptive: dict | None
+    header: dict  # name, reader, qa, counts, ... for the Markdown
+    complete: tuple[int, int]  # (records present, records expected)
+
+    def get(self, bucket: str, system: str, measure: str) -> Row | None:
+        return self._index.get((bucket, system, measure))
+
+    def __post_init__(self):
+        self._index = {(r.bucket, r.system, r.measure): r for r in self.rows}
+
+
+def _records_by_mode(records: dict, qids: Sequence[str], modes: Sequence[str]) -> dict[str, dict[str, dict]]:
+    chosen = set(qids)
+    out: dict[str, dict[str, dict]] = {m: {} for m in modes}
+    for (qid, mode), rec in records.items():
+        if qid in chosen and mode in out:
+            out[mode][qid] = rec
+    return out
+
+
+def retriever_names(cfg, manifest: dict) -> list[str]:
+    names = [r.name for r in cfg.retrievers]
+    extra = sorted(m.split(":", 1)[1] for m in manifest.get("modes", {}) if m.startswith("rag:"))
+    return names + [n for n in extra if n not in names]
+
+
+def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequence[int] | None = None) -> Summary:
+    """Every rate of the report, from a run's records (no model needed)."""
+    edges = tuple(edges) if edges is not None else tuple(cfg.buckets)
+    buckets = Buckets(edges)
+    sample_buckets = Buckets(tuple(selection.get("buckets", cfg.buckets)))
+    if edges != sample_buckets.edges and selection.get("per_bucket") is not None:
+        log.warning("re-bucketing a stratified sample drawn with edges %s: per-bucket rates are unweighted within "
+                    "the new buckets", sample_buckets.edges)
+    qids = selection["qids"]
+    retrievers = retriever_names(cfg, manifest)
+    modes = ["closed", *(f"rag:{r}" for r in retrievers)]
+    by_mode = _records_by_mode(records, qids, modes)
+
+    # count per question from whichever record has it (every record of a question carries the same count)
+    count_of: dict[str, int | None] = {}
+    for recs in by_mode.values():
+        for qid, rec in recs.items():
+            count_of.setdefault(qid, rec.get("count"))
+    evaluated = [q for q in qids if q in count_of]
+    label_of = dict(zip(evaluated, buckets.assign([count_of[q] for q in evaluated])))
+    stratum_of = dict(zip(evaluated, sample_buckets.assign([count_of[q] for q in evaluated])))
+
+    pop_counts = selection.get("population_counts")
+    population = defaultdict(int)
+    strata_pop = defaultdict(int)
+    if pop_counts is not None:
+        for b in buckets.assign(pop_counts):
+            population[b] += 1
+        for b in sample_buckets.assign(pop_counts):
+            strata_pop[b] += 1
+    else:  # older selection files: the sampling table only
+        for b, s in selection.get("sample", {}).items():
+            strata_pop[b] = s["population"]
+            population[b] = s["population"]
+
+    labels = buckets.all_labels
+    n_boot, seed = cfg.n_boot, cfg.seed
+    rows: list[Row] = []
+
+    def add_rates(system: str, measure: str, values: dict[str, float]) -> None:
+        """values: qid -> outcome, for the questions that have it."""
+        for b in labels:
+            x = [values[q] for q in values if label_of[q] == b]
+            rows.append(Row(b, population[b], len(x), system, measure, bootstrap_mean(x, n_boot=n_boot, seed=seed)))
+        for name, keep in ((LINKED, lambda s: s != UNLINKED), (ALL, lambda s: True)):
+            strata = [s for s in sample_buckets.all_labels if keep(s)]
+            groups = [[values[q] for q in values if stratum_of[q] == s] for s in strata]
+            rate = stratified_bootstrap_mean(groups, [strata_pop[s] for s in strata], n_boot=n_boot, seed=seed)
+            pop = sum(strata_pop[s] for s in strata)
+            rows.append(Row(name, pop, sum(map(len, groups)), system, measure, rate))
+
+    closed = by_mode["closed"]
+    for m in METRICS:
+        add_rates("closed", m, {q: float(r[m]) for q, r in closed.items()})
+    for r in retrievers:
+        recs = by_mode[f"rag:{r}"]
+        for m in METRICS:
+            add_rates(f"rag:{r}", m, {q: float(rec[m]) for q, rec in recs.items()})
+            add_rates(f"gain:{r}", m, {q: float(rec[m]) - float(closed[q][m]) for q, rec in recs.items() if q in closed})
+        for k in cfg.recall_ks:
+            add_rates(f"retriever:{r}", f"recall@{k}",
+                      {q: float(rec.get("first_hit") is not None and rec["first_hit"] <= k) for q, rec in recs.items()})
+
+    n_present = sum(len(v) for v in by_mode.values())
+    adaptive = _adaptive(cfg, retrievers, by_mode, qids, count_of)
+    reader = manifest.get("reader", {})
+    code = manifest.get("code", {})
+    header = {
+        "name": cfg.name,
+        "reader": f"{reader.get('model', cfg.reader.model)} ({reader.get('backend', cfg.reader.backend)}, "
+                  f"{cfg.reader.shots}-shot, format {cfg.reader.prompt_format or 'model default'})",
+        "qa": f"{cfg.qa.path} ({manifest.get('qa', {}).get('n_questions', '?')} questions"
+              + (f", first {cfg.qa.limit}" if cfg.qa.limit else "") + ")",
+        "counts": str(cfg.counts),
+        "retrievers": ", ".join(f"{n} = {manifest.get('indexes', {}).get(n, {}).get('path', '?')}" for n in retrievers) or "none",
+        "k": cfg.k,
+        "metric": cfg.metric,
+        "sampling": (f"{selection.get('per_bucket')} per bucket, seed {selection.get('seed')}"
+                     if selection.get("per_bucket") else "every question"),
+        "code": code.get("git_commit", code.get("rag", "?"))[:12] + (" (uncommitted changes)" if code.get("git_dirty") else ""),
+        "status": manifest.get("status", "?"),
+    }
+    sample = {b: {"population": population[b], "n": sum(1 for q in evaluated if label_of[q] == b)} for b in labels}
+    return Summary(rows, [*labels, LINKED, ALL], retrievers, list(cfg.recall_ks), cfg.metric, sample, adaptive, header,
+                   (n_present, len(qids) * len(modes)))
+
+
+def _adaptive(cfg, retrievers: list[str], by_mode: dict, qids: Sequence[str], count_of: dict) -> dict | None:
+    from rag.evaluation.adaptive import adaptive_retrieval
+
+    name = cfg.adaptive.retriever or (retrievers[0] if retrievers else None)
+    if name is None or f"rag:{name}" not in by_mode:
+        return None
+    closed, rag = by_mode["closed"], by_mode[f"rag:{name}"]
+    both = [q for q in qids if q in closed and q in rag]
+    if len(both) < 4:
+        return {"retriever": name, "error": f"only {len(both)} questions with both closed-book and {name} results"}
+    m = cfg.metric
+    res = adaptive_retrieval(
+        both, [count_of[q] for q in both], [float(closed[q][m]) for q in both], [float(rag[q][m]) for q in both],
+        retriever=name, train_fraction=cfg.adaptive.train_fraction, seed=cfg.seed, unlinked=cfg.adaptive.unlinked,
+        n_boot=cfg.n_boot,
+    )
+    return {**res.as_dict(), "metric": m, "train_fraction": cfg.adaptive.train_fraction, "seed": cfg.seed}
+
+
+# --- rendering ----------------------------------------------------------------------------------------
+
+
+def _num(x: float) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.6f}"
+
+
+def to_csv(summary: Summary) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for r in summary.rows:
+        w.writerow([r.bucket, r.population, r.n, r.system, r.measure, _num(r.rate.mean), _num(r.rate.lo), _num(r.rate.hi)])
+    return buf.getvalue()
+
+
+def _cell(row: Row | None, signed: bool = False) -> str:
+    if row is None or row.n == 0:
+        return "n/a"
+    r = row.rate
+    if signed:
+        return f"{r.mean * 100:+.1f} [{r.lo * 100:+.1f}, {r.hi * 100:+.1f}]"
+    return f"{r.mean * 100:.1f} [{r.lo * 100:.1f}, {r.hi * 100:.1f}]"
+
+
+def _table(head: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def to_markdown(summary: Summary, plots: Sequence[str] = ()) -> str:
+    h = summary.header
+    m = summary.metric
+    present, expected = summary.complete
+    out = [f"# Evaluation `{h['name']}`", ""]
+    out += [
+        f"- reader: {h['reader']}",
+        f"- questions: {h['qa']}; counts: {h['counts']}",
+        f"- retrievers: {h['retrievers']}; k = {h['k']} passages read",
+        f"- sampling: {h['sampling']}; accuracy = {m.upper() if m == 'em' else m}; 95% percentile-bootstrap intervals",
+        f"- code: {h['code']}; status: {h['status']}"
+        + ("" if present >= expected else f" ({present} of {expected} records: partial)"),
+        "",
+        f"## Accuracy ({m}) by relevant-document count",
+        "",
+        "Cells: % [95% CI]. Gain = RAG - closed-book on the same questions (paired). `linked` and `all` weight each "
+        "sampling bucket by its population.",
+        "",
+    ]
+    head = ["bucket", "n / population", "closed-book"]
+    for r in summary.retrievers:
+        head += [f"RAG {r}", f"gain {r}"]
+    body = []
+    for b in summary.buckets:
+        closed = summary.get(b, "closed", m)
+        pop = closed.population if closed else 0
+        n = closed.n if closed else 0
+        frac = f" ({n / pop:.0%})" if pop else ""
+        row = [b, f"{n} / {pop}{frac}", _cell(closed)]
+        for r in summary.retrievers:
+            row += [_cell(summary.get(b, f"rag:{r}", m)), _cell(summary.get(b, f"gain:{r}", m), signed=True)]
+        body.append(row)
+    out += [_table(head, body), ""]
+
+    if summary.retrievers:
+        out += ["## Retriever recall@k by bucket", "",
+                "A gold answer (DPR has_answer, normalized) in the top-k passages; the reader plays no part.", ""]
+        head = ["bucket", "n"]
+        for r in summary.retrievers:
+            head += [f"{r} R@{k}" for k in summary.recall_ks]
+        body = []
+        for b in summary.buckets:
+            first = summary.get(b, f"retriever:{summary.retrievers[0]}", f"recall@{summary.recall_ks[0]}")
+            row = [b, str(first.n if first else 0)]
+            for r in summary.retrievers:
+                row += [_cell(summary.get(b, f"retriever:{r}", f"recall@{k}")) for k in summary.recall_ks]
+            body.append(row)
+        out += [_table(head, body), ""]
+
+    out += ["## All metrics, whole QA set (population-weighted)", ""]
+    systems = ["closed", *(f"rag:{r}" for r in summary.retrievers)]
+    out += [_table(["system", *METRICS], [[s, *(_cell(summary.get(ALL, s, x)) for x in METRICS)] for s in systems]), ""]
+
+    a = summary.adaptive
+    if a is not None:
+        out += ["## Adaptive retrieval (Mallen et al. 2023)", ""]
+        if "error" in a:
+            out += [f"Not computed: {a['error']}.", ""]
+        else:
+            fmt = lambda d: _cell(Row("", 0, d["n"], "", "", Rate(**d)))  # noqa: E731
+            sfmt = lambda d: _cell(Row("", 0, d["n"], "", "", Rate(**d)), signed=True)  # noqa: E731
+            out += [
+                f"Threshold learned on {a['n_train']} questions ({a['train_fraction']:.0%}, seed {a['seed']}), "
+                f"scored on the other {a['n_test']}; retriever {a['retriever']}, accuracy = {a['metric']}.",
+                f"Policy: {a['policy']['description']} (train accuracy {a['train_accuracy'] * 100:.1f}).",
+                "",
+                _table(["policy", "held-out accuracy", "vs adaptive"], [
+                    ["adaptive", fmt(a["adaptive"]), ""],
+                    ["always retrieve", fmt(a["always"]), sfmt(a["vs_always"]) + " (adaptive - always)"],
+                    ["never retrieve", fmt(a["never"]), sfmt(a["vs_never"]) + " (adaptive - never)"],
+                ]),
+                "",
+                f"Share of held-out questions retrieved: {a['fraction_retrieved'] * 100:.1f}%.",
+                "",
+            ]
+    if plots:
+        out += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
+    return "\n".join(out)
+
+
+def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool = True) -> Summary:
+    """(Re)write summary.csv, summary.md, adaptive.json and plots/*.png of a run folder from its records."""
+    from rag.artifacts import write_json_atomic
+    from rag.evaluation.runner import load_run
+
+    folder = Path(folder)
+    manifest, cfg, selection, records = load_run(folder)
+    if edges is not None:
+        Buckets(tuple(edges))  # checks them
+    summary = summarize(manifest, cfg, selection, records, edges)
+    written: list[str] = []
+    if plots:
+        from rag.errors import MissingDependencyError
+        from rag.evaluation.plots import plot_accuracy, plot_recall
+
+        try:
+            (folder / "plots").mkdir(exist_ok=True)
+            plot_accuracy(summary, folder / "plots" / "accuracy.png")
+            written.append("plots/accuracy.png")
+            if summary.retrievers:
+                plot_recall(summary, folder / "plots" / "recall.png")
+                written.append("plots/recall.png")
+        except MissingDependencyError as e:
+            log.warning("no plots: %s", e)
+    _write_text(folder / "summary.csv", to_csv(summary))
+    _write_text(folder / "summary.md", to_markdown(summary, written))
+    write_json_atomic(folder / "adaptive.json", summary.adaptive or {})
+    return summary
+
+
+def _write_text(path: Path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

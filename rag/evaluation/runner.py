@@ -1,0 +1,468 @@
+"""Run an evaluation: the same questions closed-book and retrieval-augmented with each retriever, resumably.
+
+Data flow per batch of `batch_size` questions (the resume granularity):
+    closed-book   answer(reader, qs, None)                         -> score -> append + fsync
+    per retriever search_batch(qs, depth) -> passages -> first_hit  -> answer(reader, qs, top-k) -> score -> append + fsync
+`depth` = max(k, recall_ks): one retrieval serves both reading and every recall@k.
+
+Run folder (cfg.run_dir):
+    config.yaml      the resolved configuration (preset + overrides)
+    manifest.json    kind "run/eval": code version, reader, index / counts / QA fingerprints, seed, identity
+    selection.json   the evaluated question ids and, per bucket, population and sample size
+    records.jsonl    per (question, mode) results (rag.evaluation.records)
+    timing.json      wall time and peak memory by stage, per session (rag.evaluation.timing)
+    summary.csv, summary.md, adaptive.json, plots/*.png   written by rag.evaluation.report
+
+Rerunning the same command resumes: finished (question, mode) records are kept and never recomputed; the
+run refuses to continue if anything that changes a record (QA file, counts, reader, k, depth, index) differs.
+The sample size and the list of retrievers may change between sessions (a larger per-bucket sample is a
+superset of a smaller one, and a new retriever only adds its own records).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from rag.artifacts import MANIFEST, file_sha256, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
+from rag.errors import ArtifactError, BadInputError
+from rag.evaluation.buckets import Buckets
+from rag.evaluation.config import EvalConfig, to_dict
+from rag.evaluation.counts import CountsTable, check_counts_match, load_counts
+from rag.evaluation.records import RECORDS, RecordStore
+from rag.evaluation.sampling import stratified_sample
+from rag.evaluation.timing import StageTimer, TimedReader
+from rag.types import Passage, Question
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.readers.base import Reader
+    from rag.retrievers.base import Retriever
+
+log = logging.getLogger(__name__)
+
+KIND = "run/eval"
+FORMAT = 1
+CLOSED = "closed"
+
+
+def rag_mode(name: str) -> str:
+    return f"rag:{name}"
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    n_questions: int
+    computed: dict[str, int] = field(default_factory=dict)  # mode -> records computed in this session
+    reused: int = 0  # records found finished from an earlier session
+    reader_prompts: int = 0  # prompts sent to the reader in this session
+
+
+def code_version() -> dict:
+    """The git commit of the rag source tree (and whether it had uncommitted changes), else the package version."""
+    from rag.artifacts import library_versions
+
+    root = Path(__file__).resolve().parents[2]
+    out = {"rag": library_versions()["rag"]}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            out["git_commit"] = commit.stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "rag"],
+                capture_output=True, text=True, timeout=10,
+            )
+            out["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):  # pragma: no cover - no git on the machine
+        pass
+    return out
+
+
+def _qa_fingerprint(path: Path) -> str:
+    if path.is_dir():
+        h = hashlib.sha256()
+        for p in sorted(path.iterdir()):
+            if p.is_file():
+                h.update(p.name.encode())
+                h.update(quick_fingerprint(p).encode())
+        return h.hexdigest()[:32]
+    return file_sha256(path)[:32]
+
+
+def _index_fingerprint(folder: Path) -> str:
+    return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()[:32]
+
+
+def _reader_identity(cfg: EvalConfig) -> dict:
+    r = to_dict(cfg)["reader"]
+    # settings that change speed but not answers are left out, so a resumed run may change them
+    for k in ("batch_size", "device", "n_threads"):
+        r.pop(k, None)
+    model = Path(cfg.reader.model)
+    if model.is_file():
+        r["model_fingerprint"] = quick_fingerprint(model)
+    if cfg.reader.demos is not None:
+        r["demos_fingerprint"] = _qa_fingerprint(Path(cfg.reader.demos))
+        r["demos_seed"] = cfg.seed
+    return r
+
+
+def _diff(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+@dataclass
+class Prepared:
+    """Everything checked before a model or index is opened."""
+
+    cfg: EvalConfig
+    questions: list[Question]  # selected, in file order
+    all_questions: list[Question]
+    counts: CountsTable
+    count_of: dict[str, int | None]
+    bucket_of: dict[str, str]
+    sample: dict  # bucket -> {population, sampled, fraction}
+    index_manifests: dict[str, dict]  # retriever name -> its index manifest
+    identity: dict
+    modes: dict[str, dict]  # mode -> identity of that mode
+
+
+def prepare(cfg: EvalConfig) -> Prepared:
+    """Read and check the inputs (QA file, counts, index manifests) and draw the sample; loads no model."""
+    from rag.qa import load_questions
+    from rag.readers import READERS
+
+    READERS.get(cfg.reader.backend)
+    qa_path = Path(cfg.qa.path)
+    if not qa_path.exists():
+        raise BadInputError(f"QA file {qa_path} does not exist (qa.path in the config)")
+    counts = load_counts(cfg.counts)
+    index_manifests = {}
+    for r in cfg.retrievers:
+        if not Path(r.index).exists():
+            raise ArtifactError(
+                f"index {r.index} (retriever {r.name!r}) does not exist; build it first, e.g. "
+                f"`rag index build --passages indexes/wiki-both --kind {r.name if r.name in ('bm25', 'dense') else 'bm25'} "
+                f"--out {r.index}` (README, section Evaluation), or leave it out with --retriever"
+            )
+        index_manifests[r.name] = read_manifest(r.index, kind="index/")
+    all_questions = load_questions(qa_path, cfg.qa.format, limit=cfg.qa.limit)
+    check_counts_match(counts, all_questions, qa_path)
+
+    count_of = {q.qid: counts.count_of(q.qid) for q in all_questions}
+    labels = Buckets(tuple(cfg.buckets)).assign([count_of[q.qid] for q in all_questions])
+    bucket_of = {q.qid: b for q, b in zip(all_questions, labels)}
+    qids, info = stratified_sample([q.qid for q in all_questions], labels, cfg.per_bucket, cfg.seed)
+    chosen = set(qids)
+    questions = [q for q in all_questions if q.qid in chosen]
+    sample = {b: {"population": i.population, "sampled": i.sampled, "fraction": i.fraction} for b, i in info.items()}
+
+    identity = {
+        "qa": {"fingerprint": _qa_fingerprint(qa_path), "format": cfg.qa.format},
+        "counts": counts.fingerprint,
+        "reader": _reader_identity(cfg),
+        "k": cfg.k,
+        "depth": cfg.depth,
+    }
+    modes = {CLOSED: {}}
+    for r in cfg.retrievers:
+        modes[rag_mode(r.name)] = {"index": _index_fingerprint(Path(r.index)), "search": dict(r.search)}
+    return Prepared(cfg, questions, all_questions, counts, count_of, bucket_of, sample, index_manifests, identity, modes)
+
+
+def _open_folder(p: Prepared, overwrite: bool) -> tuple[Path, dict]:
+    """Create or reopen the run folder; refuse a folder holding a different run. Returns (folder, old manifest)."""
+    out = p.cfg.run_dir
+    if out.exists() and overwrite:
+        if (out / MANIFEST).exists() or (out / RECORDS).exists() or not any(out.iterdir()):
+            shutil.rmtree(out)
+        else:
+            raise BadInputError(f"{out} exists and is not a run folder; refusing to delete it (choose another --out)")
+    if out.exists() and any(out.iterdir()):
+        if not (out / MANIFEST).exists():
+            if (out / RECORDS).exists():
+                raise ArtifactError(f"{out} has records but no {MANIFEST}; pass --overwrite to start afresh")
+            raise BadInputError(f"{out} exists and is not a run folder; choose another --out")
+        old = read_manifest(out, kind=KIND, format=FORMAT)
+        diff = _diff(old.get("identity", {}), p.identity)
+        for mode, ident in p.modes.items():
+            if mode in old.get("modes", {}):
+                diff += [f"{mode}.{d}" for d in _diff(old["modes"][mode], ident)]
+        if diff:
+            raise BadInputError(
+                f"{out} holds a run with different settings ({', '.join(diff)}); resuming would mix results. "
+                f"Pass --overwrite to start afresh, or --out NEW_FOLDER"
+            )
+        return out, old
+    out.mkdir(parents=True, exist_ok=True)
+    return out, {}
+
+
+def _write_start(folder: Path, p: Prepared, old: dict, reader_info: dict | None = None, status: str = "running") -> None:
+    import yaml
+
+    cfg = p.cfg
+    (folder / ".config.yaml.tmp").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    (folder / ".config.yaml.tmp").replace(folder / "config.yaml")
+    write_json_atomic(
+        folder / "selection.json",
+        {"seed": cfg.seed, "per_bucket": cfg.per_bucket, "limit": cfg.qa.limit, "buckets": list(cfg.buckets),
+         "sample": p.sample, "qids": [q.qid for q in p.questions],
+         # every question's count (null: unlinked), so a report can re-bucket the population with other edges
+         "population_counts": [p.count_of[q.qid] for q in p.all_questions]},
+    )
+    modes = {**old.get("modes", {}), **p.modes}
+    indexes = {**old.get("indexes", {})}
+    for r in cfg.retrievers:
+        m = p.index_manifests[r.name]
+        indexes[r.name] = {
+            "path": str(r.index), "kind": m.get("kind"), "fingerprint": p.modes[rag_mode(r.name)]["index"],
+            "passages": m.get("passages"),
+        }
+    write_manifest(
+        folder,
+        kind=KIND,
+        format=FORMAT,
+        libraries=("numpy", "pyarrow"),
+        name=cfg.name,
+        status=status,
+        code=code_version(),
+        seed=cfg.seed,
+        qa={"path": str(cfg.qa.path), "fingerprint": p.identity["qa"]["fingerprint"], "n_questions": len(p.all_questions)},
+        counts={"path": str(cfg.counts), "fingerprint": p.counts.fingerprint, "kind": p.counts.manifest.get("kind")},
+        reader={**p.identity["reader"], **(reader_info or old.get("reader_info") or {})},
+        reader_info=reader_info or old.get("reader_info") or {},
+        indexes=indexes,
+        identity=p.identity,
+        modes=modes,
+        n_selected=len(p.questions),
+    )
+
+
+def _first_hit(answers: Sequence[str], passages: Sequence[Passage], ks: Sequence[int]) -> int | None:
+    """1-based rank of the first passage whose text holds a gold answer (DPR has_answer), or None.
+
+    Checked in slices [1..k1], (k1..k2], ... so questions answered early skip tokenizing the deep passages.
+    """
+    from rag.metrics import has_answer_batch
+
+    if not answers:
+        return None
+    start = 0
+    for k in sorted(set(ks)):
+        chunk = passages[start:k]
+        if chunk:
+            hits = has_answer_batch(answers, [p.text for p in chunk])
+            for i, h in enumerate(hits):
+                if h:
+                    return start + i + 1
+        start = k
+        if start >= len(passages):
+            break
+    return None
+
+
+def _base(q: Question, p: Prepared, mode: str) -> dict:
+    return {
+        "qid": q.qid,
+        "mode": mode,
+        "question": q.question,
+        "answers": list(q.answers),
+        "count": p.count_of[q.qid],
+        "status": p.counts.status.get(q.qid, "ok" if p.count_of[q.qid] is not None else "unlinked"),
+    }
+
+
+def _open_reader(cfg: EvalConfig) -> "Reader":
+    from rag.readers import load_reader
+
+    r = cfg.reader
+    options = {"device": r.device, **r.options}
+    if r.n_ctx is not None:
+        options["n_ctx"] = r.n_ctx
+    if r.n_threads is not None:
+        if r.backend != "llama-cpp":
+            raise BadInputError("reader.n_threads applies to the llama-cpp backend only")
+        options["n_threads"] = r.n_threads
+    return load_reader(r.model, backend=r.backend, **options)
+
+
+def run_eval(
+    cfg: EvalConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+    reader: "Reader | None" = None,
+    report: bool = True,
+) -> RunResult:
+    """Run (or resume) the evaluation described by `cfg`; `reader` replaces loading cfg.reader (tests)."""
+    timer = StageTimer()
+    with timer.stage("load"):
+        p = prepare(cfg)
+        folder, old = _open_folder(p, overwrite)
+        store = RecordStore(folder / RECORDS)
+        done = store.load()
+    result = RunResult(folder, len(p.questions))
+    modes = [CLOSED, *(rag_mode(r.name) for r in cfg.retrievers)]
+    pending_q = [q for q in p.questions if any((q.qid, m) not in done for m in modes)]
+    result.reused = sum(1 for q in p.questions for m in modes if (q.qid, m) in done)
+    _write_start(folder, p, old)
+    log.info("%s: %d questions selected, %d records already done, %d questions to run", folder, len(p.questions), result.reused, len(pending_q))
+
+    timed = None
+    try:
+        if pending_q:
+            timed = _run_pending(p, folder, store, done, pending_q, timer, result, reader, progress)
+    except BaseException:
+        # a session's timing is kept even when it is interrupted (Ctrl-C), so a resumed run shows each part
+        timer.write(folder / "timing.json", _session_extra(result, pending_q, interrupted=True))
+        raise
+    finally:
+        if timed is not None and reader is None:
+            timed.close()
+    final = RecordStore(folder / RECORDS).load(repair=False)
+    n_done = sum(1 for q in p.questions for m in modes if (q.qid, m) in final)
+    _write_start(folder, p, old, reader_info=getattr(timed, "info", None),
+                 status="complete" if n_done >= len(p.questions) * len(modes) else "partial")
+    if report:
+        from rag.evaluation.report import render
+
+        with timer.stage("report"):
+            render(folder)
+    timer.write(folder / "timing.json", _session_extra(result, pending_q, interrupted=False))
+    return result
+
+
+def _session_extra(result: RunResult, pending_q: list, interrupted: bool) -> dict:
+    return {"interrupted": interrupted, "questions_run": len(pending_q), "records_computed": dict(result.computed),
+            "reader_prompts": result.reader_prompts}
+
+
+def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pending_q: list[Question], timer: StageTimer,
+                 result: RunResult, reader: "Reader | None", progress: bool) -> TimedReader:
+    from rag.metrics import score_answer
+    from rag.readers import answer, default_format, draw_demos
+    from rag.readers.prompts import BUILTIN_DEMOS, FORMATS
+    from rag.retrievers import load_index
+
+    cfg = p.cfg
+    with timer.stage("load"):
+        inner = reader if reader is not None else _open_reader(cfg)
+        timed = TimedReader(inner, timer)
+        timed.info = {"name": inner.name, "n_ctx": inner.n_ctx, "n_params": inner.n_params, "class": type(inner).__name__}
+        fmt = FORMATS.get(cfg.reader.prompt_format or default_format(cfg.reader.model))
+        retrievers: dict[str, "Retriever"] = {}
+        for r in cfg.retrievers:
+            if any((q.qid, rag_mode(r.name)) not in done for q in pending_q):
+                retrievers[r.name] = load_index(r.index, passages=r.passages).configure(**r.search)
+        if cfg.reader.demos is not None:
+            from rag.qa import load_questions
+
+            pool = load_questions(cfg.reader.demos)
+            first = next(iter(retrievers.values()), None) if cfg.retrievers else None
+            if first is None and cfg.retrievers:
+                r0 = cfg.retrievers[0]
+                first = load_index(r0.index, passages=r0.passages).configure(**r0.search)
+            demos = draw_demos(pool, cfg.reader.shots, seed=cfg.seed, exclude=p.all_questions, retriever=first)
+        else:
+            if cfg.reader.shots > len(BUILTIN_DEMOS):
+                raise BadInputError(f"there are {len(BUILTIN_DEMOS)} built-in demonstrations; for reader.shots "
+                                    f"{cfg.reader.shots} set reader.demos to a QA file to draw them from")
+            demos = list(BUILTIN_DEMOS[: cfg.reader.shots])
+
+    def read(qs: list[Question], passages: list[list[Passage]] | None):
+        t = time.perf_counter()
+        g0 = timed.generation_seconds
+        preds = answer(timed, qs, passages, demos=demos, prompt_format=fmt, max_new_tokens=cfg.reader.max_new_tokens,
+                       batch_size=cfg.reader.batch_size)
+        timer.add("prompting", time.perf_counter() - t - (timed.generation_seconds - g0), items=len(qs))
+        result.reader_prompts += len(qs)
+        return preds
+
+    def write(recs: list[dict], mode: str) -> None:
+        with timer.stage("writing", items=len(recs)):
+            store.append(recs)
+        result.computed[mode] = result.computed.get(mode, 0) + len(recs)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(pending_q), desc=f"eval {cfg.name}", unit="q", file=sys.stderr, disable=not progress)
+    try:
+        for start in range(0, len(pending_q), cfg.batch_size):
+            chunk = pending_q[start : start + cfg.batch_size]
+            todo = [q for q in chunk if (q.qid, CLOSED) not in done]
+            if todo:
+                preds = read(todo, None)
+                with timer.stage("scoring", items=len(todo)):
+                    recs = []
+                    for q, pr in zip(todo, preds):
+                        s = score_answer(pr.answer, q.answers)
+                        recs.append({**_base(q, p, CLOSED), "prediction": pr.answer, "em": s.em, "f1": s.f1,
+                                     "contains": s.contains, "prompt_tokens": pr.prompt_tokens, "new_tokens": pr.new_tokens})
+                write(recs, CLOSED)
+            for name, retriever in retrievers.items():
+                mode = rag_mode(name)
+                todo = [q for q in chunk if (q.qid, mode) not in done]
+                if not todo:
+                    continue
+                with timer.stage("retrieval", items=len(todo)):
+                    hits = retriever.search_batch([q.question for q in todo], cfg.depth)
+                    # one store read for the whole batch, split back per question
+                    flat = retriever.passages([h for hs in hits for h in hs])
+                    per_q, at = [], 0
+                    for hs in hits:
+                        per_q.append(flat[at : at + len(hs)])
+                        at += len(hs)
+                with timer.stage("scoring", items=len(todo)):
+                    first = [_first_hit(q.answers, ps, cfg.recall_ks) for q, ps in zip(todo, per_q)]
+                preds = read(todo, [ps[: cfg.k] for ps in per_q])
+                with timer.stage("scoring", items=len(todo)):
+                    recs = []
+                    for q, pr, ps, fh in zip(todo, preds, per_q, first):
+                        s = score_answer(pr.answer, q.answers)
+                        recs.append({
+                            **_base(q, p, mode), "prediction": pr.answer, "em": s.em, "f1": s.f1, "contains": s.contains,
+                            "prompt_tokens": pr.prompt_tokens, "new_tokens": pr.new_tokens,
+                            "passages_dropped": pr.passages_dropped, "passages_truncated": pr.passages_truncated,
+                            "pids": list(pr.passages), "retrieved": [x.pid for x in ps[: cfg.k]],
+                            "first_hit": fh, "depth": len(ps),
+                        })
+                write(recs, mode)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return timed
+
+
+def summary_text(folder: Path) -> str:
+    """The Markdown summary a run wrote (for printing)."""
+    path = Path(folder) / "summary.md"
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def load_run(folder: str | Path) -> tuple[dict, EvalConfig, dict, dict]:
+    """(manifest, config, selection, records) of a run folder."""
+    from rag.evaluation.config import config_from_dict
+
+    import yaml
+
+    folder = Path(folder)
+    manifest = read_manifest(folder, kind=KIND, format=FORMAT)
+    try:
+        cfg = config_from_dict(yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")), where=str(folder / "config.yaml"))
+        selection = json.loads((folder / "selection.json").read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{folder}: missing {Path(e.filename).name}; this run folder is incomplete") from None
+    records = RecordStore(folder / RECORDS).load(repair=False)
+    return manifest, cfg, selection, records
