@@ -15,13 +15,14 @@ Lexicon matching (LexiconLinker):
     forms that are common (below) and one-word forms under 4 characters are not linked. In cased lines:
       - one-word forms of <= 3 characters need an all-caps span ("US", "NBA") or the exact known
         spelling of a title or alias ("Io");
-      - other one-word forms need an upper-case letter in the span ("Paris", not "apple");
-      - multi-word forms match in any case ("theory of relativity", "New York City"),
-        unless the form is common, then they need an upper-case letter like one-word forms;
-      - a common form written with only its first letter upper-case right after a sentence start
-        ("May I...", "The world...") is not linked.
-    "Common" = a form the corpus sample writes in lower case at least as often as capitalized mid-sentence
-    (and at least twice), or a multi-word form made only of stopwords. Lone stopwords are never linked.
+      - common forms (below) need an upper-case first letter, and are not linked when only that first
+        letter is upper-case right after a sentence start ("May I...", "The world...");
+      - other one-word forms need an upper-case letter in the span ("Paris", "iPod", not "apple");
+      - other multi-word forms match in any case ("theory of relativity", "New York City").
+    "Common" = a form the corpus sample starts with a lower-case letter at least as often as with an
+    upper-case one mid-sentence (and at least twice: "moon", "on the Moon"); a form unseen in the sample
+    whose words are all stopwords or common one-word forms; any lone stopword. Lone stopwords are never
+    linked anyway, except the few abbreviations in lexicon.KEPT_STOPWORDS ("US").
 """
 from __future__ import annotations
 
@@ -264,8 +265,9 @@ class LexiconLinker(EntityLinker):
         if stats is not None:
             n_lower, n_upper = stats
             keep = ok & ~uncased
-            np.add.at(n_lower, form[keep & (n_up == 0)], 1)
-            np.add.at(n_upper, form[keep & (n_up > 0) & ~initial], 1)
+            first_up = up[start]
+            np.add.at(n_lower, form[keep & ~first_up], 1)
+            np.add.at(n_upper, form[keep & first_up & ~initial], 1)
             return _Matches.concat([])
 
         if apply_case:
@@ -276,10 +278,11 @@ class LexiconLinker(EntityLinker):
             first_only = (n_up == 1) & initial
             ok_uncased = ~common & ~(single & (flen < 4))
             cased_short = (n_up >= 2) & (n_lo == 0)
+            first_up = up[start]
             ok_cased = np.where(
                 short,
                 cased_short,
-                np.where(single | common, (n_up > 0) & ~(common & first_only), True),
+                np.where(common, first_up & ~first_only, np.where(single, n_up > 0, True)),
             )
             accept = np.where(uncased, ok_uncased, ok_cased)
             # short forms with a known spelling: exact match of that spelling also passes

@@ -1,0 +1,321 @@
+"""Relevant-document counts per question, exactly as Kandpal et al. (2023) count them.
+
+For one question:
+  1. Question entities Q: the entities linked in the question (distinct; countries removed with
+     exclude_countries).
+  2. Answer entities: the entities linked in the answers, where the answers are linked as the text
+     question + "\\n" + "\\n".join(answers) and only mentions after the question are kept (their linking
+     script does this so Spotlight sees the question as context). Entities also in Q are dropped.
+  3. The salient answer entities A: those linked most often across the answers, ALL ties kept.
+  4. count = max over (q in Q, a in A) of |docs(q) ∩ docs(a)|; the pair reaching it first (A outer,
+     Q inner, in order of first mention) is reported. When every intersection is empty the first pair
+     is reported with count 0 (the reference reports no pair).
+  5. q_occurrence = max over Q of |docs(q)|; a_occurrence = max over all answer entities (after step 2)
+     of |docs(a)| (their `q_occurrence` / `a_occurrence` counts).
+Questions whose question or answer links nothing are kept, with count 0 and status "question-unlinked",
+"answer-unlinked" or "both-unlinked", so reports can show them as their own bucket.
+
+Counts folder (format 1): counts.parquet (one row per question, the QuestionCount fields) + manifest.json.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, read_manifest, write_manifest
+from rag.entities.countries import is_country
+from rag.entities.linkers import EntityLinker
+from rag.entities.postings import Postings, intersect_count
+from rag.errors import ArtifactError, BadInputError
+from rag.types import Mention, Question
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+KIND = "counts"
+FILE = "counts.parquet"
+OK, Q_UNLINKED, A_UNLINKED, BOTH_UNLINKED = "ok", "question-unlinked", "answer-unlinked", "both-unlinked"
+STATUSES = (OK, Q_UNLINKED, A_UNLINKED, BOTH_UNLINKED)
+
+
+@dataclass(frozen=True)
+class QuestionCount:
+    qid: str
+    question: str
+    answers: tuple[str, ...]
+    q_entity: str | None  # chosen question entity (None when unlinked)
+    a_entity: str | None  # chosen answer entity
+    count: int  # documents containing both
+    q_entity_docs: int  # documents containing the chosen question entity
+    a_entity_docs: int
+    status: str
+    q_entities: tuple[str, ...] = ()  # all question entities considered
+    a_entities: tuple[str, ...] = ()  # the tied most frequent answer entities
+    q_occurrence: int = 0
+    a_occurrence: int = 0
+
+
+def select_entities(q_labels: Sequence[str], a_labels: Sequence[str], exclude_countries: bool = False) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(question entities, all answer entities, most frequent answer entities with ties), in first-mention order."""
+    q = tuple(dict.fromkeys(q_labels))
+    if exclude_countries:
+        q = tuple(e for e in q if not is_country(e))
+    qs = set(q)
+    a_list = [a for a in a_labels if a not in qs]
+    freq = Counter(a_list)
+    a_all = tuple(dict.fromkeys(a_list))
+    if not freq:
+        return q, a_all, ()
+    top = max(freq.values())
+    return q, a_all, tuple(a for a in a_all if freq[a] == top)
+
+
+def count_one(
+    q_entities: Sequence[str], a_all: Sequence[str], a_tied: Sequence[str], docs_of: Callable[[str], np.ndarray]
+) -> tuple[int, str | None, str | None, int, int]:
+    """(count, chosen q, chosen a, q_occurrence, a_occurrence) for one question."""
+    cache: dict[str, np.ndarray] = {}
+
+    def d(e: str) -> np.ndarray:
+        if e not in cache:
+            cache[e] = docs_of(e)
+        return cache[e]
+
+    best, pair = -1, (None, None)
+    for a in a_tied:
+        for q in q_entities:
+            c = intersect_count(d(q), d(a))
+            if c > best:
+                best, pair = c, (q, a)
+    q_occ = max((len(d(q)) for q in q_entities), default=0)
+    a_occ = max((len(d(a)) for a in a_all), default=0)
+    return max(best, 0), pair[0], pair[1], q_occ, a_occ
+
+
+def link_questions(questions: Sequence[Question], linker: EntityLinker, batch_size: int = 2_000) -> list[tuple[list[str], list[str]]]:
+    """(question entity labels, answer entity labels) per question, linked as the reference does."""
+    for q in questions:
+        if not isinstance(q.question, str) or not q.question.strip():
+            raise BadInputError(f"question {q.qid!r} has an empty question text")
+        if isinstance(q.answers, str) or not all(isinstance(a, str) for a in q.answers):
+            raise BadInputError(f"question {q.qid!r}: answers must be a list of strings, got {q.answers!r}")
+    out: list[tuple[list[str], list[str]]] = []
+    for i in range(0, len(questions), batch_size):
+        qs = questions[i : i + batch_size]
+        texts = [q.question for q in qs] + [q.question + "\n" + "\n".join(q.answers) for q in qs]
+        linked: list[list[Mention]] = linker.link_batch(texts)
+        for k, q in enumerate(qs):
+            cut = len(q.question) + 1
+            out.append(([m.entity for m in linked[k]], [m.entity for m in linked[len(qs) + k] if m.start >= cut]))
+    return out
+
+
+def count_questions(
+    questions: Sequence[Question],
+    linker: EntityLinker,
+    postings: Postings,
+    exclude_countries: bool = False,
+    batch_size: int = 2_000,
+) -> list[QuestionCount]:
+    """Link every question and count its relevant documents in `postings` (made by the same linker)."""
+    postings.check_linker(linker)
+    no_answers = [q.qid for q in questions if not q.answers]
+    if no_answers:
+        log.warning("%d question(s) have no answers and are labelled answer-unlinked (first: %s)", len(no_answers), no_answers[0])
+    rows = []
+    for q, (ql, al) in zip(questions, link_questions(questions, linker, batch_size)):
+        q_ents, a_all, a_tied = select_entities(ql, al, exclude_countries)
+        count, qe, ae, q_occ, a_occ = count_one(q_ents, a_all, a_tied, postings.docs_of)
+        status = OK if q_ents and a_tied else BOTH_UNLINKED if not q_ents and not a_tied else Q_UNLINKED if not q_ents else A_UNLINKED
+        rows.append(
+            QuestionCount(
+                qid=q.qid,
+                question=q.question,
+                answers=tuple(q.answers),
+                q_entity=qe,
+                a_entity=ae,
+                count=count,
+                q_entity_docs=postings.doc_count(qe) if qe else 0,
+                a_entity_docs=postings.doc_count(ae) if ae else 0,
+                status=status,
+                q_entities=q_ents,
+                a_entities=a_tied,
+                q_occurrence=q_occ,
+                a_occurrence=a_occ,
+            )
+        )
+    return rows
+
+
+# --- artifact ----------------------------------------------------------------------------------------------
+
+
+def _schema():
+    import pyarrow as pa
+
+    s, i, ls = pa.string(), pa.int64(), pa.list_(pa.string())
+    return pa.schema(
+        [
+            ("qid", s), ("question", s), ("answers", ls), ("q_entity", s), ("a_entity", s), ("count", i),
+            ("q_entity_docs", i), ("a_entity_docs", i), ("status", s), ("q_entities", ls), ("a_entities", ls),
+            ("q_occurrence", i), ("a_occurrence", i),
+        ]
+    )
+
+
+def save_counts(rows: Sequence[QuestionCount], out: str | os.PathLike, overwrite: bool = False, **manifest_fields) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {f.name: [list(v) if isinstance(v, tuple) else v for v in (getattr(r, f.name) for r in rows)] for f in fields(QuestionCount)}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        pq.write_table(pa.table(cols, schema=_schema()), tmp / FILE)
+        return write_manifest(
+            tmp,
+            kind=KIND,
+            format=FORMAT,
+            libraries=("pyarrow",),
+            n_questions=len(rows),
+            fingerprint=file_sha256(tmp / FILE)[:32],
+            summary=summarize(rows),
+            files=file_sizes(tmp, [FILE]),
+            **manifest_fields,
+        )
+
+
+def load_counts(folder: str | os.PathLike) -> tuple[list[QuestionCount], dict]:
+    """(rows, manifest) of a counts folder; refuses a missing or truncated one."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise ArtifactError(f"counts {folder} do not exist; build them with `rag counts build`")
+    manifest = read_manifest(folder, kind=KIND, format=FORMAT)
+    check_files(folder, manifest["files"])
+    d = pq.read_table(folder / FILE).to_pydict()
+    names = [f.name for f in fields(QuestionCount)]
+    rows = [
+        QuestionCount(**{k: tuple(v) if isinstance(v, list) else v for k, v in zip(names, vals)})
+        for vals in zip(*(d[k] for k in names))
+    ]
+    return rows, manifest
+
+
+def log10_edges(max_count: int) -> tuple[int, ...]:
+    """0, 1, 10, 100, ... up to the bucket holding max_count."""
+    k = 0 if max_count < 1 else int(math.floor(math.log10(max_count)))
+    return (0, *(10**i for i in range(k + 1)))
+
+
+def summarize(rows: Sequence[QuestionCount], top: int = 10) -> dict:
+    """Questions per status and per log10 bucket of the count, fraction unlinked, most frequent entities."""
+    from rag.evaluation.buckets import Buckets
+
+    n = len(rows)
+    status = Counter(r.status for r in rows)
+    linked = [r for r in rows if r.status == OK]
+    max_count = max((r.count for r in linked), default=0)
+    buckets = Buckets(edges=log10_edges(max_count))
+    labels = buckets.assign([r.count if r.status == OK else None for r in rows])
+    per_bucket = Counter(labels)
+    counts = np.array([r.count for r in linked], dtype=np.int64)
+    return {
+        "n_questions": n,
+        "status": {s: status.get(s, 0) for s in STATUSES},
+        "fraction_unlinked": round(1 - len(linked) / n, 4) if n else 0.0,
+        "buckets": {lab: per_bucket.get(lab, 0) for lab in buckets.all_labels},
+        "median_count_linked": float(np.median(counts)) if len(counts) else 0.0,
+        "fraction_zero_linked": round(float(np.mean(counts == 0)), 4) if len(counts) else 0.0,
+        "top_question_entities": Counter(r.q_entity for r in linked).most_common(top),
+        "top_answer_entities": Counter(r.a_entity for r in linked).most_common(top),
+    }
+
+
+def as_dicts(rows: Sequence[QuestionCount]) -> list[dict]:
+    return [asdict(r) for r in rows]
+
+
+# --- the whole pipeline ---------------------------------------------------------------------------------
+
+
+def build_counts(
+    passages: str | os.PathLike,
+    questions: Sequence[Question],
+    out: str | os.PathLike,
+    *,
+    qa_path: str | os.PathLike | None = None,
+    lexicon: str | os.PathLike | None = None,
+    postings: str | os.PathLike | None = None,
+    surface_forms: Sequence[str | os.PathLike] = (),
+    redirects: Sequence[str | os.PathLike] = (),
+    linker: str = "lexicon",
+    linker_options: dict | None = None,
+    unit: str = "articles",
+    exclude_countries: bool = False,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> tuple[list[QuestionCount], dict]:
+    """Lexicon (built unless given) -> postings (built unless given, else checked) -> counts, in `out`.
+
+    `out` holds counts.parquet and manifest.json, and lexicon/ and postings/ when they were built here.
+    """
+    from rag.artifacts import partial_dir, quick_fingerprint
+    from rag.corpus.store import PassageStore
+    from rag.entities.lexicon import build_lexicon
+    from rag.entities.linkers import make_linker
+    from rag.entities.postings import build_postings
+
+    if not questions:
+        raise BadInputError("no questions to count")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ArtifactError(f"{out} already exists; pass --overwrite to replace it")
+    store = PassageStore(passages)
+    opts = dict(linker_options or {})
+    work = partial_dir(out).with_name(f"{out.name}.parts")  # sub-artifacts are built here, then moved in
+    import shutil
+
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    try:
+        built = []
+        if linker in ("lexicon", "spacy"):
+            if lexicon is None:
+                lexicon = work / "lexicon"
+                build_lexicon(lexicon, passages=store.folder, surface_forms=surface_forms, redirects=redirects, questions=questions, qa_name=str(qa_path or "qa"), progress=progress)
+                built.append("lexicon")
+            opts["lexicon"] = lexicon
+        lk = make_linker(linker, **opts)
+        if postings is None:
+            postings = work / "postings"
+            build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress)
+            built.append("postings")
+            post = Postings(postings)
+        else:
+            post = Postings.open(postings, store=store, linker=lk)
+            if post.unit != unit:
+                log.info("using the postings' document unit %r", post.unit)
+        rows = count_questions(questions, lk, post, exclude_countries=exclude_countries)
+        fields_ = dict(
+            passages={"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)},
+            qa={"path": str(qa_path) if qa_path else None, "fingerprint": quick_fingerprint(qa_path) if qa_path and Path(qa_path).is_file() else None},
+            linker=lk.identity(),
+            postings={"path": "postings" if "postings" in built else str(postings), "fingerprint": post.manifest.get("fingerprint"), "unit": post.unit, "n_docs": post.n_docs},
+            lexicon=("lexicon" if "lexicon" in built else str(lexicon)) if lexicon is not None else None,
+            exclude_countries=exclude_countries,
+        )
+        manifest = save_counts(rows, out, overwrite=overwrite, **fields_)
+        for name in built:
+            shutil.move(str(work / name), str(out / name))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows, manifest

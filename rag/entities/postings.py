@@ -1,0 +1,371 @@
+"""Entity -> document postings of a linked corpus, in CSR form, memory-mapped.
+
+Documents are articles (distinct doc_id, the paper's unit) or passages (rows of the passage store).
+Every passage is linked as its text plus, with include_title, its article's own entity (the title names
+the article's subject even where the text says "he" or "the city").
+
+Folder layout (format 1):
+    indptr.npy     int64 (n_entities + 1,)   docs of entity i are docs[indptr[i] : indptr[i + 1]]
+    docs.npy       int32 (n_pairs,)          sorted, unique within each entity
+    entities.txt   one label per line        entity i (only entities with at least one document)
+    doc_ids.txt    one doc_id per line       document j when unit == "articles" (passages: j = store row)
+    manifest.json  kind "postings", unit, passages {path, fingerprint, n_passages}, linker identity, counts
+
+Building streams the store by parquet row group over worker processes (forked after the linker's
+automaton is built, so it is built once and shared), and spills sorted (entity, doc) runs to disk when
+more than `spill_pairs` pairs are pending, so corpora larger than memory work; runs are merged by entity range.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, read_manifest, write_manifest
+from rag.corpus.store import FILE as PASSAGES_FILE
+from rag.corpus.store import PassageStore
+from rag.entities.linkers import EntityLinker, LexiconLinker
+from rag.errors import ArtifactError, BadInputError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+KIND = "postings"
+UNITS = ("articles", "passages")
+_W: dict = {}  # worker state, set in the parent before forking
+
+
+class Postings:
+    """Read side: documents of an entity as a sorted int32 array (a view of the memory-mapped file)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        if not self.folder.exists():
+            raise ArtifactError(f"postings {self.folder} do not exist; build them with `rag counts postings` or `rag counts build`")
+        self.manifest = read_manifest(self.folder, kind=KIND, format=FORMAT)
+        check_files(self.folder, self.manifest["files"])
+        self.unit: str = self.manifest["unit"]
+        self.indptr = np.load(self.folder / "indptr.npy", mmap_mode="r")
+        self.docs = np.load(self.folder / "docs.npy", mmap_mode="r")
+        if len(self.indptr) != self.manifest["n_entities"] + 1 or self.indptr[-1] != len(self.docs):
+            raise ArtifactError(f"{self.folder}: indptr/docs sizes disagree with the manifest; rebuild the postings")
+        self._labels: list[str] | None = None
+        self._row: dict[str, int] | None = None
+
+    @classmethod
+    def open(cls, folder, store: PassageStore | None = None, linker: EntityLinker | None = None) -> "Postings":
+        """Open and check that the postings belong to `store` and were made by `linker` (when given)."""
+        p = cls(folder)
+        if store is not None:
+            p.check_store(store)
+        if linker is not None:
+            p.check_linker(linker)
+        return p
+
+    def check_store(self, store: PassageStore) -> None:
+        info = self.manifest["passages"]
+        if info["fingerprint"] != store.fingerprint:
+            raise ArtifactError(
+                f"postings {self.folder} were built from passages {info['path']} (fingerprint {info['fingerprint']}), "
+                f"not from {store.folder} ({store.fingerprint}); rebuild them over these passages"
+            )
+
+    def check_linker(self, linker: EntityLinker) -> None:
+        want, have = self.manifest["linker"], linker.identity()
+        if want != have:
+            raise ArtifactError(f"postings {self.folder} were linked with {want}, but the linker now is {have}; rebuild the postings or use the same lexicon and options")
+
+    @property
+    def n_entities(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.manifest["n_docs"])
+
+    @property
+    def labels(self) -> list[str]:
+        if self._labels is None:
+            with open(self.folder / "entities.txt", encoding="utf-8") as f:
+                self._labels = f.read().split("\n")[:-1]
+            if len(self._labels) != self.n_entities:
+                raise ArtifactError(f"{self.folder}/entities.txt has {len(self._labels)} labels, expected {self.n_entities}; rebuild")
+        return self._labels
+
+    def row(self, label: str) -> int | None:
+        if self._row is None:
+            self._row = {lab: i for i, lab in enumerate(self.labels)}
+        return self._row.get(label)
+
+    def docs_of(self, label: str) -> np.ndarray:
+        r = self.row(label)
+        if r is None:
+            return np.zeros(0, np.int32)
+        return self.docs[self.indptr[r] : self.indptr[r + 1]]
+
+    def doc_count(self, label: str) -> int:
+        r = self.row(label)
+        return 0 if r is None else int(self.indptr[r + 1] - self.indptr[r])
+
+    def doc_ids(self) -> list[str]:
+        if self.unit != "articles":
+            raise BadInputError("passage-level postings have no doc_ids.txt: document j is passage row j")
+        with open(self.folder / "doc_ids.txt", encoding="utf-8") as f:
+            return f.read().split("\n")[:-1]
+
+
+def intersect_count(a: np.ndarray, b: np.ndarray) -> int:
+    """|a ∩ b| for sorted unique int arrays: binary search of the shorter in the longer."""
+    if len(a) > len(b):
+        a, b = b, a
+    if len(a) == 0:
+        return 0
+    idx = np.searchsorted(b, a)
+    idx[idx == len(b)] = len(b) - 1
+    return int(np.count_nonzero(b[idx] == a))
+
+
+# --- building --------------------------------------------------------------------------------------------
+
+
+def _title_ids(linker: EntityLinker, titles: Sequence[str]):
+    """Entity of each distinct title: a lexicon id (fixed-vocabulary linkers) or the title as a label."""
+    lexicon = getattr(linker, "lexicon", None) or getattr(getattr(linker, "base", None), "lexicon", None)
+    if linker.vocabulary is not None and lexicon is not None:
+        ids = [lexicon.entity_id(t) if t else None for t in titles]
+        return np.array([-1 if i is None else i for i in ids], dtype=np.int64)
+    out = np.empty(len(titles), dtype=object)
+    out[:] = [t or None for t in titles]
+    return out
+
+
+def _link_rows(texts: list[str], titles: list[str] | None, docs: np.ndarray, chunk: int):
+    """Linked (entity, doc) pairs of some rows, unique: int64 keys (vocab ids) or (labels, docs)."""
+    linker: EntityLinker = _W["linker"]
+    ents, dd = [], []
+    for i in range(0, len(texts), chunk):
+        t_idx, e = linker.link_entities(texts[i : i + chunk])
+        ents.append(e)
+        dd.append(docs[i + t_idx] if len(t_idx) else np.zeros(0, np.int64))
+    if titles is not None:
+        uniq, inv = np.unique(np.asarray(titles, dtype=object), return_inverse=True)
+        tid = _title_ids(linker, list(uniq))[inv]
+        has = np.array([x is not None and x != -1 for x in tid], dtype=bool) if tid.dtype == object else tid >= 0
+        ents.append(tid[has])
+        dd.append(docs[np.flatnonzero(has)])
+    e = np.concatenate(ents) if ents else np.zeros(0, np.int64)
+    d = np.concatenate(dd).astype(np.int64) if dd else np.zeros(0, np.int64)
+    if linker.vocabulary is not None:
+        return np.unique((e.astype(np.int64) << 32) | d)
+    pairs = sorted(set(zip(e.tolist(), d.tolist())))
+    return [p[0] for p in pairs], np.asarray([p[1] for p in pairs], np.int64)
+
+
+def _work(task: tuple[int, int]):
+    import pyarrow.parquet as pq
+
+    group, first_row = task
+    pf = pq.ParquetFile(_W["path"], memory_map=True)
+    cols = ["text", "title"] if _W["include_title"] else ["text"]
+    t = pf.read_row_group(group, columns=cols).to_pydict()
+    n = len(t["text"])
+    docs = _W["doc_of_row"][first_row : first_row + n]
+    return n, _link_rows(t["text"], t.get("title"), docs, _W["chunk"])
+
+
+def build_postings(
+    store: PassageStore | str | os.PathLike,
+    linker: EntityLinker,
+    out: str | os.PathLike,
+    *,
+    unit: str = "articles",
+    include_title: bool = True,
+    workers: int | None = None,
+    chunk: int = 5_000,
+    spill_pairs: int = 50_000_000,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> "Postings":
+    """Link every passage of `store` and write entity -> document postings to `out` (atomically)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if unit not in UNITS:
+        raise BadInputError(f"unknown document unit {unit!r}; choose one of: {', '.join(UNITS)}")
+    store = store if isinstance(store, PassageStore) else PassageStore(store)
+    from rag.device import cpu_threads
+
+    workers = cpu_threads() if workers is None else int(workers)
+    if workers < 1:
+        raise BadInputError(f"workers must be >= 1, got {workers}")
+    if unit == "articles":
+        enc = pc.dictionary_encode(store.table.column("doc_id")).combine_chunks()
+        doc_of_row = enc.indices.to_numpy().astype(np.int64)
+        doc_ids = enc.dictionary.to_pylist()
+        n_docs = len(doc_ids)
+    else:
+        doc_of_row = np.arange(len(store), dtype=np.int64)
+        doc_ids = None
+        n_docs = len(store)
+    # build the automaton and the title lookup once here; forked workers share them
+    for lk in (linker, getattr(linker, "base", None)):
+        if isinstance(lk, LexiconLinker):
+            lk.automaton
+            lk.lexicon.entity_id("")
+    path = store.folder / PASSAGES_FILE
+    meta = pq.ParquetFile(path).metadata
+    tasks, row = [], 0
+    for g in range(meta.num_row_groups):
+        tasks.append((g, row))
+        row += meta.row_group(g).num_rows
+    _W.update(linker=linker, path=str(path), include_title=include_title, doc_of_row=doc_of_row, chunk=chunk)
+
+    t0 = time.perf_counter()
+    fixed_vocab = linker.vocabulary is not None
+    label_id: dict[str, int] = {}
+    labels_dyn: list[str] = []
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        runs: list[Path] = []
+        pending: list[np.ndarray] = []
+        n_pending = 0
+
+        def spill(final: bool = False):
+            nonlocal pending, n_pending
+            if not pending:
+                return None
+            keys = np.unique(np.concatenate(pending))
+            pending, n_pending = [], 0
+            if final and not runs:
+                return keys
+            p = tmp / f"run-{len(runs):04d}.npy"
+            np.save(p, keys)
+            runs.append(p)
+            return None
+
+        bar = _bar(len(store), progress)
+        use_pool = workers > 1 and len(tasks) > 1 and "fork" in mp.get_all_start_methods()
+        pool = mp.get_context("fork").Pool(min(workers, len(tasks))) if use_pool else None
+        try:
+            results = pool.imap_unordered(_work, tasks) if pool else map(_work, tasks)
+            for n, res in results:
+                if not fixed_vocab:
+                    labels, d = res
+                    ids = np.empty(len(labels), np.int64)
+                    for k, lab in enumerate(labels):
+                        i = label_id.get(lab)
+                        if i is None:
+                            i = label_id[lab] = len(labels_dyn)
+                            labels_dyn.append(lab)
+                        ids[k] = i
+                    res = (ids << 32) | d
+                pending.append(res)
+                n_pending += len(res)
+                if n_pending >= spill_pairs:
+                    spill()
+                bar.update(n)
+        finally:
+            if pool:
+                pool.close()
+                pool.join()
+            bar.close()
+            _W.clear()
+        vocab = linker.vocabulary if fixed_vocab else labels_dyn
+        keys = spill(final=True)
+        n_vocab = len(vocab)
+        counts = np.zeros(n_vocab, np.int64)
+        raw = tmp / "docs.raw"
+        with open(raw, "wb") as f:
+            if keys is not None or not runs:
+                keys = np.zeros(0, np.int64) if keys is None else keys
+                counts += np.bincount(keys >> 32, minlength=n_vocab)
+                (keys & 0xFFFFFFFF).astype(np.int32).tofile(f)
+            else:
+                _merge_runs(runs, n_vocab, spill_pairs, counts, f)
+        n_pairs = int(counts.sum())
+        keep = np.flatnonzero(counts > 0)
+        indptr = np.zeros(len(keep) + 1, np.int64)
+        np.cumsum(counts[keep], out=indptr[1:])
+        np.save(tmp / "indptr.npy", indptr)
+        docs = np.lib.format.open_memmap(tmp / "docs.npy", mode="w+", dtype=np.int32, shape=(n_pairs,))
+        src = np.memmap(raw, dtype=np.int32, mode="r", shape=(n_pairs,)) if n_pairs else np.zeros(0, np.int32)
+        for i in range(0, n_pairs, 1 << 24):
+            docs[i : i + (1 << 24)] = src[i : i + (1 << 24)]
+        docs.flush()
+        del docs, src
+        raw.unlink()
+        for p in runs:
+            p.unlink()
+        with open(tmp / "entities.txt", "w", encoding="utf-8", newline="\n") as f:
+            for i in keep.tolist():
+                f.write(_one_line(vocab[i]) + "\n")
+        files = ["indptr.npy", "docs.npy", "entities.txt"]
+        if doc_ids is not None:
+            with open(tmp / "doc_ids.txt", "w", encoding="utf-8", newline="\n") as f:
+                for d in doc_ids:
+                    f.write(_one_line(d) + "\n")
+            files.append("doc_ids.txt")
+        seconds = time.perf_counter() - t0
+        import hashlib
+
+        fingerprint = hashlib.sha256("".join(file_sha256(tmp / n) for n in files).encode()).hexdigest()[:32]
+        write_manifest(
+            tmp,
+            kind=KIND,
+            format=FORMAT,
+            libraries=("numpy", "pyarrow"),
+            unit=unit,
+            include_title=include_title,
+            passages={"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)},
+            linker=linker.identity(),
+            fingerprint=fingerprint,
+            n_entities=int(len(keep)),
+            n_docs=int(n_docs),
+            n_pairs=n_pairs,
+            n_runs=len(runs),
+            workers=workers if use_pool else 1,
+            build_seconds=round(seconds, 2),
+            passages_per_second=round(len(store) / max(seconds, 1e-9), 1),
+            files=file_sizes(tmp, files),
+        )
+    log.info("postings %s: %d entities, %d pairs over %d %s in %.1f s", out, len(keep), n_pairs, n_docs, unit, seconds)
+    return Postings(out)
+
+
+def _merge_runs(runs: list[Path], n_vocab: int, spill_pairs: int, counts: np.ndarray, f) -> None:
+    """k-way merge of sorted unique key runs by entity range, appending docs to f and counting per entity."""
+    mm = [np.load(p, mmap_mode="r") for p in runs]
+    total = sum(len(m) for m in mm)
+    n_chunks = max(1, int(np.ceil(2 * total / max(spill_pairs, 1))))
+    bounds = np.unique(np.linspace(0, n_vocab, n_chunks + 1).astype(np.int64))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        klo, khi = lo << 32, hi << 32
+        parts = [m[np.searchsorted(m, klo) : np.searchsorted(m, khi)] for m in mm]
+        keys = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        counts += np.bincount(keys >> 32, minlength=n_vocab)
+        (keys & 0xFFFFFFFF).astype(np.int32).tofile(f)
+    del mm
+
+
+def _one_line(s: str) -> str:
+    return s.replace("\n", " ").replace("\r", " ")
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total: int, progress: bool):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="passage", desc="linking", unit_scale=True, smoothing=0.1)
