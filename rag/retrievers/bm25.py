@@ -1,7 +1,8 @@
 """BM25 over a passage store: one index kind ("bm25"), interchangeable engines, one tokenizer.
 
 Engines (ENGINES registry):
-    bm25s      default; bm25s (numpy backend), scores precomputed into a sparse matrix, batched retrieval
+    bm25s      default; bm25s (numpy backend) precomputes scores into a sparse matrix; a query batch is scored
+               with one sparse product (work ~ postings of the query terms), in parallel threads
     rank-bm25  rank_bm25.BM25Okapi, kept as the reference implementation (slow: a Python loop per query term)
 
 Index folder, format 1:
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -64,17 +66,18 @@ def _bm25s():
     return bm25s
 
 
-def topk_rows(scores: np.ndarray, k: int, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Best k rows of a full score vector with score > floor: score descending, then row ascending."""
+def topk_rows(scores: np.ndarray, k: int, floor: float = 0.0, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best k of `scores` with score > floor: score descending, then row ascending.
+
+    `rows` names the passage of each score (default: position = row, i.e. a full score vector).
+    """
     n = scores.size
-    if k < n:
-        kth = np.partition(scores, n - k)[n - k]
-        cand = np.flatnonzero(scores >= kth)  # every row tied with the k-th best, so ties resolve by row
-    else:
-        cand = np.arange(n)
+    cand = np.arange(n) if k >= n else np.flatnonzero(scores >= np.partition(scores, n - k)[n - k])
+    # every candidate tied with the k-th best is kept above, so ties resolve by row below
     cand = cand[scores[cand] > floor]
-    rows = cand[np.lexsort((cand, -scores[cand]))][:k]
-    return rows.astype(np.int64), scores[rows]
+    ids = cand if rows is None else np.asarray(rows)[cand]
+    best = cand[np.lexsort((ids, -scores[cand]))][:k]
+    return (best if rows is None else np.asarray(rows)[best]).astype(np.int64), scores[best]
 
 
 class Engine(ABC):
@@ -106,6 +109,7 @@ class BM25sEngine(Engine):
     def __init__(self, bm25):
         self.bm25 = bm25  # bm25s.BM25, memory-mapped score matrix
         self.n = int(bm25.scores["num_docs"])
+        self._csr = None
 
     @classmethod
     def build(cls, ids, vocab, folder, params, progress):
@@ -130,32 +134,49 @@ class BM25sEngine(Engine):
         nonocc = self.bm25.nonoccurrence_array
         return float(nonocc[ids].sum()) if nonocc is not None else 0.0
 
+    def _matrix(self):
+        """bm25s's precomputed scores as a (vocab, n_passages) CSR matrix over the same (memory-mapped) arrays."""
+        if self._csr is None:
+            import scipy.sparse as sp
+
+            sc = self.bm25.scores
+            vocab_size = len(sc["indptr"]) - 1
+            self._csr = sp.csr_matrix((sc["data"], sc["indices"], sc["indptr"]), shape=(vocab_size, self.n), copy=False)
+        return self._csr
+
     def topk(self, queries, k, n_threads):
+        # Scores for a whole batch in one sparse product, (n_queries, vocab) @ (vocab, n_passages): work is
+        # proportional to the postings of the query terms, not to n_passages (bm25s's own retrieve fills a dense
+        # n_passages vector per query), and scipy releases the GIL, so query chunks run in parallel threads.
         vocab = self.bm25.vocab_dict
         ids = [[vocab[t] for t in q if t in vocab] for q in queries]
-        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-        out = [empty] * len(queries)
-        live = [i for i, q in enumerate(ids) if q]  # queries with no known stem match nothing
-        if not live:
-            return out
-        # Fetch a window wider than k so that ties at the k-th score can be resolved by row, as topk_rows does.
-        fetch = min(self.n, 2 * k + 1)
-        res = self.bm25.retrieve(
-            [ids[i] for i in live], k=fetch, n_threads=n_threads, show_progress=False, sorted=True, return_as="tuple"
+        threads = max(1, int(n_threads) or (os.cpu_count() or 1))
+        if threads == 1 or len(ids) < 2 * threads:
+            return self._topk_ids(ids, k)
+        from concurrent.futures import ThreadPoolExecutor
+
+        step = -(-len(ids) // threads)
+        with ThreadPoolExecutor(threads) as ex:
+            parts = ex.map(lambda s: self._topk_ids(ids[s : s + step], k), range(0, len(ids), step))
+            return [r for part in parts for r in part]
+
+    def _topk_ids(self, ids: list[list[int]], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        import scipy.sparse as sp
+
+        m = self._matrix()
+        lens = [len(q) for q in ids]
+        # repeated query terms are summed into one coefficient, exactly like adding their column twice
+        q = sp.csr_matrix(
+            (np.ones(sum(lens), dtype=m.dtype), (np.repeat(np.arange(len(ids)), lens), np.fromiter((t for x in ids for t in x), np.int64, sum(lens)))),
+            shape=(len(ids), m.shape[0]),
         )
-        for j, i in enumerate(live):
-            rows = np.asarray(res.documents[j], dtype=np.int64)
-            sc = np.asarray(res.scores[j])
-            floor = self._floor(ids[i])
-            order = np.lexsort((rows, -sc))
-            rows, sc = rows[order], sc[order]
-            kk = min(k, rows.size)
-            if fetch < self.n and sc[-1] == sc[kk - 1] and sc[kk - 1] > floor:
-                # the k-th score is tied up to the window's end: passages outside the window may share it
-                out[i] = topk_rows(self.bm25.get_scores_from_ids(ids[i]), k, floor)
-            else:
-                keep = sc[:kk] > floor
-                out[i] = (rows[:kk][keep], sc[:kk][keep])
+        s = q @ m  # (n_queries, n_passages) CSR: only passages matching some query term are stored
+        out = []
+        for i, qi in enumerate(ids):
+            lo, hi = s.indptr[i], s.indptr[i + 1]
+            rows, sc = topk_rows(s.data[lo:hi], k, floor=0.0, rows=s.indices[lo:hi])
+            # bm25l / bm25+: every passage also gets the non-occurrence baseline of each query term
+            out.append((rows, sc + np.float32(self._floor(qi)) if self.bm25.nonoccurrence_array is not None else sc))
         return out
 
 
@@ -240,7 +261,7 @@ def tokenize_store(store: PassageStore, tokenizer: Tokenizer, progress: bool = T
 
 @INDEXES.register("bm25")
 class BM25Retriever(Retriever):
-    """Lexical retrieval; `n_threads` (query time) parallelises bm25s retrieval over queries (0 = one thread)."""
+    """Lexical retrieval; `n_threads` (query time): threads that score query chunks in parallel (0 = one per core)."""
 
     BUILD_OPTIONS = ("engine", "k1", "b", "variant")
     SEARCH_OPTIONS = ("n_threads",)
