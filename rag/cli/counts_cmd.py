@@ -1,0 +1,182 @@
+"""`rag counts ...`: relevant-document counts per question (lexicon, postings, counts, summary, external)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from rag.cli.link_cmd import linker_options, make_cli_linker
+
+_P = click.Path(path_type=Path)
+
+
+@click.group()
+def counts() -> None:
+    """Relevant-document counts (Kandpal et al. 2023): for each question, how many corpus documents
+    contain both its question entity and its answer entity.
+
+    \b
+    The usual path is one command:
+      rag counts build --passages indexes/wiki-both --qa nq-open.test.jsonl \\
+          --surface-forms dbpedia-surface-forms.tsv.xz --out runs/nq-counts
+      rag counts show runs/nq-counts
+    The steps can also be run one by one: `lexicon`, `postings`, then `build` with --lexicon/--postings.
+    """
+
+
+def _questions(qa: Path):
+    from rag.qa import load_questions
+
+    return load_questions(qa)
+
+
+@counts.command("lexicon")
+@click.option("--out", "-o", required=True, type=_P, help="Folder to write the lexicon to (atomically).")
+@click.option("--passages", type=_P, default=None,
+              help="Passage store: its article titles (and redirects.tsv, from XML dumps) become surface forms, and a "
+              "sample of its passages gives the case statistics that decide which forms are common words.")
+@click.option("--surface-forms", multiple=True, type=_P,
+              help="DBpedia surface-form TSV (`surface TAB resource`, lower-cased, `_` for spaces; .xz/.bz2/.gz read "
+              "directly). Repeatable.")
+@click.option("--redirects", multiple=True, type=_P, help="Extra redirect TSV (`alias TAB target title`). Repeatable.")
+@click.option("--qa", "qa_files", multiple=True, type=_P,
+              help="QA dataset whose answer aliases are added (aliases no other source knows become entities). Repeatable.")
+@click.option("--case-sample", type=click.IntRange(min=0), default=20_000, show_default=True,
+              help="Passages sampled (evenly) for case statistics; 0 = none (only stopwords count as common).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def lexicon_cmd(out, passages, surface_forms, redirects, qa_files, case_sample, overwrite) -> None:
+    """Build a versioned lexicon: surface forms -> entities with priors."""
+    from rag.entities.lexicon import build_lexicon
+
+    if passages is None and not surface_forms and not redirects and not qa_files:
+        raise click.UsageError("give at least one source: --passages, --surface-forms, --redirects or --qa")
+    questions = [q for path in qa_files for q in _questions(path)]
+    lex = build_lexicon(out, passages=passages, surface_forms=surface_forms, redirects=redirects, questions=questions,
+                        qa_name=",".join(map(str, qa_files)) or "qa", case_sample=case_sample, overwrite=overwrite)
+    m = lex.manifest
+    click.echo(f"lexicon {out}: {m['n_forms']:,} forms, {m['n_entities']:,} entities, {m['n_ambiguous_forms']:,} ambiguous forms "
+               f"(fingerprint {m['fingerprint']})")
+
+
+@counts.command("postings")
+@click.option("--passages", required=True, type=_P, help="Passage store to link.")
+@click.option("--lexicon", type=_P, default=None, help="Lexicon folder (lexicon and spacy linkers).")
+@click.option("--out", "-o", required=True, type=_P, help="Folder to write the postings to (atomically).")
+@click.option("--docs", "unit", type=click.Choice(["articles", "passages"]), default="articles", show_default=True,
+              help="What a document is: an article (all passages of a doc_id, as in the paper) or a single passage.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes; default: all cores.")
+@click.option("--no-title", is_flag=True, help="Do not add each passage's own article entity (from its title) to its document.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@linker_options
+def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_progress, linker_name, linker_opts) -> None:
+    """Link every passage and write entity -> document postings (CSR .npy, memory-mapped)."""
+    from rag.entities.postings import build_postings
+
+    linker = make_cli_linker(linker_name, linker_opts, lexicon)
+    p = build_postings(passages, linker, out, unit=unit, include_title=not no_title, workers=workers, overwrite=overwrite, progress=not no_progress)
+    m = p.manifest
+    click.echo(f"postings {out}: {m['n_entities']:,} entities, {m['n_pairs']:,} (entity, document) pairs over {m['n_docs']:,} {unit}; "
+               f"{m['passages_per_second']:,.0f} passages/s with {m['workers']} worker(s)")
+
+
+@counts.command("build")
+@click.option("--passages", "--corpus", "passages", required=True, type=_P,
+              help="Passage store (from `rag corpus build`) whose documents are counted.")
+@click.option("--qa", required=True, type=_P, help="QA dataset (NQ-open JSONL, DPR TSV, EntityQuestions JSON, ...).")
+@click.option("--out", "-o", required=True, type=_P,
+              help="Output folder: counts.parquet + manifest.json, plus lexicon/ and postings/ when built here.")
+@click.option("--lexicon", type=_P, default=None,
+              help="Use this lexicon instead of building one (from the corpus titles/redirects, --surface-forms and the "
+              "QA set's answer aliases).")
+@click.option("--postings", type=_P, default=None,
+              help="Reuse these postings (checked against the passages and the linker) instead of linking the corpus.")
+@click.option("--surface-forms", multiple=True, type=_P, help="DBpedia surface-form TSV for the lexicon built here. Repeatable.")
+@click.option("--redirects", multiple=True, type=_P, help="Extra redirect TSV for the lexicon built here. Repeatable.")
+@click.option("--docs", "unit", type=click.Choice(["articles", "passages"]), default="articles", show_default=True,
+              help="What a document is when postings are built here: an article (the paper's unit) or a passage.")
+@click.option("--exclude-countries", is_flag=True,
+              help="Ignore countries among question entities (Kandpal et al.'s --exclude_countries).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes for corpus linking; default: all cores.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@linker_options
+def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, unit, exclude_countries, workers, overwrite,
+              no_progress, linker_name, linker_opts) -> None:
+    """Count relevant documents for every question of --qa in --passages.
+
+    Each question's count is the number of documents containing both its question entity and its
+    most frequent answer entity (max over entity pairs, ties kept). Questions whose question or answers
+    link nothing are kept with a status (question-unlinked / answer-unlinked / both-unlinked).
+    """
+    from rag.entities.counting import build_counts
+
+    questions = _questions(qa)
+    rows, manifest = build_counts(
+        passages, questions, out, qa_path=qa, lexicon=lexicon, postings=postings, surface_forms=surface_forms,
+        redirects=redirects, linker=linker_name, linker_options=linker_opts, unit=unit,
+        exclude_countries=exclude_countries, workers=workers, overwrite=overwrite, progress=not no_progress,
+    )
+    _print_summary(out, manifest["summary"])
+
+
+def _print_summary(path, s: dict, top: int = 10) -> None:
+    n = s["n_questions"]
+    click.echo(f"{path}: {n:,} questions, {s['fraction_unlinked']:.1%} unlinked, median count (linked) {s['median_count_linked']:g}")
+    click.echo("status:")
+    for k, v in s["status"].items():
+        click.echo(f"  {k:<18} {v:>7,}  {v / max(n, 1):6.1%}")
+    click.echo("questions per log10 bucket of the count:")
+    for k, v in s["buckets"].items():
+        click.echo(f"  {k:<18} {v:>7,}  {v / max(n, 1):6.1%}")
+    for what in ("question", "answer"):
+        ents = s[f"top_{what}_entities"][:top]
+        if ents:
+            click.echo(f"top {what} entities: " + ", ".join(f"{e} ({c})" for e, c in ents))
+
+
+@counts.command("show")
+@click.argument("path", type=_P)
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="How many top entities to list.")
+@click.option("--examples", type=click.IntRange(min=0), default=0, help="Also print this many questions with their entities and counts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def show(path, top, examples, as_json) -> None:
+    """Summarize a counts folder: questions per log10 bucket, fraction unlinked, top entities."""
+    from rag.entities.counting import load_counts, summarize
+
+    rows, manifest = load_counts(path)
+    s = summarize(rows, top=top)
+    if as_json:
+        click.echo(json.dumps(s, indent=2, ensure_ascii=False))
+    else:
+        _print_summary(path, s, top)
+    for r in rows[:examples]:
+        click.echo(f"[{r.status}] {r.question} | answers {list(r.answers)[:3]} | {r.q_entity} x {r.a_entity} = {r.count} "
+                   f"(docs {r.q_entity_docs} / {r.a_entity_docs})")
+
+
+@counts.command("compare")
+@click.argument("path", type=_P)
+@click.option("--external", required=True, type=_P,
+              help="TREC qrels file, or a folder with qrels*.txt and topics*.tsv (e.g. NanoKnow's nanoknow-nq/).")
+@click.option("--topics", multiple=True, type=_P, help="`qid TAB question` TSV(s) for a qrels file; a folder's topics*.tsv are found.")
+@click.option("--match-by", type=click.Choice(["text", "id"]), default="text", show_default=True,
+              help="Match questions by normalized text, or by record number (external qid 17 = record 17 of the QA file).")
+@click.option("--out", type=_P, default=None, help="Also write the comparison as JSON here.")
+def compare_cmd(path, external, topics, match_by, out) -> None:
+    """Spearman correlation between the counts in PATH and external per-question counts (number of qrels)."""
+    from dataclasses import asdict
+
+    from rag.artifacts import write_json_atomic
+    from rag.entities.counting import load_counts
+    from rag.entities.external import compare, load_external
+
+    rows, _ = load_counts(path)
+    c = compare(rows, load_external(external, topics), match_by=match_by)
+    click.echo(f"matched {c.n_shared_all:,} of {c.n_ours:,} questions ({c.n_external:,} external) by {match_by}")
+    click.echo(f"Spearman rho over {c.n_shared:,} linked questions: {c.spearman:.3f} (p = {c.p_value:.2g})")
+    click.echo(f"Spearman rho over all {c.n_shared_all:,} matched (unlinked = 0): {c.spearman_all:.3f}")
+    if out:
+        write_json_atomic(out, asdict(c))
+
