@@ -184,8 +184,13 @@ def build_faiss(
     n, dim = embeddings.shape
     index = make_index(dim, factory)
     _check_fits(index, n, factory, train_sample)
-    for h in _hnsw_parts(index):
-        h.hnsw.efConstruction = int(ef_construction)
+    for part in _parts(index):
+        if hasattr(part, "hnsw"):
+            part.hnsw.efConstruction = int(ef_construction)
+        if hasattr(part, "do_polysemous_training"):
+            # index_factory turns on polysemous code reordering for 8-bit PQ; it only serves Hamming-filtered
+            # search (unused here) and makes training ~60x slower
+            part.do_polysemous_training = False
     n_train = 0
     if not index.is_trained:
         ivf = _ivf(index)
@@ -268,15 +273,14 @@ class DenseRetriever(Retriever):
                 what = {"ef_search": "HNSW", "nprobe": "IVF"}.get(name)
                 hint = f"; it applies to {what} indexes and this one is {self.manifest.get('factory')!r}" if what else ""
                 raise BadInputError(f"dense index has no search option {name!r}{hint}")
-            _check_int(name, value)
+            value = _check_int(name, value)
             if name == "nprobe":
                 ivf = _ivf(self.index)
-                ivf.nprobe = min(int(value), ivf.nlist)
+                value = ivf.nprobe = min(value, ivf.nlist)
             else:
-                for h in _hnsw_parts(self.index):
-                    # faiss.SearchParameters would be per call; setting the field keeps one index-wide value
-                    h.hnsw.efSearch = int(value)
-            setattr(self, name, int(value))
+                for h in _hnsw_parts(self.index):  # the index itself, or an IVF's HNSW quantizer
+                    h.hnsw.efSearch = value
+            setattr(self, name, value)
         return self
 
     def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> "DenseRetriever":
