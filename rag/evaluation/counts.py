@@ -1,12 +1,10 @@
 """Relevant-document counts as the evaluator needs them: qid -> count (None when unlinked), checked against the QA set.
 
-A counts artifact is a folder with manifest.json and one table (counts.parquet, counts.jsonl or counts.tsv),
-one row per question:
-    qid        string   the rag.qa question id
-    question   string
-    count      int|null documents holding both the question entity and the answer entity; null = unlinked
-    status     string   "ok", or why the question is unlinked (e.g. "no-question-entity", "no-answer-entity")
-    ...        other columns (answers, entities, per-entity document counts) are carried along, not needed here
+Two kinds of counts folder are read (each a folder with manifest.json):
+  - made by `rag counts build` (rag.entities.counting, manifest kind "counts" with "files"): read through
+    rag.entities.counting.load_counts; a question whose status is not "ok" is unlinked;
+  - any other table counts.parquet / counts.jsonl / counts.tsv (external counts, hand-made tables), one row
+    per question with columns qid, count (int, or null = unlinked) and optionally status and question.
 The manifest's "qa" block ({"path", "fingerprint" or "sha256"}) says which QA file the table was made for.
 """
 from __future__ import annotations
@@ -96,18 +94,20 @@ def _as_count(v, where: str) -> int | None:
     return c
 
 
-def load_counts(folder: str | os.PathLike) -> CountsTable:
-    """Open a counts folder; errors say how to build one."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise ArtifactError(
-            f"counts {folder} does not exist; build it with `rag counts build --qa QA_FILE --out {folder}` "
-            f"(see the README, section Evaluation)"
-        )
-    manifest = read_manifest(folder)
-    table = next((folder / n for n in TABLE_NAMES if (folder / n).exists()), None)
-    if table is None:
-        raise ArtifactError(f"{folder}: no counts table ({', '.join(TABLE_NAMES)}); rebuild the counts")
+def _from_counting(folder: Path):
+    """A folder made by `rag counts build` (rag.entities.counting), read through its own loader."""
+    from rag.entities.counting import OK
+    from rag.entities.counting import load_counts as load_rows
+
+    rows, _ = load_rows(folder)
+    counts = {r.qid: (r.count if r.status == OK else None) for r in rows}
+    if len(counts) != len(rows):
+        raise ArtifactError(f"{folder}: question ids appear more than once; rebuild the counts")
+    return counts, {r.qid: r.status for r in rows}, {r.qid: r.question for r in rows}
+
+
+def _from_table(table: Path):
+    """Any table with a question id and a count column (external counts, hand-made tables)."""
     rows = _read_rows(table)
     cols = list(rows)
     qcol = _pick(cols, _QID, "question id", table)
@@ -126,6 +126,25 @@ def load_counts(folder: str | os.PathLike) -> CountsTable:
         if s not in ("ok", "linked", "") and counts.get(q) is not None:
             counts[q] = None
     questions = {str(q): str(t) for q, t in zip(rows[qcol], rows[tcol])} if tcol else {}
+    return counts, status, questions
+
+
+def load_counts(folder: str | os.PathLike) -> CountsTable:
+    """Open a counts folder; errors say how to build one."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise ArtifactError(
+            f"counts {folder} does not exist; build it with `rag counts build --qa QA_FILE --out {folder}` "
+            f"(see the README, section Evaluation)"
+        )
+    manifest = read_manifest(folder)
+    table = next((folder / n for n in TABLE_NAMES if (folder / n).exists()), None)
+    if table is None:
+        raise ArtifactError(f"{folder}: no counts table ({', '.join(TABLE_NAMES)}); rebuild the counts")
+    if manifest.get("kind") == "counts" and "files" in manifest:
+        counts, status, questions = _from_counting(folder)
+    else:
+        counts, status, questions = _from_table(table)
     h = hashlib.sha256((folder / MANIFEST).read_bytes())
     h.update(quick_fingerprint(table).encode())
     return CountsTable(folder, manifest, h.hexdigest()[:32], counts, status, questions)
