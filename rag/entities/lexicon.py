@@ -8,6 +8,9 @@ Sources (a bitmask per (form, entity) pair):
     DBPEDIA     a DBpedia surface form or redirect ("dante" -> dante_alighieri)
     ALIAS       an answer alias of the QA set being counted; an alias no other source knows becomes an
                 entity of its own (labelled with the alias), so answers such as "December 1972" link too
+                (except lists of known forms: "Larry Page and Sergey Brin")
+A form "the X" is dropped when "X" is a form too, so "The Amazon" cannot shadow "Amazon River" under
+leftmost-longest matching ("The Who" stays: "who" alone is a stopword).
 
 Entities are identified by a label: the corpus title when the entity has an article in the corpus,
 otherwise the DBpedia resource with spaces (first letter upper-cased, Wikipedia's convention) or the alias.
@@ -344,6 +347,8 @@ class LexiconBuilder:
                     if eid is not None and not self.in_corpus[eid] and a.strip() != a.strip().lower():
                         self.labels[eid] = a.strip()  # a real spelling beats a lower-cased resource name
                     continue
+                if _is_list(key, known):
+                    continue
                 eid = self.entity(a.strip(), key)
                 self._add(key, eid, ALIAS, a.strip())
                 known.add(key)
@@ -351,7 +356,10 @@ class LexiconBuilder:
         return n
 
     def build(self) -> Lexicon:
-        pairs = [(f, e, s) for (f, e), s in self._pairs.items() if linkable(f)]
+        known = {f for f, _ in self._pairs if linkable(f)}
+        # "the amazon" would win leftmost-longest over "Amazon River" in "The Amazon River": a form
+        # "the X" is dropped when "X" is itself a form ("The Who" stays: "who" is a stopword)
+        pairs = [(f, e, s) for (f, e), s in self._pairs.items() if f in known and not (f.startswith("the ") and f[4:] in known)]
         if not pairs:
             raise BadInputError("the lexicon is empty: give corpus titles, surface forms, redirects or answer aliases")
         forms = sorted({f for f, _, _ in pairs})
@@ -377,6 +385,14 @@ class LexiconBuilder:
             cand_sources=cs[order],
             cand_score=score[order],
         )
+
+
+def _is_list(key: str, known: set[str]) -> bool:
+    """An unknown answer such as "larry page and sergey brin" that joins known forms is a list, not a name."""
+    if " and " not in key and " or " not in key:
+        return False
+    parts = [p for p in re.split(r" (?:and|or) ", key) if p]
+    return len(parts) > 1 and any(p in known for p in parts)
 
 
 def _open_text(path: Path):

@@ -5,8 +5,9 @@
     spotlight  a client for a DBpedia Spotlight REST server (the linker of Kandpal et al. 2023)
 
 Lexicon matching (LexiconLinker):
-  * Text and forms are folded the same way (rag.entities.fold): lower case, non-alphanumerics -> spaces.
-    Automaton keys are " " + form, so a match starts at a word start; a match must also end at a word end.
+  * Text and forms are folded the same way (rag.entities.fold): lower case, non-alphanumerics -> spaces,
+    runs of spaces collapsed ("Washington, D.C." matches the form "washington d c"). Automaton keys are
+    " " + form, so a match starts at a word start; a match must also end at a word end.
   * Leftmost-longest, non-overlapping matches. A longest match that then fails a rule below is dropped,
     not replaced by a shorter one ("New Yorkshire" links nothing rather than "New").
   * A mention never crosses a line break.
@@ -137,6 +138,14 @@ def _windows(texts: Sequence[str], max_chars: int) -> tuple[list[str], np.ndarra
     return pieces, np.asarray(owner, np.int64), np.asarray(offset, np.int64)
 
 
+END = 1  # word-end marker in the matching text
+
+
+def _key(form: str) -> str:
+    """Automaton key of a form: " new\x01 york\x01" (see LexiconLinker._scan)."""
+    return " " + form.replace(" ", "\x01 ") + "\x01"
+
+
 class _Matches:
     """Accepted matches of one scan, as parallel arrays (text index, start, end, form id)."""
 
@@ -174,6 +183,7 @@ class LexiconLinker(EntityLinker):
         self.form_len = np.fromiter((len(f) for f in forms), np.int64, len(forms))
         ntok = np.fromiter((f.count(" ") + 1 for f in forms), np.int64, len(forms))
         self.single = ntok == 1
+        self.key_len = self.form_len + ntok + 1  # len(_key(form))
         self.common = common_forms(lexicon, self.single)
         # a known spelling with upper case ("Io") lets a short form match exactly that spelling
         self.has_cased = np.fromiter((c != c.lower() for c in lexicon.cased), bool, len(forms))
@@ -199,11 +209,11 @@ class LexiconLinker(EntityLinker):
             ahocorasick = require("ahocorasick", "counts")
             a = ahocorasick.Automaton(ahocorasick.STORE_INTS)
             for i in ids.tolist():
-                a.add_word(" " + forms[i], i)
+                a.add_word(_key(forms[i]), i)
             a.make_automaton()
         else:
             ahocorasick_rs = require("ahocorasick_rs", "counts")
-            a = ahocorasick_rs.AhoCorasick([" " + forms[i] for i in ids.tolist()], matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+            a = ahocorasick_rs.AhoCorasick([_key(forms[i]) for i in ids.tolist()], matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
             self._key_form = ids
         self._automaton = a
         return a
@@ -232,15 +242,36 @@ class LexiconLinker(EntityLinker):
             return _Matches.concat([])
         lens = np.fromiter((len(t) for t in texts), np.int64, n)
         base = np.cumsum(lens + 2) - lens  # text i occupies big[base[i] : base[i] + lens[i]]
-        cps = codepoints("".join(["\x00 " + t for t in texts])).copy()
+        cps = codepoints("".join(["\x00 " + t for t in texts]) + "\x00").copy()
         cps[cps == SEP] = SPACE  # a NUL inside a text must not look like a separator
         cps[base - 2] = SEP
-        folded = fold_codepoints(cps)
-        form, end = self._find(to_str(folded))
-        start = end - self.form_len[form]
+        cps[-1] = SEP
         total = len(cps)
-        nxt = folded[np.minimum(end, total - 1)]
-        ok = (end >= total) | (nxt == SPACE) | (nxt == SEP)
+        folded = fold_codepoints(cps)
+        brk = (cps == 10) | (cps == SEP)
+        # Matching text: every run of separators (spaces, punctuation, line breaks) becomes END + " ", or
+        # END + SEP + " " when the run holds a line break or a text boundary. Keys are " " + words joined by
+        # END + " " + END, so matches start and end exactly at word boundaries and never cross a line.
+        is_sep = (folded == SPACE) | brk
+        run_start = is_sep.copy()
+        run_start[1:] &= ~is_sep[:-1]
+        run_id = np.cumsum(run_start) - 1
+        rs = np.flatnonzero(run_start)
+        run_brk = np.bincount(run_id[brk], minlength=len(rs)) > 0
+        reps = np.where(is_sep, 0, 1)
+        reps[rs] = np.where(run_brk, 3, 2)
+        origin = np.repeat(np.arange(len(folded)), reps)
+        out = folded[origin]
+        out_first = np.cumsum(reps) - reps
+        o = out_first[rs]
+        out[o] = END
+        out[o + reps[rs] - 1] = SPACE
+        out[o[run_brk] + 1] = SEP
+        form, cend = self._find(to_str(out))
+        cstart = cend - self.key_len[form]
+        start = origin[cstart + 1]
+        end = origin[cend - 2] + 1
+        ok = np.ones(len(form), bool)
 
         _, _, is_up, is_lo = tables()
         up = is_up[cps]
@@ -248,12 +279,10 @@ class LexiconLinker(EntityLinker):
         np.cumsum(up, out=cum_up[1:])
         cum_lo = np.zeros(total + 1, np.int32)
         np.cumsum(is_lo[cps], out=cum_lo[1:])
-        brk = (cps == 10) | (cps == SEP)
         line = np.cumsum(brk, dtype=np.int32)  # line id of each position (a break belongs to the line it opens)
         line_starts = np.flatnonzero(brk)
-        line_ends = np.append(line_starts[1:], total)
+        line_ends = np.append(line_starts[1:], len(cps))
         uncased_line = (cum_up[line_ends] - cum_up[line_starts]) == 0
-        ok &= line[start] == line[end - 1]
 
         n_up = cum_up[end] - cum_up[start]
         n_lo = cum_lo[end] - cum_lo[start]
