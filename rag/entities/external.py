@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,8 +144,10 @@ def compare(rows, external: Sequence[ExternalCount], match_by: str = "text", ind
             theirs.append(ext[k])
     if len(ours_all) < 3:
         raise BadInputError(f"only {len(ours_all)} questions matched the external counts by {match_by}; nothing to correlate")
-    rho, p = spearmanr(ours, theirs) if len(ours) >= 3 else (float("nan"), float("nan"))
-    rho_all, _ = spearmanr(ours_all, theirs_all)
+    with warnings.catch_warnings():  # constant input -> NaN, reported as such
+        warnings.simplefilter("ignore")
+        rho, p = spearmanr(ours, theirs) if len(ours) >= 3 else (float("nan"), float("nan"))
+        rho_all, _ = spearmanr(ours_all, theirs_all)
     return Comparison(
         n_ours=len(rows),
         n_external=len(external),
