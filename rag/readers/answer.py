@@ -22,7 +22,7 @@ def answer(
     questions: Sequence[Question],
     passages_per_question: Sequence[Sequence[Passage]] | None = None,
     demos: Sequence[Demo] | None = None,
-    prompt_format: str | PromptFormat = "kandpal",
+    prompt_format: str | PromptFormat | None = None,
     max_new_tokens: int = 16,
     batch_size: int = 8,
     progress: bool = False,
@@ -31,10 +31,12 @@ def answer(
 
     `passages_per_question[i]` are question i's passages, best first (title + text go into the prompt);
     an empty list, or None for all, answers closed-book with the same prompt minus the passages.
-    `demos` default to the built-in demonstrations (`shots` = their number); pass `draw_demos(...)`
+    `prompt_format` defaults to the reader's (for a named model, the format chosen for it by measurement).
+    `demos` default to the first 3 built-in demonstrations; pass `draw_demos(...)`
     for demonstrations drawn from a held-out pool. Each Prediction records the prompt length, the pids
     actually shown, and how many passages were dropped or truncated to fit the context.
     """
+    prompt_format = prompt_format or reader.prompt_format
     fmt = FORMATS.get(prompt_format) if isinstance(prompt_format, str) else prompt_format
     demos = list(BUILTIN_DEMOS[:3] if demos is None else demos)
     if passages_per_question is None:

@@ -42,6 +42,7 @@ class Reader(ABC):
     name: str = "reader"
     n_ctx: int = 2048
     n_params: int = 0  # for FLOP estimates; 0 when unknown
+    prompt_format: str = "kandpal"  # the format `answer` uses unless told otherwise (a named model's setting)
 
     @abstractmethod
     def generate_batch(self, prompts: Sequence[str], max_new_tokens: int = 16) -> list[Generation]:

@@ -91,7 +91,10 @@ class LlamaCppReader(Reader):
     def load(cls, model: str, n_ctx: int | None = None, **options) -> "LlamaCppReader":
         path, named = resolve_gguf(model)
         n_ctx = n_ctx or (named.n_ctx if named else 2048)
-        return cls(path, n_ctx=n_ctx, name=named.name if named else None, **options)
+        reader = cls(path, n_ctx=n_ctx, name=named.name if named else None, **options)
+        if named:
+            reader.prompt_format = named.prompt_format
+        return reader
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(self.llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)) for t in texts]

@@ -106,7 +106,10 @@ class TransformersReader(Reader):
                     f"cannot load {model!r} with transformers ({e}); pass a local model folder, a .gguf file, "
                     f"or a named model ({', '.join(sorted(NAMED_MODELS))})"
                 ) from e
-        return cls(tok, m, n_ctx=n_ctx or 2048, device=device, name=name, **options)
+        reader = cls(tok, m, n_ctx=n_ctx or 2048, device=device, name=name, **options)
+        if model in NAMED_MODELS:
+            reader.prompt_format = NAMED_MODELS[model].prompt_format
+        return reader
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.tok(list(texts), add_special_tokens=True)["input_ids"]]

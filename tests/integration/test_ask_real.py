@@ -29,7 +29,8 @@ def index(shared_data, tmp_path_factory):
 def test_rag_ask_both_over_a_real_index(index):
     question = "in which city is the trinity tower skyscraper"
     r = CliRunner().invoke(main, ["ask", question, "--mode", "both", "--index", str(index), "--retriever", "bm25",
-                                  "-k", "3", "--model", "smollm2-135m", "--threads", "1", "--json"], catch_exceptions=False)
+                                  "-k", "3", "--model", "smollm2-135m", "--format", "kandpal", "--threads", "1", "--json"],
+                           catch_exceptions=False)
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     passages = out["rag"]["passages"]
@@ -38,6 +39,7 @@ def test_rag_ask_both_over_a_real_index(index):
     assert "Jakarta" in out["rag"]["answer"], out["rag"]["answer"]  # read from the retrieved passage
     assert out["closed"]["answer"] and "\n" not in out["closed"]["answer"]
     assert out["rag"]["prompt_tokens"] > out["closed"]["prompt_tokens"]
+    assert out["prompt_format"] == "kandpal" and out["shots"] == 3
 
 
 def test_rag_ask_text_output(index):

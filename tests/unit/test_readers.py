@@ -91,3 +91,22 @@ def test_importing_readers_loads_no_heavy_library():
     code = "import sys, rag.readers, rag.metrics, rag.qa; print([m for m in ('llama_cpp', 'torch', 'transformers') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_prompt_format_defaults_to_the_readers_setting():
+    r = FakeReader()
+    answer(r, QS[:1])
+    assert r.calls[-1][0].startswith("Q: ")
+    r.prompt_format = "instruct"  # what a named model's loader sets
+    answer(r, QS[:1])
+    assert r.calls[-1][0].startswith("Answer each question")
+    answer(r, QS[:1], prompt_format="kandpal")
+    assert r.calls[-1][0].startswith("Q: ")
+
+
+def test_named_models_default_formats_exist():
+    from rag.readers import FORMATS, NAMED_MODELS, default_format
+
+    assert all(m.prompt_format in FORMATS for m in NAMED_MODELS.values())
+    assert default_format("smollm2-135m") == NAMED_MODELS["smollm2-135m"].prompt_format
+    assert default_format("/some/model.gguf") == "kandpal"
