@@ -112,7 +112,8 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
             raise BadInputError(f"there are {len(BUILTIN_DEMOS)} built-in demonstrations; for --shots {shots} pass --demos PATH")
         demos = list(BUILTIN_DEMOS[:shots])
 
-    out: dict = {"question": q.question, "model": model, "backend": backend, "prompt_format": fmt.name, "shots": shots}
+    out: dict = {"question": q.question, "model": model, "backend": backend, "prompt_format": fmt.name, "shots": shots,
+                 "demos": [d.qid for d in demos]}
     if mode in ("closed", "both"):
         (p,) = answer(reader, [q], None, demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
         out["closed"] = {"answer": p.answer, "prompt_tokens": p.prompt_tokens, "new_tokens": p.new_tokens}

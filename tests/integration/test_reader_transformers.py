@@ -38,6 +38,9 @@ def test_dequantized_copy_is_cached_and_reloads_fast(reader):
     again = load_reader("smollm2-135m", backend="transformers", device="cpu")
     assert time.perf_counter() - t < 15  # about a second on an idle machine
     assert again.n_params == reader.n_params > 100_000_000
+    # the cached copy is an ordinary model folder: loading a local folder path works the same way
+    local = load_reader(str(folder), backend="transformers", device="cpu")
+    assert local.n_params == reader.n_params and local.prompt_format == "kandpal"
 
 
 def test_batched_left_padded_decoding_matches_one_by_one(reader, questions):

@@ -51,7 +51,7 @@ def test_ask_both_json(index):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["closed"]["answer"] == "unknown" and out["rag"]["answer"] == "Oslo"
-    assert out["shots"] == 2 and out["prompt_format"] == "kandpal"
+    assert out["shots"] == 2 and out["prompt_format"] == "kandpal" and out["demos"] == ["builtin-0", "builtin-1"]
     ps = out["rag"]["passages"]
     assert [p["rank"] for p in ps] == list(range(1, len(ps) + 1)) and ps[0]["pid"] == "Oslo#0"
     assert all(p["used"] for p in ps) and ps[0]["score"] >= ps[-1]["score"]
@@ -83,6 +83,7 @@ def test_ask_demos_from_a_pool_file(index, tmp_path):
         (["q", "-k", "0", "--backend", "fake"], "-k must be a positive integer"),
         (["q", "--shots", "20", "--backend", "fake", "--model", "fake"], "for --shots 20 pass --demos PATH"),
         (["q", "--index", "/nonexistent/index", "--backend", "fake", "--model", "fake"], "no such folder"),
+        (["q", "--n-ctx", "30", "--backend", "fake", "--model", "fake"], "the prompt is 37 tokens even without passages, over the 14 the model allows"),
     ],
 )
 def test_ask_bad_input(args, message):
