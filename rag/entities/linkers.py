@@ -255,41 +255,38 @@ class LexiconLinker(EntityLinker):
         is_sep = (folded == SPACE) | brk
         run_start = is_sep.copy()
         run_start[1:] &= ~is_sep[:-1]
-        run_id = np.cumsum(run_start) - 1
-        rs = np.flatnonzero(run_start)
-        run_brk = np.bincount(run_id[brk], minlength=len(rs)) > 0
-        reps = np.where(is_sep, 0, 1)
+        rs = np.flatnonzero(run_start)  # rs[0] == 0: the batch starts with SEP
+        run_brk = np.logical_or.reduceat(brk, rs)
+        reps = (~is_sep).astype(np.int32)
         reps[rs] = np.where(run_brk, 3, 2)
-        origin = np.repeat(np.arange(len(folded)), reps)
+        origin = np.repeat(np.arange(len(folded), dtype=np.int32), reps)
         out = folded[origin]
-        out_first = np.cumsum(reps) - reps
-        o = out_first[rs]
+        # output position of each run start: rs shifted by what earlier runs grew or shrank (reps - length)
+        run_len = np.add.reduceat(is_sep, rs, dtype=np.int64)
+        before = np.zeros(len(rs), np.int64)
+        np.cumsum((reps[rs] - run_len)[:-1], out=before[1:])
+        o = rs + before
         out[o] = END
         out[o + reps[rs] - 1] = SPACE
         out[o[run_brk] + 1] = SEP
         form, cend = self._find(to_str(out))
         cstart = cend - self.key_len[form]
-        start = origin[cstart + 1]
-        end = origin[cend - 2] + 1
+        start = origin[cstart + 1].astype(np.int64)
+        end = origin[cend - 2].astype(np.int64) + 1
         ok = np.ones(len(form), bool)
 
         _, _, is_up, is_lo = tables()
         up = is_up[cps]
-        cum_up = np.zeros(total + 1, np.int32)
-        np.cumsum(up, out=cum_up[1:])
-        cum_lo = np.zeros(total + 1, np.int32)
-        np.cumsum(is_lo[cps], out=cum_lo[1:])
-        line = np.cumsum(brk, dtype=np.int32)  # line id of each position (a break belongs to the line it opens)
-        line_starts = np.flatnonzero(brk)
-        line_ends = np.append(line_starts[1:], len(cps))
-        uncased_line = (cum_up[line_ends] - cum_up[line_starts]) == 0
-
-        n_up = cum_up[end] - cum_up[start]
-        n_lo = cum_lo[end] - cum_lo[start]
+        # per-match sums over [start, end): matches are sorted and disjoint, so one reduceat does them all
+        bounds = np.empty(2 * len(start), np.int64)
+        bounds[0::2], bounds[1::2] = start, end
+        n_up = np.add.reduceat(up, bounds, dtype=np.int32)[0::2] if len(start) else np.zeros(0, np.int32)
+        line_starts = np.flatnonzero(brk)  # a line starts at its break character
+        uncased_line = np.add.reduceat(up, line_starts, dtype=np.int32) == 0
         p1 = cps[start - 1]
         p2 = cps[start - 2]
         initial = np.isin(p1, (SEP, 10)) | (np.isin(p1, (SPACE, 34, 39, 40, 0x201C, 0x2018)) & np.isin(p2, (SEP, 10, 46, 33, 63, 58)))
-        uncased = uncased_line[line[start] - 1]
+        uncased = uncased_line[np.searchsorted(line_starts, start, side="right") - 1]
 
         if stats is not None:
             n_lower, n_upper = stats
@@ -306,6 +303,7 @@ class LexiconLinker(EntityLinker):
             short = single & (flen <= 3)
             first_only = (n_up == 1) & initial
             ok_uncased = ~common & ~(single & (flen < 4))
+            n_lo = np.add.reduceat(is_lo[cps], bounds, dtype=np.int32)[0::2] if len(start) else np.zeros(0, np.int32)
             cased_short = (n_up >= 2) & (n_lo == 0)
             first_up = up[start]
             ok_cased = np.where(
