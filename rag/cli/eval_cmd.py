@@ -22,6 +22,7 @@ def eval_group() -> None:
     """Evaluate a reader closed-book and with retrieval, bucketed by relevant-document count.
 
     \b
+    Examples:
     rag eval run --config configs/nq-open.yaml --per-bucket 50     run or resume a preset
     rag eval report runs/nq-open                                   re-render tables and plots
     rag eval compare runs/nq-open runs/nq-open-qwen1.5b            per-bucket differences

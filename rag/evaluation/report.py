@@ -23,7 +23,7 @@ from typing import Sequence
 
 from rag.evaluation.buckets import UNLINKED, Buckets
 from rag.evaluation.config import METRICS
-from rag.evaluation.stats import Rate, bootstrap_diff, bootstrap_mean, stratified_bootstrap_mean
+from rag.evaluation.stats import Rate, bootstrap_mean, stratified_bootstrap_mean
 
 log = logging.getLogger(__name__)
 
