@@ -124,6 +124,12 @@ class Lexicon:
                 self._entity_by_key.setdefault(" ".join(k.split()), i)
         return self._entity_by_key.get(form_key(label))
 
+    def entity_ids(self, labels: Sequence[str]) -> np.ndarray:
+        """entity_id of many labels at once (-1 where unknown)."""
+        self.entity_id("")  # builds the key index
+        keys = fold_many(list(labels))
+        return np.fromiter((self._entity_by_key.get(" ".join(k.split()), -1) for k in keys), np.int64, len(keys))
+
     def resolve(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """(entity per form, P(entity | form)) for the best candidate; entity -1 when below threshold or tied."""
         if not 0.0 < threshold <= 1.0:
@@ -344,8 +350,9 @@ class LexiconBuilder:
                 if key in known:
                     self._cased.setdefault(key, a)
                     eid = self._by_key.get(key)
-                    if eid is not None and not self.in_corpus[eid] and a.strip() != a.strip().lower():
-                        self.labels[eid] = a.strip()  # a real spelling beats a lower-cased resource name
+                    spelling = a.strip()
+                    if eid is not None and not self.in_corpus[eid] and spelling != spelling.lower() and spelling.lower() == self.labels[eid].lower():
+                        self.labels[eid] = spelling  # a real spelling beats a lower-cased resource name
                     continue
                 if _is_list(key, known):
                     continue

@@ -137,8 +137,7 @@ def _title_ids(linker: EntityLinker, titles: Sequence[str]):
     """Entity of each distinct title: a lexicon id (fixed-vocabulary linkers) or the title as a label."""
     lexicon = getattr(linker, "lexicon", None) or getattr(getattr(linker, "base", None), "lexicon", None)
     if linker.vocabulary is not None and lexicon is not None:
-        ids = [lexicon.entity_id(t) if t else None for t in titles]
-        return np.array([-1 if i is None else i for i in ids], dtype=np.int64)
+        return lexicon.entity_ids([t or "" for t in titles])
     out = np.empty(len(titles), dtype=object)
     out[:] = [t or None for t in titles]
     return out

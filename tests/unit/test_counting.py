@@ -238,3 +238,39 @@ def test_summary_counts_top_entities():
     assert s["top_answer_entities"][0][1] == 5 and s["buckets"]["0"] == 1 and s["buckets"][">=10"] == 8
     assert Counter(r.a_entity for r in rows)["A"] == 5
 
+
+
+class WordLinker:
+    """A linker without a fixed vocabulary (like Spotlight): every capitalized word is an entity."""
+
+    name = "words"
+    vocabulary = None
+
+    def link_batch(self, texts):
+        import re
+
+        from rag.types import Mention
+
+        return [[Mention(m.start(), m.end(), m.group(), m.group()) for m in re.finditer(r"\b[A-Z][a-z]+\b", t)] for t in texts]
+
+    def link_entities(self, texts):
+        from rag.entities.linkers import EntityLinker
+
+        return EntityLinker.link_entities(self, texts)
+
+    def identity(self):
+        return {"name": self.name}
+
+
+def test_postings_with_a_label_linker(tiny_store, tmp_path):
+    store = PassageStore(tiny_store)
+    lk = WordLinker()
+    p = build_postings(store, lk, tmp_path / "w", workers=2, spill_pairs=4)
+    want: dict[str, set] = {}
+    for row in store.get_rows(range(len(store))):
+        for e in [m.entity for m in lk.link(row.text)] if hasattr(lk, "link") else [m.entity for m in lk.link_batch([row.text])[0]]:
+            want.setdefault(e, set()).add(row.doc_id)
+        want.setdefault(row.title, set()).add(row.doc_id)  # titles name their article
+    assert postings_as_sets(p) == want
+    rows = count_questions([Question("w", "Where was Mozart born?", ("Salzburg",))], lk, p)
+    assert rows[0].q_entities == ("Where", "Mozart") and rows[0].count == len(want["Mozart"] & want["Salzburg"])
