@@ -374,9 +374,10 @@ class LexiconLinker(EntityLinker):
         out: list[list[Mention]] = [[] for _ in texts]
         labels = self.lexicon.labels
         order = np.lexsort((m.start, m.text))
-        for k in order.tolist():
-            t, s, e, f = int(m.text[k]), int(m.start[k]), int(m.end[k]), int(m.form[k])
-            out[t].append(Mention(start=s, end=e, surface=texts[t][s:e], entity=labels[self.form_entity[f]], score=float(self.form_prior[f])))
+        form = m.form[order]
+        for t, s, e, en, p in zip(m.text[order].tolist(), m.start[order].tolist(), m.end[order].tolist(),
+                                  self.form_entity[form].tolist(), self.form_prior[form].tolist()):
+            out[t].append(Mention(start=s, end=e, surface=texts[t][s:e], entity=labels[en], score=p))
         return out
 
 
