@@ -212,44 +212,56 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="installed", help="comma-separated named models, or 'installed'")
     ap.add_argument("--backends", default="llama-cpp", help="comma-separated: llama-cpp, transformers")
-    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every core)")
+    ap.add_argument("--threads", default=None,
+                    help="llama.cpp threads, or a comma-separated list to compare (default: every core)")
     ap.add_argument("--questions", type=int, default=8, help="NQ-open questions per timing")
     ap.add_argument("--formats", action="store_true", help="measure answer quality per prompt format instead of speed")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of eval/results/readers.json for other (model, backend, threads) pairs")
     args = ap.parse_args()
 
     names = [n for n in NAMED_MODELS if is_installed(n)] if args.models == "installed" else args.models.split(",")
     names.sort(key=lambda n: NAMED_MODELS[n].params)
     questions = load_questions(SHARED / "qa" / "nq-open.test.jsonl", limit=args.questions)
     if args.formats:
-        bench_formats(names, args.threads, questions)
+        bench_formats(names, int(args.threads.split(",")[0]) if args.threads else None, questions)
         return
     passages = real_passages(5 * args.questions + 10)
     prompt_text = "\n".join(f"Passage: {p.title}: {p.text}" for p in passages[-6:])
 
     peak_before = bu.matmul_peak_gflops()
     rows = []
+    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [None]
     for name in names:
         for backend in args.backends.split(","):
-            print(f"{name} / {backend} ...", file=sys.stderr, flush=True)
-            rows.append(bench_one(name, backend, args.threads, questions, passages, prompt_text))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            for threads in thread_counts if backend == "llama-cpp" else [None]:
+                print(f"{name} / {backend} / threads {threads or 'all'} ...", file=sys.stderr, flush=True)
+                rows.append(bench_one(name, backend, threads, questions, passages, prompt_text))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     peak_after = bu.matmul_peak_gflops()
     peak = max(peak_before, peak_after)
     for r in rows:
         r["prefill_frac_of_peak"] = r["prefill_gflops"] / peak
+        r["matmul_peak_gflops"] = peak
+    if args.merge and (bu.RESULTS / "readers.json").exists():
+        key = lambda r: (r["model"], r["backend"], str(r["threads"]))  # noqa: E731
+        new = {key(r) for r in rows}
+        old = json.loads((bu.RESULTS / "readers.json").read_text())["rows"]
+        rows = [r for r in old if key(r) not in new] + rows
 
     data = {
         "machine": bu.machine(),
-        "matmul_peak_gflops": {"before": peak_before, "after": peak_after, "used": peak},
+        "matmul_peak_gflops": {"before": peak_before, "after": peak_after, "used": peak},  # of the latest run
         "questions": args.questions,
         "rows": rows,
     }
     cols = ["model", "backend", "threads", "prefill_tok_s", "decode_tok_s", "closed_s_per_q", "rag5_s_per_q",
-            "rag5_prompt_tokens", "prefill_gflops", "prefill_frac_of_peak", "load_s"]
+            "rag5_prompt_tokens", "prefill_gflops", "matmul_peak_gflops", "prefill_frac_of_peak", "load_s"]
     md = (
         "# Reader speed\n\n"
-        f"{bu.machine()['when']}, {bu.machine()['cpu_count']} CPUs; fp32 numpy matmul peak measured in the same run: "
-        f"{peak_before:.0f} GFLOP/s before, {peak_after:.0f} after (the higher is used).\n\n"
+        f"{bu.machine()['when']}, {bu.machine()['cpu_count']} CPUs. Each row's fp32 numpy matmul peak was measured in "
+        f"the same run as that row (before and after the models; the higher is used); latest run: "
+        f"{peak_before:.0f} GFLOP/s before, {peak_after:.0f} after.\n\n"
         "prefill: one fresh ~400-token prompt of real passages (median of 3); decode: single-token steps; "
         f"s/question over {args.questions} NQ-open questions with 3 built-in demonstrations (shared prefix cached), "
         "closed-book and with 5 real ~100-word passages; prefill GFLOP/s = 2 x non-embedding parameters x tokens / time.\n\n"
