@@ -38,6 +38,7 @@ import logging
 import lzma
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -106,6 +107,7 @@ class Lexicon:
     fingerprint: str = ""
     manifest: dict = field(default_factory=dict)
     _entity_by_key: dict | None = field(default=None, repr=False)
+    _form_by_key: dict | None = field(default=None, repr=False)
 
     @property
     def n_entities(self) -> int:
@@ -155,10 +157,8 @@ class Lexicon:
 
     def candidates(self, form: str) -> list[tuple[str, float, list[str]]]:
         """[(label, P(label | form), [source names])] for one surface form, best first (for inspection)."""
-        key = form_key(form)
-        try:
-            fid = self.forms.index(key) if len(self.forms) < 10_000 else self._form_index()[key]
-        except (ValueError, KeyError):
+        fid = self._form_index().get(form_key(form))
+        if fid is None:
             return []
         lo, hi = np.searchsorted(self.cand_form, [fid, fid + 1])
         total = float(self.cand_score[lo:hi].sum()) or 1.0
@@ -169,9 +169,9 @@ class Lexicon:
         ]
 
     def _form_index(self) -> dict[str, int]:
-        if not hasattr(self, "_fi"):
-            self._fi = {f: i for i, f in enumerate(self.forms)}
-        return self._fi
+        if self._form_by_key is None:
+            self._form_by_key = {f: i for i, f in enumerate(self.forms)}
+        return self._form_by_key
 
     # --- artifact --------------------------------------------------------------------------------------
 
@@ -261,6 +261,7 @@ class LexiconBuilder:
         self._by_key: dict[str, int] = {}  # form_key(label) -> entity id
         self._pairs: dict[tuple[str, int], int] = {}  # (form, entity) -> sources bitmask
         self._cased: dict[str, str] = {}
+        self._spellings: dict[int, Counter] = {}  # entity -> answer spellings that differ from its label only in case
         self.sources: list[dict] = []
 
     def entity(self, label: str, key: str | None = None, in_corpus: bool = False) -> int:
@@ -351,8 +352,8 @@ class LexiconBuilder:
                     self._cased.setdefault(key, a)
                     eid = self._by_key.get(key)
                     spelling = a.strip()
-                    if eid is not None and not self.in_corpus[eid] and spelling != spelling.lower() and spelling.lower() == self.labels[eid].lower():
-                        self.labels[eid] = spelling  # a real spelling beats a lower-cased resource name
+                    if eid is not None and spelling != spelling.lower() and spelling.lower() == self.labels[eid].lower():
+                        self._spellings.setdefault(eid, Counter())[spelling] += 1
                     continue
                 if _is_list(key, known):
                     continue
@@ -380,8 +381,12 @@ class LexiconBuilder:
             weight[mask] = sum(w for b, w in WEIGHTS.items() if mask & b)
         score = (weight[cs] * popularity[ce]).astype(np.float32)
         order = np.lexsort((ce, cf))
+        labels = list(self.labels)
+        for eid, spellings in self._spellings.items():
+            if not self.in_corpus[eid]:  # a real spelling beats a lower-cased resource name
+                labels[eid] = spellings.most_common(1)[0][0]
         return Lexicon(
-            labels=list(self.labels),
+            labels=labels,
             in_corpus=np.asarray(self.in_corpus, dtype=bool),
             forms=forms,
             cased=[self._cased.get(f, "") for f in forms],

@@ -8,12 +8,13 @@ Lexicon matching (LexiconLinker):
   * Text and forms are folded the same way (rag.entities.fold): lower case, non-alphanumerics -> spaces,
     runs of spaces collapsed ("Washington, D.C." matches the form "washington d c"). Automaton keys are
     " " + form, so a match starts at a word start; a match must also end at a word end.
-  * Leftmost-longest, non-overlapping matches. A longest match that then fails a rule below is dropped,
-    not replaced by a shorter one ("New Yorkshire" links nothing rather than "New").
+  * Leftmost-longest, non-overlapping matches of whole words. A longest match that then fails a case
+    rule below is dropped, not replaced by a shorter one inside it.
   * A mention never crosses a line break.
   * Ambiguous forms link to the candidate with the highest prior, only if P(entity|form) >= threshold.
   * Case rules. A line with no upper-case letter at all (NQ questions are lower-cased) is "uncased"; in it,
-    forms that are common (below) and one-word forms under 4 characters are not linked. In cased lines:
+    forms that are common (below) are not linked, nor one-word forms under 4 characters unless the corpus
+    sample writes them capitalized mid-sentence at least ATTESTED_CAPS times ("nba", "fbi"). In cased lines:
       - one-word forms of <= 3 characters need an all-caps span ("US", "NBA") or the exact known
         spelling of a title or alias ("Io");
       - common forms (below) need an upper-case first letter, and are not linked when only that first
@@ -32,7 +33,6 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # linker name -> EntityLinker subclass with a `create(**options)` classmethod
 LINKERS = Registry("entity linker")
 
+ATTESTED_CAPS = 5  # capitalized mid-sentence uses in the corpus sample that let a short form link in uncased text
 MAX_CHARS = 1_000_000  # texts longer than this are linked in windows cut at line breaks or spaces
 BATCH_CHARS = 4_000_000  # characters scanned per numpy pass (bounds the per-character arrays)
 # Aho-Corasick engines. ahocorasick-rs is the default: its leftmost-longest search is exact and ~1.6x faster
@@ -302,7 +303,9 @@ class LexiconLinker(EntityLinker):
             common = self.common[form]
             short = single & (flen <= 3)
             first_only = (n_up == 1) & initial
-            ok_uncased = ~common & ~(single & (flen < 4))
+            # short one-word forms in uncased text only when the corpus writes them capitalized ("nba", "fbi")
+            attested = self.lexicon.n_upper[form] >= ATTESTED_CAPS
+            ok_uncased = ~common & (~(single & (flen < 4)) | attested)
             n_lo = np.add.reduceat(is_lo[cps], bounds, dtype=np.int32)[0::2] if len(start) else np.zeros(0, np.int32)
             cased_short = (n_up >= 2) & (n_lo == 0)
             first_up = up[start]
@@ -323,6 +326,18 @@ class LexiconLinker(EntityLinker):
         text = np.searchsorted(base, start[ok], side="right") - 1
         return _Matches(text, start[ok] - base[text], end[ok] - base[text], form[ok])
 
+    @staticmethod
+    def _batches(pieces: Sequence[str]):
+        """(first index, slice) of consecutive pieces holding about BATCH_CHARS characters."""
+        i = 0
+        while i < len(pieces):
+            j, chars = i, 0
+            while j < len(pieces) and (j == i or chars + len(pieces[j]) <= BATCH_CHARS):
+                chars += len(pieces[j]) + 2
+                j += 1
+            yield i, pieces[i:j]
+            i = j
+
     def _matches(self, texts: Sequence[str], apply_case: bool = True) -> _Matches:
         check_texts(texts)
         long = any(len(t) > self.max_chars for t in texts)
@@ -330,16 +345,11 @@ class LexiconLinker(EntityLinker):
             pieces, owner, offset = _windows(texts, self.max_chars)
         else:
             pieces, owner, offset = texts, None, None
-        parts, i = [], 0
-        while i < len(pieces):
-            j, chars = i, 0
-            while j < len(pieces) and (j == i or chars + len(pieces[j]) <= BATCH_CHARS):
-                chars += len(pieces[j]) + 2
-                j += 1
-            m = self._scan(pieces[i:j], apply_case)
+        parts = []
+        for i, batch in self._batches(pieces):
+            m = self._scan(batch, apply_case)
             m.text = m.text + i
             parts.append(m)
-            i = j
         m = _Matches.concat(parts)
         if long:
             m.start = m.start + offset[m.text]
@@ -353,14 +363,8 @@ class LexiconLinker(EntityLinker):
         n_upper = np.zeros(self.lexicon.n_forms, np.int32)
         check_texts(texts)
         pieces = _windows(texts, self.max_chars)[0] if any(len(t) > self.max_chars for t in texts) else list(texts)
-        i = 0
-        while i < len(pieces):
-            j, chars = i, 0
-            while j < len(pieces) and (j == i or chars + len(pieces[j]) <= BATCH_CHARS):
-                chars += len(pieces[j]) + 2
-                j += 1
-            self._scan(pieces[i:j], stats=(n_lower, n_upper))
-            i = j
+        for _, batch in self._batches(pieces):
+            self._scan(batch, stats=(n_lower, n_upper))
         return n_lower, n_upper
 
     # --- public ----------------------------------------------------------------------------------------

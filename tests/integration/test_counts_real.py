@@ -17,7 +17,7 @@ import pytest
 
 from rag.corpus.build import build_passages
 from rag.corpus.store import PassageStore
-from rag.entities.counting import OK, count_questions, select_entities
+from rag.entities.counting import OK, count_questions
 from rag.entities.evaluate import evaluate_linker, load_labelled
 from rag.entities.external import compare, load_external
 from rag.entities.fold import fold_many, form_key
@@ -122,7 +122,6 @@ def test_counts_equal_brute_force(world, brute):
     assert len(rows) == N_QUESTIONS
     assert sum(r.status == OK for r in rows) > 50  # few: the DBpedia rows are cut to this slice
     for r in rows:
-        q, a_all, tied = select_entities(r.q_entities, [], False)
         best = 0
         for a in r.a_entities:
             for e in r.q_entities:

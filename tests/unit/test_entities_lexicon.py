@@ -139,3 +139,13 @@ def test_build_lexicon_from_store(tiny_store, tmp_path):
     j = lex.forms.index("mozart")
     assert lex.n_lower[i] >= 2 and lex.n_upper[j] >= 1 and lex.n_lower[j] == 0
     assert TITLE and RESOURCE and DBPEDIA  # names exported
+
+
+def test_alias_spelling_majority_relabels_resource_entities(tmp_path):
+    b = LexiconBuilder()
+    sf = tmp_path / "sf.tsv"
+    sf.write_text("usa\tunited_states\n", encoding="utf-8")
+    b.add_surface_forms(sf)
+    b.add_aliases([Question(str(i), "q", (a,)) for i, a in enumerate(["UNited States", "United States", "United States", "United+States"])])
+    lex = b.build()
+    assert lex.labels[lex.entity_id("united states")] == "United States"

@@ -165,3 +165,13 @@ def test_case_stats_counts():
     i = lx.lexicon.forms.index("moon")
     assert (n_lower[i], n_upper[i]) == (1, 2)  # "moon" (line 2 is uncased, so ignored); "Moon" twice mid-sentence
     assert n_lower.dtype == np.int32
+
+
+def test_short_forms_in_uncased_text_need_attested_capitals():
+    b = LexiconBuilder()
+    b.add_titles(["National Basketball Association", "IBM"])
+    b.add_redirects([("NBA", "National Basketball Association")])
+    lex = b.build()
+    lex.n_upper[lex.forms.index("nba")] = 12  # the corpus writes "NBA" mid-sentence; "IBM" unseen
+    lx = LexiconLinker(lex)
+    assert spans(lx, "who won the nba title at ibm") == [("nba", "National Basketball Association")]
