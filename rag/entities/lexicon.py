@@ -5,7 +5,7 @@ Sources (a bitmask per (form, entity) pair):
     TITLE_BASE  the title without its "(qualifier)" ("Georgia (country)" -> "Georgia")
     REDIRECT    redirects of a MediaWiki dump (redirects.tsv in the passages folder, alias -> target)
     RESOURCE    a DBpedia resource's own name ("dante_alighieri")
-    DBPEDIA     a DBpedia surface form or redirect ("dante" -> dante_alighieri)
+    DBPEDIA     a DBpedia surface form or redirect ("dante" -> dante_alighieri); disambiguation pages skipped
     ALIAS       an answer alias of the QA set being counted; an alias no other source knows becomes an
                 entity of its own (labelled with the alias), so answers such as "December 1972" link too
                 (except lists of known forms: "Larry Page and Sergey Brin")
@@ -286,7 +286,7 @@ class LexiconBuilder:
 
     def add_titles(self, titles: Iterable[str]) -> int:
         """Corpus article titles (each names its own article)."""
-        titles = [t for t in dict.fromkeys(titles) if t and t.strip()]
+        titles = [t for t in dict.fromkeys(titles) if t and t.strip() and not t.endswith("(disambiguation)")]
         keys = [" ".join(k.split()) for k in fold_many(titles)]
         for title, key in zip(titles, keys):
             eid = self.entity(title, key, in_corpus=True)
@@ -324,6 +324,8 @@ class LexiconBuilder:
                 surface, tab, resource = line.partition("\t")
                 if not tab or not resource or "\t" in resource:
                     raise BadInputError(f"{path}:{line_no}: expected `surface<TAB>resource`, got {line[:80]!r}")
+                if resource.endswith("_(disambiguation)"):
+                    continue  # a list of entities, not one
                 surfaces.append(surface.replace("_", " "))
                 resources.append(resource)
         uniq = list(dict.fromkeys(resources))

@@ -38,8 +38,8 @@ def test_sources_and_entities(tmp_path):
     b = _builder()
     sf = tmp_path / "sf.tsv.xz"
     with lzma.open(sf, "wt", encoding="utf-8") as f:
-        f.write("dante\tdante_alighieri\nfirenze\tflorence\nbig_apple\tnew_york_city\napple\tapple_(fruit)\n")
-    assert b.add_surface_forms(sf) == 4
+        f.write("dante\tdante_alighieri\nfirenze\tflorence\nbig_apple\tnew_york_city\napple\tapple_(fruit)\nnyc\tnyc_(disambiguation)\n")
+    assert b.add_surface_forms(sf) == 4  # the disambiguation page is skipped
     b.add_titles(["Larry Page"])
     b.add_aliases([Question("q", "where was dante born", ("Florence", "14 December 1972", "Larry Page and Sergey Brin"))])
     lex = b.build()
