@@ -44,6 +44,7 @@ KIND = "world"
 CORPUS, QA, DEMOS, TRUTH, ENTITIES, PROBES = "corpus.jsonl", "qa.jsonl", "demos.jsonl", "truth.jsonl", "entities.jsonl", "probes.jsonl"
 FILES = (CORPUS, QA, DEMOS, TRUTH, ENTITIES, PROBES)
 MENTION_MODES = ("paraphrase", "duplicate")
+N_NONCE = 200  # throwaway words the reading exercises build names from
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class NameMaker:
                 parts.append(_ONSETS[self.rng.integers(len(_ONSETS))] + _VOWELS[self.rng.integers(len(_VOWELS))])
             parts.append(_CODAS[self.rng.integers(len(_CODAS))])
             w = "".join(parts)
-            if len(w) < 4 or w in self.used:
+            if len(w) < 5 or w in self.used:
                 self.rejected += 1
                 continue
             self.used.add(w)
@@ -329,19 +330,28 @@ def _pack(items: list[tuple[int | None, tuple[int, ...], str]], size_of, pair_fa
     return docs
 
 
-def _reading_doc(rng: np.random.Generator, names: NameMaker, n_blocks: int) -> str:
-    """Passage/Q/A exercises about throwaway names (not entities of the world), answers only in the passage."""
+def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int) -> str:
+    """Passage/Q/A exercises about throwaway names (never entities of the world; values drawn afresh each
+    time, so only copying from the passage answers them)."""
+    def word() -> str:
+        return pool[rng.integers(len(pool))]
+
+    def name(kind: str) -> str:
+        if kind == "person":
+            return f"{word()} {word()}"
+        if kind == "org":
+            return f"{word()} {ORG_KINDS[rng.integers(len(ORG_KINDS))]}"
+        return word()
+
     blocks = []
+    rels = list(RELATIONS.values())
     for b in range(n_blocks):
         n_pass = 1 if b < n_blocks - 1 else int(rng.integers(1, 4))
         passages, qa = [], None
         gold = int(rng.integers(n_pass))
         for j in range(n_pass):
-            rel = list(RELATIONS.values())[rng.integers(len(RELATIONS))]
-            s = names.word() if rel.subject in ("city", "country") else f"{names.word()} {names.word()}"
-            o = names.word() if rel.object in ("city", "country") else f"{names.word()} {names.word()}"
-            if rel.object == "org":
-                o = f"{names.word()} {ORG_KINDS[rng.integers(len(ORG_KINDS))]}"
+            rel = rels[rng.integers(len(rels))]
+            s, o = name(rel.subject), name(rel.object)
             prose = [t for t in rel.templates if t != "faq"]
             passages.append(f"Passage: {s}: {prose[rng.integers(len(prose))].format(s=s, o=o)}")
             if j == gold:
@@ -395,8 +405,9 @@ def generate(params: WorldParams | None = None, avoid: Collection[str] = ()) -> 
     records = []
     for d in docs:
         records.append({"title": ents[d.title].name, "text": "\n".join(d.lines), "facts": sorted(d.facts)})
+    pool = [names.word() for _ in range(N_NONCE)] if p.n_reading_docs else []
     for _ in range(p.n_reading_docs):
-        records.append({"title": "Reading exercise", "text": _reading_doc(rng, names, int(rng.integers(2, 4))), "facts": []})
+        records.append({"title": "Reading exercise", "text": _reading_doc(rng, pool, int(rng.integers(2, 4))), "facts": []})
     perm = rng.permutation(len(records))
     records = [records[i] for i in perm]
     corpus = []
@@ -420,7 +431,7 @@ def generate(params: WorldParams | None = None, avoid: Collection[str] = ()) -> 
         qid = f"qa-{len(questions)}"
         questions.append(q)
         truth.append({"qid": qid, "question": q["question"], "relation": f.relation, "subject": s.name, "object": o.name,
-                      "count": f.count, "fact": f.fid, "templates": dict(template_use[f.fid])})
+                      "count": f.count, "fact": f.fid, "templates": dict(template_use[f.fid]), "docs": fact_docs[f.fid]})
         # memorization: a statement seen in training (the most used prose template; the first one when unseen)
         seen = [t for t in rel.templates if t != "faq" and template_use[f.fid][t]]
         mem_t = max(seen, key=lambda t: template_use[f.fid][t]) if seen else rel.templates[0]
