@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "counts": ("rag.cli.counts_cmd", "counts"),
     "qa": ("rag.cli.qa_cmd", "qa"),
     "eval": ("rag.cli.eval_cmd", "eval_group"),
+    "bench": ("rag.cli.bench_cmd", "bench"),
 }
 
 

@@ -330,9 +330,11 @@ def _pack(items: list[tuple[int | None, tuple[int, ...], str]], size_of, pair_fa
     return docs
 
 
-def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int) -> str:
-    """Passage/Q/A exercises about throwaway names (never entities of the world; values drawn afresh each
-    time, so only copying from the passage answers them)."""
+def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int, facts_per_doc: int) -> str:
+    """Passage/Q/A exercises laid out like retrieval-augmented prompts: blocks of passages (each shaped like a
+    world document: 1..facts_per_doc statements) and a question about one statement, its answer after "A:".
+    Names are throwaway words (never entities of the world), drawn afresh each time, so only copying from
+    the passage answers them."""
     def word() -> str:
         return pool[rng.integers(len(pool))]
 
@@ -343,19 +345,24 @@ def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int) -> st
             return f"{word()} {ORG_KINDS[rng.integers(len(ORG_KINDS))]}"
         return word()
 
-    blocks = []
     rels = list(RELATIONS.values())
+    blocks = []
     for b in range(n_blocks):
         n_pass = 1 if b < n_blocks - 1 else int(rng.integers(1, 4))
-        passages, qa = [], None
-        gold = int(rng.integers(n_pass))
+        gold = (int(rng.integers(n_pass)), None)
+        passages, qa = [], ""
         for j in range(n_pass):
-            rel = rels[rng.integers(len(rels))]
-            s, o = name(rel.subject), name(rel.object)
-            prose = [t for t in rel.templates if t != "faq"]
-            passages.append(f"Passage: {s}: {prose[rng.integers(len(prose))].format(s=s, o=o)}")
-            if j == gold:
-                qa = f"Q: {rel.question.format(s=s)}\nA: {o}"
+            lines, title = [], None
+            n_st = int(rng.integers(1, facts_per_doc + 1))
+            pick = int(rng.integers(n_st))
+            for k in range(n_st):
+                rel = rels[rng.integers(len(rels))]
+                s, o = name(rel.subject), name(rel.object)
+                title = title or s
+                lines.append(render_fact(rel.templates[rng.integers(len(rel.templates))], rel, s, o))
+                if j == gold[0] and k == pick:
+                    qa = f"Q: {rel.question.format(s=s)}\nA: {o}"
+            passages.append(f"Passage: {title}: " + " ".join(" ".join(lines).split()))
         blocks.append("\n".join(passages) + "\n" + qa)
     return "\n\n".join(blocks)
 
@@ -407,7 +414,7 @@ def generate(params: WorldParams | None = None, avoid: Collection[str] = ()) -> 
         records.append({"title": ents[d.title].name, "text": "\n".join(d.lines), "facts": sorted(d.facts)})
     pool = [names.word() for _ in range(N_NONCE)] if p.n_reading_docs else []
     for _ in range(p.n_reading_docs):
-        records.append({"title": "Reading exercise", "text": _reading_doc(rng, pool, int(rng.integers(2, 4))), "facts": []})
+        records.append({"title": "Reading exercise", "text": _reading_doc(rng, pool, int(rng.integers(2, 4)), p.facts_per_doc), "facts": []})
     perm = rng.permutation(len(records))
     records = [records[i] for i in perm]
     corpus = []

@@ -1,0 +1,386 @@
+"""A tiny causal language model trained from scratch on a world's corpus, and its reader backend "tiny-lm".
+
+Tokenizer: words, single punctuation marks and line breaks (regex below), the vocabulary built from the
+world's own texts; anything else is <unk>. Model: a GPT (pre-norm blocks, learned positions, tied input
+and output embeddings), a few million parameters. Training: random windows of `block_size` + 1 tokens
+from the documents joined by blank lines (the separator of few-shot prompts), AdamW with cosine decay,
+a fixed number of steps (deterministic for a seed and thread count).
+
+Model folder (format 1), written atomically:
+    weights.safetensors   float32 tensors (no pickle is ever loaded)
+    vocab.json            {"version": 1, "tokens": [str]}   token id -> token
+    manifest.json         kind "model/tiny-lm": config, n_params, training (steps, tokens, seconds, losses),
+                          corpus fingerprint, excluded facts (counterfactual training)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from rag.artifacts import atomic_dir, check_files, file_sizes, read_manifest, write_manifest
+from rag.errors import ArtifactError, BadInputError, require
+from rag.readers.base import READERS, Generation, Reader, check_prompts
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+KIND = "model/tiny-lm"
+WEIGHTS, VOCAB = "weights.safetensors", "vocab.json"
+PAD, UNK, BOS, NL = "<pad>", "<unk>", "<bos>", "\n"
+_TOKEN = re.compile(r"\n|[^\W\d_]+|\d+|[^\w\s]")
+_NO_SPACE_BEFORE = frozenset(".,?!:;)")
+
+
+class WordTokenizer:
+    """token <-> id over a fixed vocabulary; ids 0..3 are <pad>, <unk>, <bos>, newline."""
+
+    def __init__(self, tokens: Sequence[str]):
+        if list(tokens[:4]) != [PAD, UNK, BOS, NL]:
+            raise ArtifactError("vocabulary must start with <pad>, <unk>, <bos>, newline; rebuild the model")
+        self.tokens = list(tokens)
+        self.ids = {t: i for i, t in enumerate(self.tokens)}
+        self.nl = 3
+
+    @classmethod
+    def build(cls, texts: Iterable[str]) -> "WordTokenizer":
+        seen: dict[str, None] = {}
+        for t in texts:
+            for tok in _TOKEN.findall(t):
+                seen.setdefault(tok, None)
+        seen.pop(NL, None)
+        return cls([PAD, UNK, BOS, NL, *sorted(seen)])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str) -> list[int]:
+        get = self.ids.get
+        return [get(t, 1) for t in _TOKEN.findall(text)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out = []
+        for i in ids:
+            t = self.tokens[i]
+            if t in (PAD, BOS):
+                continue
+            if out and t not in _NO_SPACE_BEFORE and t != NL and out[-1] != NL:
+                out.append(" ")
+            out.append(t)
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 192
+    block_size: int = 320  # context length (training windows and the reader's n_ctx)
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1500
+    batch_size: int = 12
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.05
+    seed: int = 0
+    threads: int = 0  # torch threads (0: every core this process may use)
+
+    def check(self) -> None:
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise BadInputError(f"training {name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise BadInputError(f"learning rate must be positive, got {self.lr}")
+
+
+def _torch():
+    return require("torch", "world")
+
+
+def make_model(cfg: TinyConfig, vocab_size: int):
+    torch = _torch()
+    nn = torch.nn
+    F = torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1 = nn.LayerNorm(cfg.d_model)
+            self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+            self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+            self.ln2 = nn.LayerNorm(cfg.d_model)
+            self.fc = nn.Linear(cfg.d_model, 4 * cfg.d_model)
+            self.out = nn.Linear(4 * cfg.d_model, cfg.d_model)
+
+        def forward(self, x, mask):
+            B, T, C = x.shape
+            q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, cfg.n_head, C // cfg.n_head).permute(2, 0, 3, 1, 4)
+            if mask is None:
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            x = x + self.proj(a.transpose(1, 2).reshape(B, T, C))
+            return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(vocab_size, cfg.d_model)
+            self.pos = nn.Embedding(cfg.block_size, cfg.d_model)
+            self.blocks = nn.ModuleList(Block() for _ in range(cfg.n_layer))
+            self.ln = nn.LayerNorm(cfg.d_model)
+            self.apply(self._init)
+
+        @staticmethod
+        def _init(m):
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+        def forward(self, idx, pad=None):
+            """idx (B, T) -> logits (B, T, V). pad (B,): left-padding per row (positions start after it)."""
+            B, T = idx.shape
+            pos = torch.arange(T, device=idx.device).expand(B, T)
+            mask = None
+            if pad is not None:
+                pos = (pos - pad[:, None]).clamp(min=0)
+                keep = torch.arange(T, device=idx.device)[None, :] >= pad[:, None]  # (B, T) real keys
+                causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+                mask = (causal[None] & keep[:, None, :])[:, None]  # (B, 1, T, T)
+                mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)[None, None]  # pad rows see themselves
+            x = self.tok(idx) + self.pos(pos)
+            for b in self.blocks:
+                x = b(x, mask)
+            return self.ln(x) @ self.tok.weight.T
+
+    return GPT()
+
+
+def n_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def training_stream(texts: Sequence[str], tok: WordTokenizer) -> np.ndarray:
+    """Documents joined by a blank line, as one int32 token stream (shape (n_tokens,))."""
+    sep = [tok.nl, tok.nl]
+    out: list[int] = []
+    for t in texts:
+        out.extend(tok.encode(t))
+        out.extend(sep)
+    return np.asarray(out, dtype=np.int32)
+
+
+def train_model(
+    texts: Sequence[str],
+    out: str | os.PathLike,
+    *,
+    vocab_texts: Sequence[str] = (),
+    model_cfg: TinyConfig = TinyConfig(),
+    train_cfg: TrainConfig = TrainConfig(),
+    overwrite: bool = False,
+    progress: bool = True,
+    **manifest_fields,
+) -> dict:
+    """Train from scratch on `texts` (documents) and save the model folder; returns its manifest.
+
+    `vocab_texts` add words to the vocabulary without training on them (questions, probes, documents left
+    out of a counterfactual run), so the same prompts tokenize the same way for every model of a world.
+    """
+    torch = _torch()
+    train_cfg.check()
+    if not texts:
+        raise BadInputError("no training documents")
+    tok = WordTokenizer.build([*texts, *vocab_texts])
+    data = training_stream(texts, tok)
+    T = model_cfg.block_size
+    if len(data) <= T + 1:
+        raise BadInputError(f"the corpus has {len(data)} tokens, fewer than one training window of {T + 1}")
+    threads = train_cfg.threads or len(os.sched_getaffinity(0))
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(train_cfg.seed)
+    rng = np.random.default_rng(train_cfg.seed)
+    model = make_model(model_cfg, len(tok))
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    other = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
+                            lr=train_cfg.lr, betas=(0.9, 0.95))
+    steps = train_cfg.steps
+
+    def lr_at(s: int) -> float:
+        if s < train_cfg.warmup:
+            return train_cfg.lr * (s + 1) / train_cfg.warmup
+        frac = (s - train_cfg.warmup) / max(1, steps - train_cfg.warmup)
+        return train_cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, desc="training tiny-lm", unit="step", disable=not progress, leave=False)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    starts_all = rng.integers(0, len(data) - T - 1, size=(steps, train_cfg.batch_size))
+    offs = np.arange(T + 1)
+    try:
+        model.train()
+        for s in range(steps):
+            win = torch.from_numpy(data[starts_all[s][:, None] + offs].astype(np.int64))
+            for g in opt.param_groups:
+                g["lr"] = lr_at(s)
+            logits = model(win[:, :-1])
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), win[:, 1:].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+            if s % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            bar.update(1)
+    finally:
+        bar.close()
+        torch.set_num_threads(old_threads)
+    seconds = time.perf_counter() - t0
+    from safetensors.torch import save_file
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
+        (tmp / VOCAB).write_text(json.dumps({"version": 1, "tokens": tok.tokens}, ensure_ascii=False), encoding="utf-8")
+        every = max(1, steps // 20)
+        return write_manifest(
+            tmp, kind=KIND, format=FORMAT, libraries=("torch", "safetensors", "numpy"),
+            config=asdict(model_cfg), train=asdict(train_cfg), n_params=n_params(model), vocab_size=len(tok),
+            training={"steps": steps, "tokens_seen": steps * train_cfg.batch_size * T, "corpus_tokens": int(len(data)),
+                      "epochs": round(steps * train_cfg.batch_size * T / len(data), 2), "seconds": round(seconds, 1),
+                      "threads": threads, "n_docs": len(texts),
+                      "loss_curve": [[i, round(float(np.mean(losses[max(0, i - every + 1): i + 1])), 4)] for i in range(every - 1, steps, every)],
+                      "final_loss": round(float(np.mean(losses[-50:])), 4)},
+            files=file_sizes(tmp, [WEIGHTS, VOCAB]),
+            **manifest_fields,
+        )
+
+
+class TinyLM:
+    """A loaded model: greedy generation and target log-probabilities, batched with left padding."""
+
+    def __init__(self, folder: str | os.PathLike, device: str = "cpu", threads: int | None = None):
+        torch = _torch()
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ArtifactError(f"tiny-lm model folder {self.folder} does not exist; train one with `rag bench` (rag.world.bench)")
+        self.manifest = read_manifest(self.folder, kind=KIND, format=FORMAT)
+        check_files(self.folder, self.manifest["files"])
+        vocab = json.loads((self.folder / VOCAB).read_text(encoding="utf-8"))
+        if vocab.get("version") != 1:
+            raise ArtifactError(f"{self.folder / VOCAB}: unknown vocabulary version {vocab.get('version')}")
+        self.tok = WordTokenizer(vocab["tokens"])
+        self.cfg = TinyConfig(**self.manifest["config"])
+        from safetensors.torch import load_file
+
+        self.model = make_model(self.cfg, len(self.tok))
+        self.model.load_state_dict(load_file(str(self.folder / WEIGHTS)))
+        self.model.eval()
+        self.device = "cpu" if device in (None, "auto") else device
+        self.model.to(self.device)
+        if threads:
+            torch.set_num_threads(threads)
+        self.n_params = n_params(self.model)
+
+    def _ids(self, text: str) -> list[int]:
+        return [2, *self.tok.encode(text)]
+
+    def _batch(self, seqs: list[list[int]]):
+        torch = _torch()
+        T = max(len(s) for s in seqs)
+        pad = [T - len(s) for s in seqs]
+        idx = torch.tensor([[0] * p + s for s, p in zip(seqs, pad)], dtype=torch.long, device=self.device)
+        return idx, torch.tensor(pad, dtype=torch.long, device=self.device)
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[tuple[list[int], int]]:
+        """(new token ids up to and excluding the first newline, prompt length) per prompt, greedy."""
+        torch = _torch()
+        B = self.cfg.block_size
+        seqs = [self._ids(p)[-(B - 1):] for p in prompts]
+        lens = [len(s) for s in seqs]
+        new: list[list[int]] = [[] for _ in seqs]
+        done = [False] * len(seqs)
+        with torch.no_grad():
+            for _ in range(max_new_tokens):
+                active = [i for i, d in enumerate(done) if not d]
+                if not active:
+                    break
+                cur = [(seqs[i] + new[i])[-B:] for i in active]
+                idx, pad = self._batch(cur)
+                logits = self.model(idx, pad)[:, -1, :]
+                logits[:, :4] = torch.where(torch.arange(4) == 3, logits[:, :4], torch.tensor(-1e9))  # only \n of the specials
+                nxt = logits.argmax(-1).tolist()
+                for i, t in zip(active, nxt):
+                    if t == self.tok.nl:
+                        done[i] = True
+                    else:
+                        new[i].append(t)
+        return [(n, ln) for n, ln in zip(new, lens)]
+
+    def target_logprobs(self, prefixes: Sequence[str], targets: Sequence[str], batch_size: int = 32) -> list[tuple[float, int, bool]]:
+        """(sum of log P(target tokens | prefix), target tokens, greedy continuation == target) per pair."""
+        torch = _torch()
+        out = []
+        for i in range(0, len(prefixes), batch_size):
+            ps, ts = prefixes[i : i + batch_size], targets[i : i + batch_size]
+            pre = [self._ids(p) for p in ps]
+            tgt = [self.tok.encode(" " + t) for t in ts]
+            seqs = [(a + b)[-self.cfg.block_size:] for a, b in zip(pre, tgt)]
+            idx, pad = self._batch(seqs)
+            with torch.no_grad():
+                logp = torch.log_softmax(self.model(idx, pad), dim=-1)
+            L = idx.shape[1]
+            for r, b in enumerate(tgt):
+                n = len(b)
+                pos = torch.arange(L - n - 1, L - 1)
+                tok = idx[r, L - n:]
+                lp = logp[r, pos, tok]
+                greedy = bool((logp[r, pos].argmax(-1) == tok).all())
+                out.append((float(lp.sum()), n, greedy))
+        return out
+
+
+@READERS.register("tiny-lm")
+class TinyLMReader(Reader):
+    """The reader backend over a TinyLM folder: `model` is the folder path."""
+
+    prompt_format = "kandpal"
+
+    def __init__(self, lm: TinyLM, n_ctx: int | None = None):
+        self.lm = lm
+        self.n_ctx = min(int(n_ctx or lm.cfg.block_size), lm.cfg.block_size)
+        self.n_params = lm.n_params
+        self.name = f"tiny-lm:{lm.folder.name}"
+
+    @classmethod
+    def load(cls, model: str, **options) -> "TinyLMReader":
+        unknown = set(options) - {"device", "n_ctx", "threads"}
+        if unknown:
+            raise BadInputError(f"the tiny-lm backend has no option(s) {', '.join(sorted(unknown))} (it accepts device, n_ctx, threads)")
+        return cls(TinyLM(model, device=options.get("device") or "cpu", threads=options.get("threads")), options.get("n_ctx"))
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(self.lm.tok.encode(t)) + 1 for t in texts]
+
+    def generate_batch(self, prompts: Sequence[str], max_new_tokens: int = 16) -> list[Generation]:
+        check_prompts(prompts, max_new_tokens)
+        out = []
+        for ids, n in self.lm.generate(list(prompts), max_new_tokens):
+            out.append(Generation(self.lm.tok.decode(ids).strip(), n, len(ids) + 1))
+        return out
