@@ -51,10 +51,12 @@ LINKERS = Registry("entity linker")
 ATTESTED_CAPS = 5  # capitalized mid-sentence uses in the corpus sample that let a short form link in uncased text
 MAX_CHARS = 1_000_000  # texts longer than this are linked in windows cut at line breaks or spaces
 BATCH_CHARS = 4_000_000  # characters scanned per numpy pass (bounds the per-character arrays)
-# Aho-Corasick engines. ahocorasick-rs is the default: its leftmost-longest search is exact and ~1.6x faster
-# here; pyahocorasick's iter_long does not rewind after a longer candidate fails ("the South," loses "South").
-ENGINES = ("ahocorasick-rs", "pyahocorasick")
-DEFAULT_ENGINE = "ahocorasick-rs"
+# Matching engines. "ngram-hash" (default, numpy only, rag.entities.hashmatch) finds the same leftmost-longest
+# matches as ahocorasick-rs word by word (~3x faster here: an automaton over 2M forms misses cache on most
+# characters); ahocorasick-rs is the character-level reference; pyahocorasick's iter_long does not rewind after
+# a longer candidate fails ("the South," loses "South").
+ENGINES = ("ngram-hash", "ahocorasick-rs", "pyahocorasick")
+DEFAULT_ENGINE = "ngram-hash"
 
 
 class LinkerUnavailableError(RagError):
@@ -206,7 +208,11 @@ class LexiconLinker(EntityLinker):
     def _build(self):
         ids = np.flatnonzero(self.form_entity >= 0)
         forms = self.lexicon.forms
-        if self.engine == "pyahocorasick":
+        if self.engine == "ngram-hash":
+            from rag.entities.hashmatch import FormTable
+
+            a = FormTable([forms[i] for i in ids.tolist()], ids)
+        elif self.engine == "pyahocorasick":
             ahocorasick = require("ahocorasick", "counts")
             a = ahocorasick.Automaton(ahocorasick.STORE_INTS)
             for i in ids.tolist():
@@ -247,9 +253,16 @@ class LexiconLinker(EntityLinker):
         cps[cps == SEP] = SPACE  # a NUL inside a text must not look like a separator
         cps[base - 2] = SEP
         cps[-1] = SEP
-        total = len(cps)
         folded = fold_codepoints(cps)
         brk = (cps == 10) | (cps == SEP)
+        if self.engine == "ngram-hash":
+            start, end, form = self.automaton.find(folded, (folded != SPACE) & ~brk, brk)
+        else:
+            start, end, form = self._find_chars(folded, brk)
+        return self._accept(texts, base, cps, brk, start, end, form, apply_case, stats)
+
+    def _find_chars(self, folded: np.ndarray, brk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Automaton matches in a batch: (start, end exclusive, form id) in code-point offsets, sorted by start."""
         # Matching text: every run of separators (spaces, punctuation, line breaks) becomes END + " ", or
         # END + SEP + " " when the run holds a line break or a text boundary. Keys are " " + words joined by
         # END + " " + END, so matches start and end exactly at word boundaries and never cross a line.
@@ -274,6 +287,10 @@ class LexiconLinker(EntityLinker):
         cstart = cend - self.key_len[form]
         start = origin[cstart + 1].astype(np.int64)
         end = origin[cend - 2].astype(np.int64) + 1
+        return start, end, form
+
+    def _accept(self, texts, base, cps, brk, start, end, form, apply_case, stats) -> _Matches:
+        """Case rules over the matches of a batch (see the module docstring); or case statistics with `stats`."""
         ok = np.ones(len(form), bool)
 
         _, _, is_up, is_lo = tables()
