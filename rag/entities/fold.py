@@ -47,10 +47,20 @@ def codepoints(s: str) -> np.ndarray:
     return np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-def fold_codepoints(cps: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=1)
+def fold_table() -> np.ndarray:
+    """Folded code point of every code point (uint32): its lower case if a letter or digit, SEP kept, else SPACE.
+
+    Letters and digits fold above SPACE, so `folded > SPACE` marks word characters."""
     lower, alnum, _, _ = tables()
-    low = lower[cps]
-    return np.where(alnum[cps] | (cps == SEP), low, np.uint32(SPACE)).astype(np.uint32)
+    t = np.where(alnum, lower, np.uint32(SPACE)).astype(np.uint32)
+    t[SEP] = SEP
+    assert (t[alnum] > SPACE).all()
+    return t
+
+
+def fold_codepoints(cps: np.ndarray) -> np.ndarray:
+    return fold_table()[cps]
 
 
 def to_str(cps: np.ndarray) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.entities.fold import SEP, SPACE, codepoints
+from rag.entities.fold import SPACE, codepoints
 
 _B = 0x100000001B3  # odd multipliers: invertible mod 2**64
 _C = 0x9E3779B97F4A7C15
@@ -129,17 +129,14 @@ class HashTable:
         return found, value
 
 
-def words_of(cps: np.ndarray, is_word: np.ndarray, brk: np.ndarray | None = None):
-    """(start, end exclusive, line) of each word: maximal runs of is_word. cps[0] must not be a word char.
-
-    line: index of the line the word is in (breaks counted before it) when brk is given."""
+def words_of(is_word: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end exclusive) of each maximal run of is_word; is_word[0] must be False."""
     d = np.diff(is_word.view(np.int8))
     start = np.flatnonzero(d == 1) + 1
     end = np.flatnonzero(d == -1) + 1
     if len(end) < len(start):  # the last word runs to the end
-        end = np.append(end, len(cps))
-    line = np.cumsum(brk, dtype=np.int64)[start] if brk is not None else None
-    return start, end, line
+        end = np.append(end, len(is_word))
+    return start, end
 
 
 class FormTable:
@@ -189,10 +186,12 @@ class FormTable:
     def nbytes(self) -> int:
         return self.table.nbytes
 
-    def find(self, folded: np.ndarray, is_word: np.ndarray, brk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def find(self, folded: np.ndarray, line_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Leftmost-longest non-overlapping form matches in a batch: (start, end exclusive, form id) in
-        code-point offsets of `folded`, sorted by start. folded[0] must be a break."""
-        start, end, line = words_of(folded, is_word, brk)
+        code-point offsets of `folded`, sorted by start. folded: folded code points, words are its characters
+        above SPACE (letters and digits); line_starts: sorted positions of the breaks, the first at 0."""
+        start, end = words_of(folded > SPACE)
+        line = np.searchsorted(line_starts, start)  # words i, j share a line when no break lies between
         n = len(start)
         best_len = np.zeros(n, np.int64)
         best_form = np.full(n, -1, np.int64)

@@ -190,6 +190,13 @@ class LexiconLinker(EntityLinker):
         self.common = common_forms(lexicon, self.single)
         # a known spelling with upper case ("Io") lets a short form match exactly that spelling
         self.has_cased = np.fromiter((c != c.lower() for c in lexicon.cased), bool, len(forms))
+        # known spellings of short one-word forms as code points, for an exact, vectorized comparison
+        ids = [i for i in np.flatnonzero(self.has_cased & self.single & (self.form_len <= 3)).tolist() if len(lexicon.cased[i]) <= 3]
+        self._spelled = np.asarray(ids, np.int64)  # sorted form ids
+        self._spelled_len = np.fromiter((len(lexicon.cased[i]) for i in ids), np.int64, len(ids))
+        self._spelled_cps = np.zeros((len(ids), 3), np.uint32)
+        for r, i in enumerate(ids):
+            self._spelled_cps[r, : len(lexicon.cased[i])] = [ord(x) for x in lexicon.cased[i]]
         self._automaton = None
         self._key_form: np.ndarray | None = None  # ahocorasick-rs pattern index -> form id
 
@@ -249,17 +256,23 @@ class LexiconLinker(EntityLinker):
             return _Matches.concat([])
         lens = np.fromiter((len(t) for t in texts), np.int64, n)
         base = np.cumsum(lens + 2) - lens  # text i occupies big[base[i] : base[i] + lens[i]]
-        cps = codepoints("".join(["\x00 " + t for t in texts]) + "\x00").copy()
-        cps[cps == SEP] = SPACE  # a NUL inside a text must not look like a separator
-        cps[base - 2] = SEP
-        cps[-1] = SEP
+        big = "\x00 " + "\x00 ".join(texts) + "\x00"
+        cps = codepoints(big)
+        if big.count("\x00") != n + 1:  # a NUL inside a text must not look like a separator
+            cps = cps.copy()
+            cps[cps == SEP] = SPACE
+            cps[base - 2] = SEP
+            cps[-1] = SEP
         folded = fold_codepoints(cps)
-        brk = (cps == 10) | (cps == SEP)
+        # a line starts at its break character: a line break or a text separator
+        line_starts = np.union1d(np.flatnonzero(cps == 10), np.append(base - 2, len(cps) - 1))
         if self.engine == "ngram-hash":
-            start, end, form = self.automaton.find(folded, (folded != SPACE) & ~brk, brk)
+            start, end, form = self.automaton.find(folded, line_starts)
         else:
+            brk = np.zeros(len(cps), bool)
+            brk[line_starts] = True
             start, end, form = self._find_chars(folded, brk)
-        return self._accept(texts, base, cps, brk, start, end, form, apply_case, stats)
+        return self._accept(base, cps, line_starts, start, end, form, apply_case, stats)
 
     def _find_chars(self, folded: np.ndarray, brk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Automaton matches in a batch: (start, end exclusive, form id) in code-point offsets, sorted by start."""
@@ -289,22 +302,20 @@ class LexiconLinker(EntityLinker):
         end = origin[cend - 2].astype(np.int64) + 1
         return start, end, form
 
-    def _accept(self, texts, base, cps, brk, start, end, form, apply_case, stats) -> _Matches:
+    def _accept(self, base, cps, line_starts, start, end, form, apply_case, stats) -> _Matches:
         """Case rules over the matches of a batch (see the module docstring); or case statistics with `stats`."""
         ok = np.ones(len(form), bool)
 
-        _, _, is_up, is_lo = tables()
+        _, _, is_up, _ = tables()
         up = is_up[cps]
-        # per-match sums over [start, end): matches are sorted and disjoint, so one reduceat does them all
-        bounds = np.empty(2 * len(start), np.int64)
-        bounds[0::2], bounds[1::2] = start, end
-        n_up = np.add.reduceat(up, bounds, dtype=np.int32)[0::2] if len(start) else np.zeros(0, np.int32)
-        line_starts = np.flatnonzero(brk)  # a line starts at its break character
-        uncased_line = np.add.reduceat(up, line_starts, dtype=np.int32) == 0
+        ups = np.flatnonzero(up)  # upper-case positions (a few % of the characters)
+        n_up = (np.searchsorted(ups, end) - np.searchsorted(ups, start)).astype(np.int32)
+        cased_line = np.zeros(len(line_starts), bool)
+        cased_line[np.searchsorted(line_starts, ups, side="right") - 1] = True
         p1 = cps[start - 1]
         p2 = cps[start - 2]
         initial = np.isin(p1, (SEP, 10)) | (np.isin(p1, (SPACE, 34, 39, 40, 0x201C, 0x2018)) & np.isin(p2, (SEP, 10, 46, 33, 63, 58)))
-        uncased = uncased_line[np.searchsorted(line_starts, start, side="right") - 1]
+        uncased = ~cased_line[np.searchsorted(line_starts, start, side="right") - 1]
 
         if stats is not None:
             n_lower, n_upper = stats
@@ -315,6 +326,7 @@ class LexiconLinker(EntityLinker):
             return _Matches.concat([])
 
         if apply_case:
+            is_lo = tables()[3]
             flen = self.form_len[form]
             single = self.single[form]
             common = self.common[form]
@@ -323,7 +335,13 @@ class LexiconLinker(EntityLinker):
             # short one-word forms in uncased text only when the corpus writes them capitalized ("nba", "fbi")
             attested = self.lexicon.n_upper[form] >= ATTESTED_CAPS
             ok_uncased = ~common & (~(single & (flen < 4)) | attested)
-            n_lo = np.add.reduceat(is_lo[cps], bounds, dtype=np.int32)[0::2] if len(start) else np.zeros(0, np.int32)
+            # short forms span at most 3 characters (one word, folding keeps lengths): count lower case there
+            span = end - start
+            n_lo = np.zeros(len(start), np.int32)
+            s_idx = np.flatnonzero(short)
+            for k in range(3):
+                j = s_idx[span[s_idx] > k]
+                n_lo[j] += is_lo[cps[start[j] + k]]
             cased_short = (n_up >= 2) & (n_lo == 0)
             first_up = up[start]
             ok_cased = np.where(
@@ -333,11 +351,13 @@ class LexiconLinker(EntityLinker):
             )
             accept = np.where(uncased, ok_uncased, ok_cased)
             # short forms with a known spelling: exact match of that spelling also passes
-            check = ok & ~uncased & short & ~accept & self.has_cased[form]
-            for j in np.flatnonzero(check):
-                span = to_str(cps[start[j] : end[j]])
-                if span == self.lexicon.cased[form[j]]:
-                    accept[j] = True
+            j = np.flatnonzero(ok & ~uncased & short & ~accept & self.has_cased[form])
+            if len(self._spelled):
+                r = np.minimum(np.searchsorted(self._spelled, form[j]), len(self._spelled) - 1)
+                spelled = (self._spelled[r] == form[j]) & (self._spelled_len[r] == span[j])
+                for k in range(3):
+                    spelled &= (span[j] <= k) | (cps[np.minimum(start[j] + k, len(cps) - 1)] == self._spelled_cps[r, k])
+                accept[j[spelled]] = True
             ok &= accept
 
         text = np.searchsorted(base, start[ok], side="right") - 1
