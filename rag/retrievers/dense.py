@@ -164,7 +164,9 @@ def encode_resumable(
             chunks.append([start, end])
             write_json_atomic(prog_path, {"key": key, "rows_done": end, "chunks": chunks})
             bar.update(len(texts))
-    stats = {"resumed_from": resumed_from, "rows_encoded_now": n - resumed_from, "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    stats = {"resumed_from": resumed_from, "rows_encoded_now": n - resumed_from, "seconds": seconds,
+             "passages_per_s": (n - resumed_from) / seconds if seconds > 0 else None}
     return mm, stats
 
 
@@ -243,7 +245,7 @@ class DenseRetriever(Retriever):
 
     BUILD_OPTIONS = (
         "encoder", "factory", "batch_size", "device", "train_sample", "chunk_size",
-        "ef_construction", "max_seq_length", "seed", "embeddings_from",
+        "ef_construction", "max_seq_length", "precision", "seed", "embeddings_from",
     )
     SEARCH_OPTIONS = ("ef_search", "nprobe")
 
@@ -321,6 +323,7 @@ class DenseRetriever(Retriever):
         chunk_size: int = DEFAULTS["chunk_size"],
         ef_construction: int = DEFAULTS["ef_construction"],
         max_seq_length: int | None = None,
+        precision: str = "fp32",
         seed: int = DEFAULTS["seed"],
         embeddings_from: str | os.PathLike | None = None,
     ) -> Path:
@@ -335,7 +338,9 @@ class DenseRetriever(Retriever):
             raise ArtifactError(f"{out} already exists; pass --overwrite to replace it")
         source = _reuse_source(embeddings_from, store, encoder) if embeddings_from is not None else None
         if source is None:
-            enc = get_encoder(encoder or DEFAULT_ENCODER, device=device, batch_size=batch_size, max_seq_length=max_seq_length)
+            enc = get_encoder(
+                encoder or DEFAULT_ENCODER, device=device, batch_size=batch_size, max_seq_length=max_seq_length, precision=precision
+            )
             enc_info, dim = enc.info(), enc.dim
         else:
             enc, enc_info, dim = None, source["encoder"], int(source["encoder"]["dim"])
@@ -384,6 +389,15 @@ class DenseRetriever(Retriever):
         return out
 
     # ----- load -----
+
+    @classmethod
+    def open(cls, folder, passages=None, **options) -> "DenseRetriever":
+        """load_index for dense folders, with load options (encoder, device, batch_size, ef_search, nprobe)."""
+        from rag.retrievers.base import open_store_for
+
+        folder = Path(folder)
+        manifest = read_manifest(folder, kind=KIND)
+        return cls.load(folder, manifest, open_store_for(folder, manifest, passages), **options)
 
     @classmethod
     def load(

@@ -73,6 +73,18 @@ def test_embeddings_match_sentence_transformers(flat, store):
     np.testing.assert_allclose(flat.encoder.encode_batch(texts[:5]), reference[:5], atol=1e-5)
 
 
+def test_bf16_stays_close_to_fp32(flat, store):
+    from rag.encoders import get_encoder
+
+    texts = [passage_text(p.title, p.text) for p in store.get_rows(range(48))]
+    bf16 = get_encoder(device="cpu", precision="bf16")
+    assert bf16.info()["precision"] == "bf16"
+    cosine = (bf16.encode_batch(texts) * flat.embeddings()[:48]).sum(axis=1)
+    assert cosine.min() > 0.999
+    with pytest.raises(BadInputError, match="fp16 needs a CUDA"):
+        get_encoder(device="cpu", precision="fp16")
+
+
 def test_known_questions_retrieve_their_article(flat):
     questions = list(QUESTIONS)
     hits = flat.search_batch(questions, k=5)

@@ -177,10 +177,8 @@ def test_search_options_follow_the_index(built):
         load_index(built["Flat"]).configure(nprobe=4)
     with pytest.raises(BadInputError, match="integer"):
         hnsw.configure(ef_search=0)
-    loaded = DenseRetriever.load(built["HNSW32"], json.loads((built["HNSW32"] / MANIFEST).read_text()),
-                                 PassageStore(json.loads((built["HNSW32"] / MANIFEST).read_text())["passages"]["path"]),
-                                 ef_search=64)
-    assert loaded.index.hnsw.efSearch == 64
+    opened = DenseRetriever.open(built["HNSW32"], ef_search=64, encoder=f"hash:{DIM}", device="cpu")
+    assert opened.index.hnsw.efSearch == 64 and opened.ef_search == 64
 
 
 def test_reused_embeddings_are_shared_not_recomputed(built):

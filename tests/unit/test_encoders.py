@@ -44,6 +44,8 @@ def test_registry_has_builtins_and_bad_specs_fail():
         get_encoder("  ")
     with pytest.raises(BadInputError, match="batch_size"):
         get_encoder("hash:8", batch_size=0)
+    with pytest.raises(BadInputError, match="precision"):
+        get_encoder("hash:8", precision="fp64")
 
 
 def test_hash_encoder_shape_norm_determinism():
