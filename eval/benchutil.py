@@ -76,6 +76,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_1_5_15": os.getloadavg(),  # other jobs on the machine while measuring
     }
 
 
