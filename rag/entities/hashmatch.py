@@ -65,12 +65,16 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 def word_hashes(cps: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Hash of each word cps[start:end] (end exclusive, start >= 1, words non-empty); (n_words,) uint64."""
+    """Hash of each word cps[start:end] (end exclusive, start >= 1, words non-empty); (n_words,) uint64.
+
+    A uint64 `cps` is used as scratch space (overwritten)."""
     pos, neg = _CHAR_POW.get(len(cps))
-    q = np.cumsum(cps.astype(np.uint64) * neg)  # q[j] = sum_{k<=j} c_k x**-k
+    q = cps if cps.dtype == np.uint64 else cps.astype(np.uint64)
+    np.multiply(q, neg, out=q)
+    np.cumsum(q, out=q)  # q[j] = sum_{k<=j} c_k x**-k
     # sum_{k in word} c_k x**(end-1-k) = x**(end-1) * (q[end-1] - q[start-1])
-    with np.errstate(over="ignore"):
-        h = pos[end - 1] * (q[end - 1] - q[start - 1])
+    last = end - 1
+    h = pos[last] * (q[last] - q[start - 1])
     return _mix(h)
 
 
@@ -78,13 +82,19 @@ class NgramHasher:
     """Hashes of word n-grams [i, j] (inclusive) from word hashes, via prefix sums over words."""
 
     def __init__(self, words: np.ndarray):
+        self.words = words
         pos, neg = _WORD_POW.get(len(words) + 1)
         self.r = np.zeros(len(words) + 1, np.uint64)
         np.cumsum(words * neg[: len(words)], out=self.r[1:])  # r[t] = sum_{k<t} w_k y**-k
         self.pos = pos
 
     def __call__(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return _mix(self.pos[j] * (self.r[j + 1] - self.r[i])) | np.uint64(1)
+        # word hashes are already mixed; a polynomial of them spreads into the high bits the table uses
+        return (self.pos[j] * (self.r[j + 1] - self.r[i])) | np.uint64(1)
+
+    def unigrams(self) -> np.ndarray:
+        """__call__(i, i) for every word: y**i * (w_i y**-i) is w_i exactly."""
+        return self.words | np.uint64(1)
 
 
 class HashTable:
@@ -102,41 +112,40 @@ class HashTable:
         slot = k + np.maximum.accumulate(home - k) if len(keys) else k
         size = int(slot[-1]) + 2 if len(keys) else 2  # at least one empty slot after the last key
         size = max(size, (1 << self.bits) + 1)
-        self.keys = np.zeros(size, np.uint64)
-        self.values = np.full(size, -1, np.int32)
-        self.keys[slot] = keys
-        self.values[slot] = values
+        # slot s holds (key, value) side by side in one cache line: one random read per probe
+        self.slots = np.zeros((size, 2), np.uint64)
+        self.slots[slot, 0] = keys
+        self.slots[slot, 1] = values.astype(np.int64).astype(np.uint64)
         self.n = len(keys)
 
     @property
     def nbytes(self) -> int:
-        return self.keys.nbytes + self.values.nbytes
+        return self.slots.nbytes
 
-    def lookup(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(found bool, value int32 where found) for each hash in h."""
-        found = np.zeros(len(h), bool)
-        value = np.full(len(h), -1, np.int32)
-        idx = np.arange(len(h))
-        slot = (h >> self.shift).astype(np.int64)
-        hh = h
-        while len(idx):
-            k = self.keys[slot]
-            hit = k == hh
-            found[idx[hit]] = True
-            value[idx[hit]] = self.values[slot[hit]]
-            go = ~hit & (k != _EMPTY)
-            idx, slot, hh = idx[go], slot[go] + 1, hh[go]
-        return found, value
+    def lookup(self, h: np.ndarray) -> np.ndarray:
+        """Value of each hash in h (int64), 0 where absent (stored values must be non-zero)."""
+        kv = self.slots.take((h >> self.shift).astype(np.int64), axis=0)  # (m, 2): most keys sit in their home slot
+        hit = kv[:, 0] == h
+        value = np.where(hit, kv[:, 1].view(np.int64), 0)
+        idx = np.flatnonzero(~hit & (kv[:, 0] != _EMPTY))  # collided: probe the next slots
+        if len(idx):
+            slot = (h[idx] >> self.shift).astype(np.int64) + 1
+            hh = h[idx]
+            while len(idx):
+                kv = self.slots.take(slot, axis=0)
+                hit = kv[:, 0] == hh
+                value[idx[hit]] = kv[hit, 1].view(np.int64)
+                go = ~hit & (kv[:, 0] != _EMPTY)
+                idx, slot, hh = idx[go], slot[go] + 1, hh[go]
+        return value
 
 
 def words_of(is_word: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(start, end exclusive) of each maximal run of is_word; is_word[0] must be False."""
-    d = np.diff(is_word.view(np.int8))
-    start = np.flatnonzero(d == 1) + 1
-    end = np.flatnonzero(d == -1) + 1
-    if len(end) < len(start):  # the last word runs to the end
-        end = np.append(end, len(is_word))
-    return start, end
+    t = np.flatnonzero(np.diff(is_word.view(np.int8))) + 1  # alternate: start, end, start, ...
+    if len(t) % 2:  # the last word runs to the end
+        t = np.append(t, len(is_word))
+    return t[0::2], t[1::2]
 
 
 class FormTable:
@@ -171,15 +180,20 @@ class FormTable:
         is_last = np.zeros(len(start), bool)
         is_last[last] = True
         val = np.where(is_last[t], ids[form_of_word[t]], -1).astype(np.int64)
-        # one entry per hash: a complete form wins over a mere prefix; two forms with one hash is a collision
-        order = np.lexsort((-val, h))
-        h, val = h[order], val[order]
+        cont = ~is_last[t]  # a proper prefix: some form goes on after this word
+        # one entry per hash: the form it completes (if any), and whether any form goes on
+        order = np.argsort(h, kind="stable")
+        h, val, cont = h[order], val[order], cont[order]
         first_of = np.ones(len(h), bool)
         first_of[1:] = h[1:] != h[:-1]
-        dup_forms = ~first_of & (val >= 0)
-        if dup_forms.any():
-            raise RuntimeError(f"{int(dup_forms.sum())} 64-bit hash collision(s) between lexicon forms; use an Aho-Corasick engine")
-        self.table = HashTable(h[first_of], val[first_of].astype(np.int32))
+        g = np.flatnonzero(first_of)
+        n_forms = np.add.reduceat((val >= 0).astype(np.int64), g) if len(g) else np.zeros(0, np.int64)
+        if (n_forms > 1).any():
+            raise RuntimeError(f"{int((n_forms > 1).sum())} 64-bit hash collision(s) between lexicon forms; use an Aho-Corasick engine")
+        form = np.maximum.reduceat(val, g) if len(g) else val
+        more = np.logical_or.reduceat(cont, g) if len(g) else cont
+        # value: (form id + 1) * 2 + goes-on bit
+        self.table = HashTable(h[g], ((form + 1) * 2 + more).astype(np.int32))
         self.max_words = int((last - first + 1).max()) if len(first) else 0
 
     @property
@@ -188,30 +202,37 @@ class FormTable:
 
     def find(self, folded: np.ndarray, line_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Leftmost-longest non-overlapping form matches in a batch: (start, end exclusive, form id) in
-        code-point offsets of `folded`, sorted by start. folded: folded code points, words are its characters
-        above SPACE (letters and digits); line_starts: sorted positions of the breaks, the first at 0."""
+        code-point offsets of `folded`, sorted by start. folded: folded code points (uint64: used as scratch
+        space), words are its characters above SPACE (letters and digits); line_starts: sorted positions of
+        the breaks, the first at 0."""
         start, end = words_of(folded > SPACE)
-        line = np.searchsorted(line_starts, start)  # words i, j share a line when no break lies between
         n = len(start)
-        best_len = np.zeros(n, np.int64)
-        best_form = np.full(n, -1, np.int64)
         if n == 0:
             e = np.zeros(0, np.int64)
             return e, e, e
+        # room[i]: words after word i on its line (a match never crosses a line)
+        first_w = np.searchsorted(start, line_starts)  # first word after each break
+        mark = np.zeros(n + 1, np.int32)
+        mark[first_w] = 1
+        line = np.cumsum(mark[:n]) - 1  # index into the line's first word, counting only marked words
+        heads = np.append(np.flatnonzero(mark[:n]), n)
+        room = heads[line + 1] - 1 - np.arange(n)
+        best_len = np.zeros(n, np.int32)
+        best_val = np.zeros(n, np.int64)
         ng = NgramHasher(word_hashes(folded, start, end))
-        i = np.arange(n, dtype=np.int64)
-        k = 1
+        val = self.table.lookup(ng.unigrams())
+        f = val >= 2
+        best_len[f] = 1
+        best_val[f] = val[f]
+        i = np.flatnonzero((val & 1) == 1)  # only prefixes of longer forms grow
+        k = 2
         while len(i):
-            j = i + (k - 1)
-            inside = j < n
-            i, j = i[inside], j[inside]
-            same = line[j] == line[i]  # a match never crosses a line
-            i, j = i[same], j[same]
-            found, val = self.table.lookup(ng(i, j))
-            i, val = i[found], val[found]
-            f = val >= 0
+            i = i[room[i] >= k - 1]
+            val = self.table.lookup(ng(i, i + (k - 1)))
+            f = val >= 2
             best_len[i[f]] = k
-            best_form[i[f]] = val[f]
+            best_val[i[f]] = val[f]
+            i = i[(val & 1) == 1]
             k += 1
         cand = np.flatnonzero(best_len)
         cend = cand + best_len[cand]  # word index after the match
@@ -232,4 +253,4 @@ class FormTable:
             sel[frontier] = True
             frontier = nxt[frontier]
         c = cand[sel]
-        return start[c], end[cend[sel] - 1], best_form[c]
+        return start[c], end[cend[sel] - 1], (best_val[c] >> 1) - 1

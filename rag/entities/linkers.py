@@ -263,15 +263,14 @@ class LexiconLinker(EntityLinker):
             cps[cps == SEP] = SPACE
             cps[base - 2] = SEP
             cps[-1] = SEP
-        folded = fold_codepoints(cps)
         # a line starts at its break character: a line break or a text separator
         line_starts = np.union1d(np.flatnonzero(cps == 10), np.append(base - 2, len(cps) - 1))
         if self.engine == "ngram-hash":
-            start, end, form = self.automaton.find(folded, line_starts)
+            start, end, form = self.automaton.find(fold_codepoints(cps, wide=True), line_starts)
         else:
             brk = np.zeros(len(cps), bool)
             brk[line_starts] = True
-            start, end, form = self._find_chars(folded, brk)
+            start, end, form = self._find_chars(fold_codepoints(cps), brk)
         return self._accept(base, cps, line_starts, start, end, form, apply_case, stats)
 
     def _find_chars(self, folded: np.ndarray, brk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
