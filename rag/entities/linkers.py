@@ -113,6 +113,8 @@ def common_forms(lexicon: Lexicon, single: np.ndarray) -> np.ndarray:
 def check_texts(texts: Sequence[str]) -> None:
     if isinstance(texts, str):
         raise BadInputError("link_batch takes a list of texts, not a single string")
+    if set(map(type, texts)) <= {str}:  # the common case, without a Python loop
+        return
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise BadInputError(f"text {i} is a {type(t).__name__}, expected str")
@@ -142,6 +144,7 @@ def _windows(texts: Sequence[str], max_chars: int) -> tuple[list[str], np.ndarra
 
 
 END = 1  # word-end marker in the matching text
+_SINGLE, _COMMON, _SHORT, _ATTESTED, _HAS_CASED = 1, 2, 4, 8, 16  # LexiconLinker._flags bits
 
 
 def _key(form: str) -> str:
@@ -190,6 +193,10 @@ class LexiconLinker(EntityLinker):
         self.common = common_forms(lexicon, self.single)
         # a known spelling with upper case ("Io") lets a short form match exactly that spelling
         self.has_cased = np.fromiter((c != c.lower() for c in lexicon.cased), bool, len(forms))
+        # per-form flags for the case rules, one byte per form (one gather per batch instead of five)
+        short = self.single & (self.form_len <= 3)
+        self._flags = (self.single * _SINGLE | self.common * _COMMON | short * _SHORT
+                       | (lexicon.n_upper >= ATTESTED_CAPS) * _ATTESTED | self.has_cased * _HAS_CASED).astype(np.uint8)
         # known spellings of short one-word forms as code points, for an exact, vectorized comparison
         ids = [i for i in np.flatnonzero(self.has_cased & self.single & (self.form_len <= 3)).tolist() if len(lexicon.cased[i]) <= 3]
         self._spelled = np.asarray(ids, np.int64)  # sorted form ids
@@ -249,12 +256,15 @@ class LexiconLinker(EntityLinker):
 
     # --- scanning --------------------------------------------------------------------------------------
 
-    def _scan(self, texts: Sequence[str], apply_case: bool = True, stats: tuple[np.ndarray, np.ndarray] | None = None) -> _Matches:
-        """Match one batch of texts (each at most max_chars). With `stats`, count case statistics instead."""
+    def _scan(self, texts: Sequence[str], apply_case: bool = True, stats: tuple[np.ndarray, np.ndarray] | None = None,
+              lens: np.ndarray | None = None) -> _Matches:
+        """Match one batch of texts (each at most max_chars; `lens` their lengths). With `stats`, count case
+        statistics instead."""
         n = len(texts)
         if n == 0:
             return _Matches.concat([])
-        lens = np.fromiter((len(t) for t in texts), np.int64, n)
+        if lens is None:
+            lens = np.fromiter(map(len, texts), np.int64, n)
         base = np.cumsum(lens + 2) - lens  # text i occupies big[base[i] : base[i] + lens[i]]
         big = "\x00 " + "\x00 ".join(texts) + "\x00"
         cps = codepoints(big)
@@ -307,10 +317,10 @@ class LexiconLinker(EntityLinker):
 
         _, _, is_up, _ = tables()
         up = is_up[cps]
-        ups = np.flatnonzero(up)  # upper-case positions (a few % of the characters)
-        n_up = (np.searchsorted(ups, end) - np.searchsorted(ups, start)).astype(np.int32)
-        cased_line = np.zeros(len(line_starts), bool)
-        cased_line[np.searchsorted(line_starts, ups, side="right") - 1] = True
+        n_up_before = np.zeros(len(cps) + 1, np.int32)  # upper-case letters before each position
+        np.cumsum(up, out=n_up_before[1:])
+        n_up = n_up_before[end] - n_up_before[start]
+        cased_line = np.diff(n_up_before[np.append(line_starts, len(cps))]) > 0
         p1 = cps[start - 1]
         p2 = cps[start - 2]
         initial = np.isin(p1, (SEP, 10)) | (np.isin(p1, (SPACE, 34, 39, 40, 0x201C, 0x2018)) & np.isin(p2, (SEP, 10, 46, 33, 63, 58)))
@@ -326,14 +336,13 @@ class LexiconLinker(EntityLinker):
 
         if apply_case:
             is_lo = tables()[3]
-            flen = self.form_len[form]
-            single = self.single[form]
-            common = self.common[form]
-            short = single & (flen <= 3)
+            flags = self._flags[form]
+            single = (flags & _SINGLE) > 0
+            common = (flags & _COMMON) > 0
+            short = (flags & _SHORT) > 0  # one word of at most 3 characters
             first_only = (n_up == 1) & initial
             # short one-word forms in uncased text only when the corpus writes them capitalized ("nba", "fbi")
-            attested = self.lexicon.n_upper[form] >= ATTESTED_CAPS
-            ok_uncased = ~common & (~(single & (flen < 4)) | attested)
+            ok_uncased = ~common & (~short | ((flags & _ATTESTED) > 0))
             # short forms span at most 3 characters (one word, folding keeps lengths): count lower case there
             span = end - start
             n_lo = np.zeros(len(start), np.int32)
@@ -350,7 +359,7 @@ class LexiconLinker(EntityLinker):
             )
             accept = np.where(uncased, ok_uncased, ok_cased)
             # short forms with a known spelling: exact match of that spelling also passes
-            j = np.flatnonzero(ok & ~uncased & short & ~accept & self.has_cased[form])
+            j = np.flatnonzero(ok & ~uncased & short & ~accept & ((flags & _HAS_CASED) > 0))
             if len(self._spelled):
                 r = np.minimum(np.searchsorted(self._spelled, form[j]), len(self._spelled) - 1)
                 spelled = (self._spelled[r] == form[j]) & (self._spelled_len[r] == span[j])
@@ -364,26 +373,25 @@ class LexiconLinker(EntityLinker):
 
     @staticmethod
     def _batches(pieces: Sequence[str]):
-        """(first index, slice) of consecutive pieces holding about BATCH_CHARS characters."""
-        i = 0
-        while i < len(pieces):
-            j, chars = i, 0
-            while j < len(pieces) and (j == i or chars + len(pieces[j]) <= BATCH_CHARS):
-                chars += len(pieces[j]) + 2
-                j += 1
-            yield i, pieces[i:j]
-            i = j
+        """(first index, slice, lengths) of consecutive pieces holding about BATCH_CHARS characters (at least one)."""
+        lens = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        ends = np.cumsum(lens + 2)
+        cuts = np.unique(np.searchsorted(ends, np.arange(BATCH_CHARS, ends[-1], BATCH_CHARS) if len(ends) else [], side="right"))
+        bounds = [0, *(int(c) for c in cuts if 0 < c < len(pieces)), len(pieces)]
+        for i, j in zip(bounds[:-1], bounds[1:]):
+            if j > i:
+                yield i, pieces[i:j], lens[i:j]
 
     def _matches(self, texts: Sequence[str], apply_case: bool = True) -> _Matches:
         check_texts(texts)
-        long = any(len(t) > self.max_chars for t in texts)
+        long = max(map(len, texts), default=0) > self.max_chars
         if long:
             pieces, owner, offset = _windows(texts, self.max_chars)
         else:
             pieces, owner, offset = texts, None, None
         parts = []
-        for i, batch in self._batches(pieces):
-            m = self._scan(batch, apply_case)
+        for i, batch, lens in self._batches(pieces):
+            m = self._scan(batch, apply_case, lens=lens)
             m.text = m.text + i
             parts.append(m)
         m = _Matches.concat(parts)
@@ -399,8 +407,8 @@ class LexiconLinker(EntityLinker):
         n_upper = np.zeros(self.lexicon.n_forms, np.int32)
         check_texts(texts)
         pieces = _windows(texts, self.max_chars)[0] if any(len(t) > self.max_chars for t in texts) else list(texts)
-        for _, batch in self._batches(pieces):
-            self._scan(batch, stats=(n_lower, n_upper))
+        for _, batch, lens in self._batches(pieces):
+            self._scan(batch, stats=(n_lower, n_upper), lens=lens)
         return n_lower, n_upper
 
     # --- public ----------------------------------------------------------------------------------------
