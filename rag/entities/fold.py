@@ -59,14 +59,8 @@ def fold_table() -> np.ndarray:
     return t
 
 
-@functools.lru_cache(maxsize=1)
-def _fold_table64() -> np.ndarray:
-    return fold_table().astype(np.uint64)
-
-
-def fold_codepoints(cps: np.ndarray, wide: bool = False) -> np.ndarray:
-    """Folded code points: uint32, or uint64 with `wide` (ready for 64-bit hashing)."""
-    return (_fold_table64() if wide else fold_table())[cps]
+def fold_codepoints(cps: np.ndarray) -> np.ndarray:
+    return fold_table()[cps]
 
 
 def to_str(cps: np.ndarray) -> str:

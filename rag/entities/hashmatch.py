@@ -67,10 +67,9 @@ def _mix(x: np.ndarray) -> np.ndarray:
 def word_hashes(cps: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Hash of each word cps[start:end] (end exclusive, start >= 1, words non-empty); (n_words,) uint64.
 
-    A uint64 `cps` is used as scratch space (overwritten)."""
+    """
     pos, neg = _CHAR_POW.get(len(cps))
-    q = cps if cps.dtype == np.uint64 else cps.astype(np.uint64)
-    np.multiply(q, neg, out=q)
+    q = np.multiply(cps, neg, dtype=np.uint64)  # casts in chunks, no uint64 copy of cps
     np.cumsum(q, out=q)  # q[j] = sum_{k<=j} c_k x**-k
     # sum_{k in word} c_k x**(end-1-k) = x**(end-1) * (q[end-1] - q[start-1])
     last = end - 1
@@ -202,9 +201,8 @@ class FormTable:
 
     def find(self, folded: np.ndarray, line_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Leftmost-longest non-overlapping form matches in a batch: (start, end exclusive, form id) in
-        code-point offsets of `folded`, sorted by start. folded: folded code points (uint64: used as scratch
-        space), words are its characters above SPACE (letters and digits); line_starts: sorted positions of
-        the breaks, the first at 0."""
+        code-point offsets of `folded`, sorted by start. folded: folded code points, words are its characters
+        above SPACE (letters and digits); line_starts: sorted positions of the breaks, the first at 0."""
         start, end = words_of(folded > SPACE)
         n = len(start)
         if n == 0:

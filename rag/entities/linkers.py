@@ -276,7 +276,7 @@ class LexiconLinker(EntityLinker):
         # a line starts at its break character: a line break or a text separator
         line_starts = np.union1d(np.flatnonzero(cps == 10), np.append(base - 2, len(cps) - 1))
         if self.engine == "ngram-hash":
-            start, end, form = self.automaton.find(fold_codepoints(cps, wide=True), line_starts)
+            start, end, form = self.automaton.find(fold_codepoints(cps), line_starts)
         else:
             brk = np.zeros(len(cps), bool)
             brk[line_starts] = True
