@@ -22,7 +22,7 @@ import click
 @click.option("--reading-docs", type=int, default=None, help="Passage/Q/A reading exercises about throwaway names (default 800).")
 @click.option("--avoid-names", type=click.Path(path_type=Path), default=None,
               help="A list of real names (one per line, or a DBpedia `surface<TAB>resource` TSV, .xz ok) that generated names must avoid.")
-@click.option("--steps", type=int, default=None, help="Training steps of the tiny model (default 1500... see --help of TrainConfig; 450 here).")
+@click.option("--steps", type=int, default=None, help="Training steps of the tiny model (default 400).")
 @click.option("--d-model", type=int, default=None, help="Width of the tiny model (default 192).")
 @click.option("--layers", type=int, default=None, help="Transformer blocks of the tiny model (default 4).")
 @click.option("--threads", type=int, default=0, show_default=True, help="Torch threads for training (0: every core).")
@@ -35,10 +35,12 @@ import click
 @click.option("--per-bucket", type=int, default=None, help="Evaluate at most N questions per count bucket (default: all).")
 @click.option("--counterfactual", type=int, default=0, show_default=True,
               help="Also train a model without the documents of N facts (count >= 10) and report the drop on them.")
+@click.option("--export", type=click.Path(path_type=Path), default=None,
+              help="Also copy the committable part (report.md, tables, plots; no records or models) to this folder.")
 @click.option("--overwrite", is_flag=True, help="Delete the output folder and start afresh.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions, distractors, reading_docs, avoid_names,
-          steps, d_model, layers, threads, retrievers, encoder, k, shots, per_bucket, counterfactual, overwrite, progress) -> None:
+          steps, d_model, layers, threads, retrievers, encoder, k, shots, per_bucket, counterfactual, export, overwrite, progress) -> None:
     """Run the built-in benchmark end to end on a generated world.
 
     Generates a fictional world with known relevant-document counts, builds passages, BM25 and dense
@@ -68,6 +70,10 @@ def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions,
         avoid_names=str(avoid_names) if avoid_names else None, seed=seed,
     )
     summary = run_bench(cfg, out, overwrite=overwrite, progress=progress)
+    if export is not None:
+        from rag.world.bench import export_report
+
+        export_report(out, export)
     a = summary["agreement"]
     click.echo((Path(out) / "report.md").read_text(encoding="utf-8"))
     click.echo(f"counter agreement: {a['exact']}/{a['n_questions']} exact; report: {Path(out) / 'report.md'}", err=True)

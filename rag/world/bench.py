@@ -264,10 +264,9 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     import rag.world.tinylm  # noqa: F401  (registers the tiny-lm reader backend)
 
     ecfg = _eval_config(cfg, out, out / "model")
-    if not (out / "eval" / "summary.md").exists():
-        steps.run("eval", None, lambda: run_eval(ecfg, progress=progress))
-    else:
-        steps.rows["eval"] = {"seconds": 0.0, "reused": True}
+    # the evaluation resumes on its own: finished (question, mode) records are kept, new retrievers added
+    res = steps.run("eval", None, lambda: run_eval(ecfg, progress=progress))
+    steps.rows["eval"].update(reused=not res.computed, records_computed=dict(res.computed), records_reused=res.reused)
     if not (out / "probes.json").exists():
         steps.run("probes", None, lambda: write_json_atomic(out / "probes.json", run_probes(out / "model", probes)))
     cf = None
@@ -382,3 +381,20 @@ def write_report(out: Path, summary: dict) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def export_report(out: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy the small, committable part of a bench run (report, tables, plots; no records, models or indexes)."""
+    out, dest = Path(out), Path(dest)
+    (dest / "plots").mkdir(parents=True, exist_ok=True)
+    for name in ("report.md", "bench.json", "agreement.json", "counterfactual.json", "bench-config.json"):
+        if (out / name).exists():
+            shutil.copy(out / name, dest / name)
+    for name in ("summary.csv", "summary.md", "timing.json", "adaptive.json"):
+        if (out / "eval" / name).exists():
+            shutil.copy(out / "eval" / name, dest / f"eval-{name}")
+    probes = json.loads((out / "probes.json").read_text())
+    write_json_atomic(dest / "probes.json", {"model": probes["model"], "rows": probes["rows"]})
+    for p in (out / "plots").glob("*.png"):
+        shutil.copy(p, dest / "plots" / p.name)
+    return dest

@@ -26,7 +26,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("m") / "model"
-    train_model(DOCS, out, model_cfg=SMALL, train_cfg=TrainConfig(steps=150, batch_size=8, lr=1e-2, warmup=10, threads=1),
+    train_model(DOCS, out, model_cfg=SMALL, train_cfg=TrainConfig(steps=250, batch_size=8, lr=1e-2, warmup=10, threads=1),
                 progress=False, vocab_texts=["Passage: unseen words here"])
     return out
 
@@ -43,7 +43,7 @@ def test_tokenizer_round_trip_and_unknown_words():
 
 def test_training_writes_an_artifact_and_is_deterministic(tmp_path, model_dir):
     m = TinyLM(model_dir).manifest
-    assert m["kind"] == "model/tiny-lm" and m["n_params"] > 0 and m["training"]["steps"] == 150
+    assert m["kind"] == "model/tiny-lm" and m["n_params"] > 0 and m["training"]["steps"] == 250
     assert m["training"]["final_loss"] < m["training"]["loss_curve"][0][1]
     cfg = TrainConfig(steps=3, batch_size=2, threads=1)
     train_model(DOCS, tmp_path / "a", model_cfg=SMALL, train_cfg=cfg, progress=False)

@@ -1,0 +1,66 @@
+"""`rag bench` end to end at a reduced size through the CLI, its reuse of finished steps and refusals, and
+the default world's names checked against the DBpedia surface forms."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from rag.cli import main
+
+pytestmark = pytest.mark.integration
+
+TINY = ["--people", "16", "--orgs", "5", "--cities", "5", "--countries", "3", "--max-count", "60", "--distractors", "20",
+        "--reading-docs", "30", "--steps", "8", "--d-model", "32", "--layers", "1", "--threads", "1",
+        "--encoder", "hash:64", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_tiny_bench_end_to_end_and_rerun(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("faiss")
+    out = tmp_path / "bench"
+    r = CliRunner().invoke(main, ["bench", "--out", str(out), *TINY, "--counterfactual", "2", "--export", str(tmp_path / "res")])
+    assert r.exit_code == 0, r.output
+    exported = {p.relative_to(tmp_path / "res").as_posix() for p in (tmp_path / "res").rglob("*") if p.is_file()}
+    assert {"report.md", "bench.json", "agreement.json", "eval-summary.csv", "probes.json", "plots/probes.png"} <= exported
+    assert not any("records" in e or "safetensors" in e for e in exported)
+    summary = json.loads((out / "bench.json").read_text())
+    a = summary["agreement"]
+    assert a["exact"] == a["n_questions"] > 0 and a["n_mismatches"] == 0  # linker counts == ground truth
+    report = (out / "report.md").read_text()
+    for part in ("Counter validation", "100.0%", "closed-book", "RAG bm25", "RAG dense", "memorization", "semantic",
+                 "composition", "Counterfactual"):
+        assert part in report, part
+    assert (out / "plots" / "probes.png").exists() and (out / "eval" / "records.jsonl").exists()
+    cf = summary["counterfactual"]
+    assert cf["n_facts"] == 2 and cf["n_docs_removed"] > 0
+    assert json.loads((out / "model-cf" / "manifest.json").read_text())["excluded"]["n_docs"] == cf["n_docs_removed"]
+
+    # a rerun reuses every finished step
+    r = CliRunner().invoke(main, ["bench", "--out", str(out), *TINY, "--counterfactual", "2"])
+    assert r.exit_code == 0, r.output
+    steps = json.loads((out / "bench.json").read_text())["steps"]
+    assert all(s["reused"] for s in steps.values()), steps
+
+    # other settings in the same folder are refused, not mixed
+    r = CliRunner().invoke(main, ["bench", "--out", str(out), *TINY, "--seed", "5"])
+    assert r.exit_code == 2 and "other settings" in r.output
+
+
+def test_bad_generator_parameters_are_clear_errors(tmp_path):
+    for args, msg in ((["--people", "0"], "n_people must be at least 1"), (["--max-count", "-5"], "max_count"),
+                      (["--zipf", "0"], "zipf must be a positive number")):
+        r = CliRunner().invoke(main, ["bench", "--out", str(tmp_path / "b"), *args, "--no-progress"])
+        assert r.exit_code == 2 and msg in r.output, r.output
+
+
+@pytest.mark.slow
+def test_default_world_names_are_not_real_names(shared_data):
+    from rag.world.generator import WorldParams, generate, load_avoid_list
+
+    real = load_avoid_list(shared_data / "entities" / "dbpedia-surface-forms.tsv.xz")
+    w = generate(WorldParams())
+    forms = [a for e in w.entities for a in e.aliases]
+    assert not [f for f in forms if f.lower() in real]
