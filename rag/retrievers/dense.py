@@ -245,7 +245,7 @@ class DenseRetriever(Retriever):
 
     BUILD_OPTIONS = (
         "encoder", "factory", "batch_size", "device", "train_sample", "chunk_size",
-        "ef_construction", "max_seq_length", "precision", "seed", "embeddings_from",
+        "ef_construction", "max_seq_length", "precision", "compile", "seed", "embeddings_from",
     )
     SEARCH_OPTIONS = ("ef_search", "nprobe")
 
@@ -324,6 +324,7 @@ class DenseRetriever(Retriever):
         ef_construction: int = DEFAULTS["ef_construction"],
         max_seq_length: int | None = None,
         precision: str = "fp32",
+        compile: bool = False,
         seed: int = DEFAULTS["seed"],
         embeddings_from: str | os.PathLike | None = None,
     ) -> Path:
@@ -339,7 +340,8 @@ class DenseRetriever(Retriever):
         source = _reuse_source(embeddings_from, store, encoder) if embeddings_from is not None else None
         if source is None:
             enc = get_encoder(
-                encoder or DEFAULT_ENCODER, device=device, batch_size=batch_size, max_seq_length=max_seq_length, precision=precision
+                encoder or DEFAULT_ENCODER, device=device, batch_size=batch_size, max_seq_length=max_seq_length,
+                precision=precision, compile=compile,
             )
             enc_info, dim = enc.info(), enc.dim
         else:
@@ -381,7 +383,7 @@ class DenseRetriever(Retriever):
                 ef_construction=ef_construction if _hnsw_parts(index) else None,
                 nlist=int(ivf.nlist) if ivf is not None else None,
                 build={"batch_size": getattr(enc, "batch_size", None), "device": getattr(enc, "device", None),
-                       "chunk_size": chunk_size, **stats},
+                       "compile": getattr(enc, "compiled", False), "chunk_size": chunk_size, **stats},
                 embeddings={"file": EMBEDDINGS, "dtype": "float32", "shape": [len(store), dim],
                             "bytes": (tmp / EMBEDDINGS).stat().st_size},
                 files=file_sizes(tmp, [EMBEDDINGS, INDEX_FILE]),

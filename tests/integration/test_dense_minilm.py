@@ -85,6 +85,17 @@ def test_bf16_stays_close_to_fp32(flat, store):
         get_encoder(device="cpu", precision="fp16")
 
 
+def test_compiled_bf16_encoder(flat, store):
+    """torch.compile (inductor, frozen weights, dynamic shapes) keeps the vectors; batches of varying shape."""
+    from rag.encoders import get_encoder
+
+    pytest.importorskip("torch._inductor")
+    texts = [passage_text(p.title, p.text) for p in store.get_rows(range(40))]
+    enc = get_encoder(device="cpu", precision="bf16", compile=True, batch_size=16)
+    cosine = (enc.encode_batch(texts) * flat.embeddings()[:40]).sum(axis=1)
+    assert enc.compiled and cosine.min() > 0.999
+
+
 def test_known_questions_retrieve_their_article(flat):
     questions = list(QUESTIONS)
     hits = flat.search_batch(questions, k=5)
