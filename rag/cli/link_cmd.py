@@ -18,9 +18,10 @@ def linker_options(f):
     @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
                   help="lexicon/spacy: link an ambiguous surface form only if its best entity's prior P(entity|form) is at "
                   "least this (and strictly ahead of the runner-up).")
-    @click.option("--engine", type=click.Choice(["ahocorasick-rs", "pyahocorasick"]), default="ahocorasick-rs", show_default=True,
-                  help="lexicon/spacy: Aho-Corasick implementation. ahocorasick-rs is exact leftmost-longest and faster; "
-                  "pyahocorasick's iter_long can miss a match right after a longer candidate that failed.")
+    @click.option("--engine", type=click.Choice(["ngram-hash", "ahocorasick-rs", "pyahocorasick"]), default="ngram-hash", show_default=True,
+                  help="lexicon/spacy: matching engine. ngram-hash (numpy word n-gram hashing) and ahocorasick-rs (a character "
+                  "automaton) find the same leftmost-longest matches, ngram-hash ~3x faster; pyahocorasick's iter_long can miss "
+                  "a match right after a longer candidate that failed.")
     @click.option("--ner-labels", default=None, metavar="L1,L2",
                   help="spacy: only these NER labels (e.g. PERSON,ORG,GPE,LOC,WORK_OF_ART); default all.")
     @click.option("--spotlight-url", default="http://localhost:2222/rest/annotate", show_default=True,
