@@ -207,7 +207,8 @@ def markdown(r: dict) -> str:
         "",
         "## Linking throughput, one process (median of 3 interleaved runs on the same 10k real passages)",
         "ngram-hash (default): word n-gram hashing in numpy (rag/entities/hashmatch.py); ahocorasick-rs: the character "
-        "automaton that was the default before; both give identical matches. Target: 20,000 passages / CPU s.",
+        "automaton that was the default before (here with the new shared case-rule code); both give identical matches. "
+        "Target: 20,000 passages / CPU s.",
         "",
         md_table([{"engine": k, "automaton build s": v["automaton_build_s"], "automaton RSS MiB": v["automaton_rss_mb"],
                    "passages / CPU s": v["throughput_10k"]["passages_per_cpu_s"], "runs": v["throughput_10k"]["passages_per_cpu_s_runs"],

@@ -10,10 +10,11 @@ word-boundary keys of rag.entities.linkers, found word by word instead of charac
 
 Every word gets a 64-bit hash (polynomial over code points via prefix sums mod 2**64, then mixed); every
 n-gram of words a hash built the same way from word hashes. A table (open addressing, linear probing, in
-numpy arrays) maps the hash of every word-prefix of every form to the form id, or -1 when the prefix is
-not itself a form. Matching grows n-grams from every word start while they are still form prefixes
-(one vectorized lookup per length), keeps the longest form per start, then picks the leftmost-longest
-non-overlapping ones (greedy chains, vectorized per overlap group).
+numpy arrays) maps the hash of every word-prefix of every form to (the form it completes, if any; whether
+a longer form goes on from it). Matching grows n-grams from every word start while some form goes on (one
+vectorized lookup per length), keeps the longest form per start, then picks the leftmost-longest
+non-overlapping ones (greedy chains, vectorized per overlap group). Per batch this is a few random reads
+per word instead of a few per character, which is why it beats the automaton over 2M forms.
 
 A false match needs a 64-bit collision between a text n-gram and a form prefix (odds ~1e-12 per lookup);
 tests compare this engine with ahocorasick-rs on real passages.
@@ -97,7 +98,9 @@ class NgramHasher:
 
 
 class HashTable:
-    """uint64 key -> int32 value, open addressing with linear probing (no wrap-around), numpy arrays."""
+    """uint64 key (non-zero) -> int64 value (non-zero), open addressing with linear probing (no wrap-around).
+
+    slots: (size, 2) uint64, (key, value) per slot; size ~1.6-3.2x the number of keys."""
 
     def __init__(self, keys: np.ndarray, values: np.ndarray):
         n = max(len(keys), 1)
@@ -193,7 +196,6 @@ class FormTable:
         more = np.logical_or.reduceat(cont, g) if len(g) else cont
         # value: (form id + 1) * 2 + goes-on bit
         self.table = HashTable(h[g], ((form + 1) * 2 + more).astype(np.int32))
-        self.max_words = int((last - first + 1).max()) if len(first) else 0
 
     @property
     def nbytes(self) -> int:

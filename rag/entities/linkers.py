@@ -1,13 +1,14 @@
 """Entity linkers: one batch method (texts -> mentions), a registry, and three backends.
 
-    lexicon    (default) Aho-Corasick over a Lexicon: offline, fast, deterministic
+    lexicon    (default) whole-word leftmost-longest matching over a Lexicon: offline, fast, deterministic
     spacy      the lexicon linker, keeping only mentions that overlap a spaCy named-entity span
     spotlight  a client for a DBpedia Spotlight REST server (the linker of Kandpal et al. 2023)
 
 Lexicon matching (LexiconLinker):
   * Text and forms are folded the same way (rag.entities.fold): lower case, non-alphanumerics -> spaces,
     runs of spaces collapsed ("Washington, D.C." matches the form "washington d c"). Automaton keys are
-    " " + form, so a match starts at a word start; a match must also end at a word end.
+    " " + form, so a match starts at a word start; a match must also end at a word end. The default engine
+    (ngram-hash, rag.entities.hashmatch) finds the same matches by hashing word n-grams instead.
   * Leftmost-longest, non-overlapping matches of whole words. A longest match that then fails a case
     rule below is dropped, not replaced by a shorter one inside it.
   * A mention never crosses a line break.
