@@ -135,12 +135,12 @@ import numpy as np, torch, sys
 sys.path.insert(0, {evaldir!r})
 import benchutil as bu
 from rag.corpus.store import PassageStore, passage_text
-from rag.encoders import get_encoder
+from rag.encoders import DEFAULT_ENCODER, get_encoder
 store = PassageStore({store!r})
 rng = np.random.default_rng(0)
 rows = np.sort(rng.choice(len(store), size={n}, replace=False))
 texts = [passage_text(p.title, p.text) for p in store.get_rows(rows)]
-enc = get_encoder(None)
+enc = get_encoder(DEFAULT_ENCODER)
 st = enc.model
 # FLOPs of one encoder pass: 2 x non-embedding parameters per token, plus attention scores and mixing
 # (2 x 2 x seq x hidden per token per layer); embeddings are lookups, not matmuls.
@@ -216,7 +216,7 @@ def _query_sweep(index, queries, truth, k: int, settings: list[dict]) -> list[di
 FACTORY_SETTINGS = {
     "Flat": [{}],
     "HNSW32": [{"efSearch": e} for e in (16, 32, 64, 128, 256)],
-    "IVF-PQ": [{"nprobe": p, "k_factor_rf": f} for p in (8, 16, 32, 64) for f in (1, 4, 16)],
+    "IVF-PQ": [{"nprobe": p, "k_factor_rf": f} for p in (16, 64, 128) for f in (4, 16)],
 }
 
 
@@ -258,7 +258,7 @@ def _vectors_and_queries(qa: Path, dense_index: Path):
     finished rows are used, which the results say.
     """
     import numpy as np
-    from rag.encoders import get_encoder
+    from rag.encoders import DEFAULT_ENCODER, get_encoder
     from rag.qa import load_questions
 
     qs = [q.question for q in load_questions(qa)]
@@ -270,7 +270,7 @@ def _vectors_and_queries(qa: Path, dense_index: Path):
         enc, emb, source = r.encoder, np.ascontiguousarray(r.embeddings()), f"{dense_index.name} (complete)"
     elif progress.exists():
         done = json.loads(progress.read_text())["rows_done"]
-        enc = get_encoder(None)
+        enc = get_encoder(DEFAULT_ENCODER)
         emb = np.ascontiguousarray(np.load(dense_index / "embeddings.npy", mmap_mode="r")[:done])
         source = f"the first {done:,} passages of {dense_index.name} (an unfinished encoding)"
     else:
