@@ -9,7 +9,12 @@ Index folder, format 1:
 
 Builds resume: the embeddings are written chunk by chunk into `<out>.partial/embeddings.npy` (a memmap), and
 `<out>.partial/encode_progress.json` records how many rows are finished after each chunk is flushed. A rebuild
-with the same passages and encoder continues from the first unfinished chunk.
+with the same passages and encoder continues from the first unfinished chunk; a partial folder from other
+passages or another encoder is discarded (with a warning).
+
+Build options (BUILD_OPTIONS): encoder, factory, batch_size, device, precision, compile, max_seq_length,
+chunk_size, train_sample, ef_construction, seed, embeddings_from (reuse another dense index's vectors).
+Query options (configure / set_search_params / load kwargs): ef_search (HNSW), nprobe (IVF).
 """
 from __future__ import annotations
 
