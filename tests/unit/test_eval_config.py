@@ -83,4 +83,6 @@ def test_overrides_win_and_are_checked(tmp_path):
 @pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_presets_parse(preset):
     cfg = load_config(preset)
-    assert cfg.retrievers and cfg.per_bucket and cfg.reader.backend == "llama-cpp"
+    assert cfg.retrievers
+    if preset.name != "world.yaml":  # the generated world is small: every question, its own tiny LM
+        assert cfg.per_bucket and cfg.reader.backend == "llama-cpp"

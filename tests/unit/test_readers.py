@@ -17,8 +17,9 @@ QS = [Question("q0", "who wrote hamlet", ("Shakespeare",)), Question("q1", "wher
 
 def test_registry_has_builtin_backends_and_lists_choices():
     assert {"llama-cpp", "transformers", "fake"} <= set(READERS)
-    with pytest.raises(BadInputError, match="unknown reader backend 'vllm'; choose one of: fake, llama-cpp, transformers"):
+    with pytest.raises(BadInputError, match="unknown reader backend 'vllm'; choose one of: ") as e:
         load_reader("x", backend="vllm")
+    assert all(name in str(e.value) for name in ("fake", "llama-cpp", "transformers"))
 
 
 def test_single_form_is_derived_from_the_batch_method():
