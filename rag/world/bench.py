@@ -60,6 +60,16 @@ class BenchConfig:
             raise BadInputError(f"per_bucket must be positive, got {self.per_bucket}")
 
 
+def _identity(cfg: dict) -> dict:
+    """The settings that finished artifacts depend on. Left out: training threads (speed only), and what a
+    resumed run may add to (more retrievers, a larger per-bucket sample, a counterfactual model)."""
+    cfg = json.loads(json.dumps(cfg))
+    for k in ("counterfactual", "retrievers", "per_bucket"):
+        cfg.pop(k, None)
+    cfg.get("train", {}).pop("threads", None)
+    return cfg
+
+
 def _done(folder: Path) -> bool:
     return (folder / MANIFEST).exists()
 
@@ -226,9 +236,9 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     out.mkdir(parents=True, exist_ok=True)
     old = out / "bench-config.json"
     mine = json.loads(json.dumps(asdict(cfg), default=str))
-    if old.exists() and json.loads(old.read_text()) != mine:
-        prev = json.loads(old.read_text())
-        diff = sorted(k for k in set(prev) | set(mine) if prev.get(k) != mine.get(k))
+    if old.exists() and _identity(json.loads(old.read_text())) != _identity(mine):
+        prev, now = _identity(json.loads(old.read_text())), _identity(mine)
+        diff = sorted(k for k in set(prev) | set(now) if prev.get(k) != now.get(k))
         raise BadInputError(f"{out} holds a bench run with other settings ({', '.join(diff)}); pass --overwrite "
                             f"to start afresh, or --out NEW_FOLDER")
     write_json_atomic(old, mine)
