@@ -150,15 +150,26 @@ def load_counts(folder: str | os.PathLike) -> CountsTable:
     return CountsTable(folder, manifest, h.hexdigest()[:32], counts, status, questions)
 
 
+def _folder_fingerprint(path: Path) -> str:
+    """A QA folder (EntityQuestions: one file per relation): its files' names and quick fingerprints."""
+    h = hashlib.sha256()
+    for p in sorted(path.iterdir()):
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(quick_fingerprint(p).encode())
+    return h.hexdigest()
+
+
+def qa_fingerprint(path: Path) -> str:
+    """The fingerprint a run manifest records for its QA input (file or folder)."""
+    return _folder_fingerprint(path)[:32] if path.is_dir() else file_sha256(path)[:32]
+
+
 def _qa_fingerprints(path: Path) -> set[str]:
     """Every fingerprint spelling a counts builder may have recorded for the QA input."""
     if path.is_dir():
-        h = hashlib.sha256()
-        for p in sorted(path.iterdir()):
-            if p.is_file():
-                h.update(p.name.encode())
-                h.update(quick_fingerprint(p).encode())
-        return {h.hexdigest(), h.hexdigest()[:32]}
+        full = _folder_fingerprint(path)
+        return {full, full[:32]}
     sha = file_sha256(path)
     q = quick_fingerprint(path)
     return {sha, sha[:32], sha[:16], q, q[:16]}

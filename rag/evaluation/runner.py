@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from rag.artifacts import MANIFEST, file_sha256, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
+from rag.artifacts import MANIFEST, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
 from rag.errors import ArtifactError, BadInputError
 from rag.evaluation.buckets import Buckets
 from rag.evaluation.config import EvalConfig, to_dict
-from rag.evaluation.counts import CountsTable, check_counts_match, load_counts
+from rag.evaluation.counts import CountsTable, check_counts_match, load_counts, qa_fingerprint
 from rag.evaluation.records import RECORDS, RecordStore
 from rag.evaluation.sampling import stratified_sample
 from rag.evaluation.timing import StageTimer, TimedReader
@@ -85,17 +85,6 @@ def code_version() -> dict:
     return out
 
 
-def _qa_fingerprint(path: Path) -> str:
-    if path.is_dir():
-        h = hashlib.sha256()
-        for p in sorted(path.iterdir()):
-            if p.is_file():
-                h.update(p.name.encode())
-                h.update(quick_fingerprint(p).encode())
-        return h.hexdigest()[:32]
-    return file_sha256(path)[:32]
-
-
 def _index_fingerprint(folder: Path) -> str:
     return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()[:32]
 
@@ -109,7 +98,7 @@ def _reader_identity(cfg: EvalConfig) -> dict:
     if model.is_file():
         r["model_fingerprint"] = quick_fingerprint(model)
     if cfg.reader.demos is not None:
-        r["demos_fingerprint"] = _qa_fingerprint(Path(cfg.reader.demos))
+        r["demos_fingerprint"] = qa_fingerprint(Path(cfg.reader.demos))
         r["demos_seed"] = cfg.seed
     return r
 
@@ -170,7 +159,7 @@ def prepare(cfg: EvalConfig) -> Prepared:
     sample = {b: {"population": i.population, "sampled": i.sampled, "fraction": i.fraction} for b, i in info.items()}
 
     identity = {
-        "qa": {"fingerprint": _qa_fingerprint(qa_path), "format": cfg.qa.format},
+        "qa": {"fingerprint": qa_fingerprint(qa_path), "format": cfg.qa.format},
         "counts": counts.fingerprint,
         "reader": _reader_identity(cfg),
         "k": cfg.k,
