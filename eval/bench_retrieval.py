@@ -228,7 +228,6 @@ def ivfpq_factory(n: int, dim: int) -> str:
 
 def bench_dense_at(vectors, queries, ef_construction: int, label: str) -> list[dict]:
     """Build Flat / HNSW32 / IVF-PQ over `vectors`, sweep query settings, recall@10 against Flat."""
-    import numpy as np
     from rag.retrievers.dense import build_faiss
 
     rows = []
@@ -281,8 +280,6 @@ def _vectors_and_queries(qa: Path, dense_index: Path):
 
 
 def bench_dense(dense_index: Path, qa: Path, ef_construction: int) -> dict:
-    import numpy as np
-
     emb, q, info = _vectors_and_queries(qa, dense_index)
     rows = bench_dense_at(emb, q, ef_construction, "real")
     best = best_at_recall(rows, 0.95)

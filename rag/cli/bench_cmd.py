@@ -53,7 +53,6 @@ def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions,
 
     from rag.world.bench import BenchConfig, run_bench
     from rag.world.generator import WorldParams
-    from rag.world.tinylm import TinyConfig, TrainConfig
 
     wp = {k_: v for k_, v in dict(seed=seed, n_people=people, n_orgs=orgs, n_cities=cities, n_countries=countries,
                                   max_count=max_count, zipf=zipf, mentions=mentions, n_distractor_docs=distractors,

@@ -401,7 +401,6 @@ def generate(params: WorldParams | None = None, avoid: Collection[str] = ()) -> 
     order = rng.permutation(len(items))
     items = [items[i] for i in order]
     docs = _pack(items, lambda: int(rng.integers(1, p.facts_per_doc + 1)), pair_fact)
-    n_fact_docs = len(docs)
     # distractors: 1..3 entity mentions without facts, under the same co-occurrence rule
     d_items = []
     for _ in range(p.n_distractor_docs * 2):
