@@ -9,8 +9,9 @@ import click
 from rag.errors import BadInputError
 
 # flag -> query-time option name, for indexes whose SEARCH_OPTIONS include it
-SEARCH_FLAGS = {"--ef-search": "ef_search", "--nprobe": "nprobe"}
-FLAG_FOR = {"--ef-search": "dense HNSW indexes", "--nprobe": "dense IVF indexes"}
+SEARCH_FLAGS = {"--ef-search": "ef_search", "--nprobe": "nprobe", "--k-factor": "k_factor"}
+FLAG_FOR = {"--ef-search": "dense HNSW indexes", "--nprobe": "dense IVF indexes",
+            "--k-factor": "dense indexes with a re-ranking stage (factory ending in ,RFlat)"}
 
 
 def _snippet(text: str, width: int = 200) -> str:
@@ -32,7 +33,11 @@ def _snippet(text: str, width: int = 200) -> str:
               help="[dense, HNSW] Candidates examined per query: higher is better recall and slower.")
 @click.option("--nprobe", type=int, default=None,
               help="[dense, IVF] Inverted lists visited per query: higher is better recall and slower.")
-def search(query: str, index_path: Path, k: int, passages: Path | None, as_json: bool, ef_search, nprobe) -> None:
+@click.option("--k-factor", type=int, default=None,
+              help="[dense, ...,RFlat] Candidates re-scored exactly per requested hit (k_factor * k): higher is "
+                   "better recall and slower.")
+def search(query: str, index_path: Path, k: int, passages: Path | None, as_json: bool, ef_search, nprobe,
+           k_factor) -> None:
     """Search an index for QUERY and print rank, score, title and a snippet of each passage.
 
     \b
@@ -44,7 +49,7 @@ def search(query: str, index_path: Path, k: int, passages: Path | None, as_json:
     from rag.artifacts import read_manifest
 
     retriever = load_index(index_path, passages=passages)
-    options = {"ef_search": ef_search, "nprobe": nprobe}
+    options = {"ef_search": ef_search, "nprobe": nprobe, "k_factor": k_factor}
     for flag, name in SEARCH_FLAGS.items():
         if options[name] is not None and name not in retriever.SEARCH_OPTIONS:
             kind = read_manifest(index_path)["kind"]

@@ -14,7 +14,8 @@ passages or another encoder is discarded (with a warning).
 
 Build options (BUILD_OPTIONS): encoder, factory, batch_size, device, precision, compile, max_seq_length,
 chunk_size, train_sample, ef_construction, seed, embeddings_from (reuse another dense index's vectors).
-Query options (configure / set_search_params / load kwargs): ef_search (HNSW), nprobe (IVF).
+Query options (configure / set_search_params / load kwargs): ef_search (HNSW), nprobe (IVF), k_factor
+(indexes with an exact re-rank stage, factory "...,RFlat" or "...,Refine(...)": candidates re-ranked = k_factor * k).
 """
 from __future__ import annotations
 
@@ -53,7 +54,10 @@ DEFAULTS = {
     # query time; faiss's own defaults (efSearch 16, nprobe 1) give poor recall
     "ef_search": 128,
     "nprobe": 32,
+    "k_factor": 4,
 }
+# query option -> what kind of index has it (for errors)
+OPTION_APPLIES_TO = {"ef_search": "HNSW", "nprobe": "IVF", "k_factor": "re-ranking (…,RFlat)"}
 
 
 def default_train_sample(n: int, nlist: int) -> int:
@@ -103,6 +107,11 @@ def _ivf(index):
 
 def _hnsw_parts(index) -> list:
     return [p for p in _parts(index) if hasattr(p, "hnsw")]
+
+
+def _refine(index):
+    faiss = _faiss()
+    return next((p for p in _parts(index) if isinstance(p, faiss.IndexRefine)), None)
 
 
 def _wipe(folder: Path, why: str) -> None:
@@ -244,15 +253,16 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
 class DenseRetriever(Retriever):
     """Sentence-embedding retrieval over a FAISS index.
 
-    Query-time options (`configure`, or load kwargs): ef_search (HNSW indexes), nprobe (IVF indexes);
-    SEARCH_OPTIONS of an instance lists only the ones its index has.
+    Query-time options (`configure`, or load kwargs): ef_search (HNSW indexes), nprobe (IVF indexes),
+    k_factor (re-ranking indexes such as IVF4096,PQ192x4fs,RFlat: k_factor * k candidates are re-scored
+    exactly); SEARCH_OPTIONS of an instance lists only the ones its index has.
     """
 
     BUILD_OPTIONS = (
         "encoder", "factory", "batch_size", "device", "train_sample", "chunk_size",
         "ef_construction", "max_seq_length", "precision", "compile", "seed", "embeddings_from",
     )
-    SEARCH_OPTIONS = ("ef_search", "nprobe")
+    SEARCH_OPTIONS = ("ef_search", "nprobe", "k_factor")
 
     def __init__(self, store: PassageStore, index, encoder: Encoder, manifest: dict, folder: Path | None = None):
         self.store = store
@@ -260,39 +270,46 @@ class DenseRetriever(Retriever):
         self.encoder = encoder
         self.manifest = manifest
         self.folder = folder
-        hnsw, ivf = _hnsw_parts(index), _ivf(index)
-        self.SEARCH_OPTIONS = tuple(o for o, has in (("ef_search", bool(hnsw)), ("nprobe", ivf is not None)) if has)
+        hnsw, ivf, refine = _hnsw_parts(index), _ivf(index), _refine(index)
+        has = {"ef_search": bool(hnsw), "nprobe": ivf is not None, "k_factor": refine is not None}
+        self.SEARCH_OPTIONS = tuple(o for o in type(self).SEARCH_OPTIONS if has[o])
         self.ef_search: int | None = None
         self.nprobe: int | None = None
+        self.k_factor: int | None = None
         self.configure(
             ef_search=DEFAULTS["ef_search"] if hnsw else None,
             nprobe=min(DEFAULTS["nprobe"], ivf.nlist) if ivf is not None else None,
+            k_factor=DEFAULTS["k_factor"] if refine is not None else None,
         )
 
     # ----- query time -----
 
     def configure(self, **options) -> "DenseRetriever":
-        """ef_search: HNSW candidates per query; nprobe: IVF lists visited per query (higher = better recall, slower)."""
+        """ef_search: HNSW candidates per query; nprobe: IVF lists visited per query; k_factor: candidates
+        re-ranked exactly per wanted hit (all: higher = better recall, slower)."""
         for name, value in options.items():
             if value is None:
                 continue
             if name not in self.SEARCH_OPTIONS:
-                what = {"ef_search": "HNSW", "nprobe": "IVF"}.get(name)
+                what = OPTION_APPLIES_TO.get(name)
                 hint = f"; it applies to {what} indexes and this one is {self.manifest.get('factory')!r}" if what else ""
                 raise BadInputError(f"dense index has no search option {name!r}{hint}")
             value = _check_int(name, value)
             if name == "nprobe":
                 ivf = _ivf(self.index)
                 value = ivf.nprobe = min(value, ivf.nlist)
+            elif name == "k_factor":
+                _refine(self.index).k_factor = float(value)
             else:
                 for h in _hnsw_parts(self.index):  # the index itself, or an IVF's HNSW quantizer
                     h.hnsw.efSearch = value
             setattr(self, name, value)
         return self
 
-    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> "DenseRetriever":
-        """Same as configure(ef_search=..., nprobe=...)."""
-        return self.configure(ef_search=ef_search, nprobe=nprobe)
+    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None,
+                          k_factor: int | None = None) -> "DenseRetriever":
+        """Same as configure(ef_search=..., nprobe=..., k_factor=...)."""
+        return self.configure(ef_search=ef_search, nprobe=nprobe, k_factor=k_factor)
 
     def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         check_queries(queries, k)
@@ -418,6 +435,7 @@ class DenseRetriever(Retriever):
         batch_size: int | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        k_factor: int | None = None,
     ) -> "DenseRetriever":
         """Open a built folder. `encoder` may only name the encoder it was built with (queries and passages
         must share one embedding space); by default that encoder is loaded from the manifest."""
@@ -443,7 +461,7 @@ class DenseRetriever(Retriever):
             raise ArtifactError(f"{folder}: the FAISS index holds {index.d}-d vectors but encoder {enc.spec} makes {enc.dim}-d ones; rebuild the index")
         if index.ntotal != len(store):
             raise ArtifactError(f"{folder}: the FAISS index holds {index.ntotal} vectors for {len(store)} passages; rebuild the index")
-        return cls(store, index, enc, manifest, folder).configure(ef_search=ef_search, nprobe=nprobe)
+        return cls(store, index, enc, manifest, folder).configure(ef_search=ef_search, nprobe=nprobe, k_factor=k_factor)
 
 
 def _reuse_source(path, store: PassageStore, encoder) -> dict:

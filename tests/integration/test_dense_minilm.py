@@ -124,3 +124,23 @@ def test_a_different_query_encoder_is_refused(flat, store):
     with pytest.raises(BadInputError, match="built with encoder sentence-transformers:sentence-transformers/all-MiniLM-L6-v2"):
         DenseRetriever.load(flat.folder, manifest, store, encoder="hash:384")
     assert (flat.folder / EMBEDDINGS).stat().st_size == manifest["files"][EMBEDDINGS]
+
+
+def test_cli_precision_flag_builds_a_bf16_index_queried_at_fp32(flat, store, tmp_path):
+    """`rag index build --precision bf16` records bf16; the index is still searchable with the default encoder."""
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    out = tmp_path / "bf16"
+    r = CliRunner().invoke(main, ["index", "build", "--passages", str(store.folder), "--kind", "dense", "--out", str(out),
+                                  "--precision", "bf16", "--device", "cpu", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / MANIFEST).read_text())
+    assert m["encoder"]["precision"] == "bf16" and m["build"]["compile"] is False
+    cosine = (np.load(out / EMBEDDINGS) * flat.embeddings()).sum(axis=1)
+    assert cosine.min() > 0.999
+    bf16 = load_index(out)
+    bf16.encoder = flat.encoder  # fp32 queries against bf16 passages: precision is not part of the identity
+    questions = list(QUESTIONS)
+    assert [h[0].row for h in bf16.search_batch(questions, 1)] == [h[0].row for h in flat.search_batch(questions, 1)]

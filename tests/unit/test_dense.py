@@ -87,7 +87,7 @@ def built(store, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("dense")
     flat = DenseRetriever.build(store, root / "flat", encoder=f"hash:{DIM}", factory="Flat", chunk_size=128, progress=False)
     out = {"Flat": flat}
-    for factory in ("HNSW32", "IVF16,Flat", "IVF16,PQ16"):
+    for factory in ("HNSW32", "IVF16,Flat", "IVF16,PQ16", "IVF16,PQ8,RFlat"):
         out[factory] = DenseRetriever.build(
             store, root / factory.replace(",", "_"), factory=factory, embeddings_from=flat, progress=False
         )
@@ -179,6 +179,29 @@ def test_search_options_follow_the_index(built):
         hnsw.configure(ef_search=0)
     opened = DenseRetriever.open(built["HNSW32"], ef_search=64, encoder=f"hash:{DIM}", device="cpu")
     assert opened.index.hnsw.efSearch == 64 and opened.ef_search == 64
+
+
+def test_k_factor_sets_the_exact_rerank_depth(store, built, queries):
+    import faiss
+
+    r = load_index(built["IVF16,PQ8,RFlat"])
+    assert r.SEARCH_OPTIONS == ("nprobe", "k_factor") and r.k_factor == 4
+    refine = faiss.downcast_index(r.index)
+    assert isinstance(refine, faiss.IndexRefine) and refine.k_factor == 4
+    with pytest.raises(BadInputError, match="RFlat"):
+        load_index(built["HNSW32"]).configure(k_factor=2)
+    with pytest.raises(BadInputError, match="integer"):
+        r.configure(k_factor=0)
+    all_scores, best = brute_force(store, queries, 10)
+
+    def recall(r):
+        return np.mean([tie_aware_recall(h, best[i], all_scores[i]) for i, h in enumerate(r.search_batch(queries, 10))])
+
+    # PQ8 codes alone are coarse; re-scoring 16 x k candidates with the exact vectors recovers the true top-k
+    assert recall(r.configure(nprobe=16, k_factor=1)) < recall(r.configure(k_factor=16)) >= 0.95
+    assert refine.k_factor == 16
+    opened = DenseRetriever.open(built["IVF16,PQ8,RFlat"], k_factor=8, encoder=f"hash:{DIM}", device="cpu")
+    assert opened.k_factor == 8 and faiss.downcast_index(opened.index).k_factor == 8
 
 
 def test_reused_embeddings_are_shared_not_recomputed(built):

@@ -103,7 +103,7 @@ def test_help_names_the_kinds_of_every_option():
     for flag, kind in [("--engine", "bm25"), ("--k1", "bm25"), ("--b", "bm25"), ("--variant", "bm25"), ("--encoder", "dense"),
                        ("--factory", "dense"), ("--batch-size", "dense"), ("--device", "dense"), ("--train-sample", "dense"),
                        ("--chunk-size", "dense"), ("--ef-construction", "dense"),
-                       ("--max-seq-length", "dense"), ("--seed", "dense"), ("--embeddings-from", "dense"), ("--members", "hybrid"), ("--rrf-k", "hybrid"), ("--weights", "hybrid"),
+                       ("--max-seq-length", "dense"), ("--precision", "dense"), ("--compile / --no-compile", "dense"), ("--seed", "dense"), ("--embeddings-from", "dense"), ("--members", "hybrid"), ("--rrf-k", "hybrid"), ("--weights", "hybrid"),
                        ("--fusion-depth", "hybrid")]:
         assert f"{flag} " in text and f"[{kind}]" in text.split(f"{flag} ", 1)[1][:80], flag
 

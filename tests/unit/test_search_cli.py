@@ -55,6 +55,7 @@ def test_errors_exit_2_with_a_message(index, tmp_path):
     cases = [
         (["search", "whales", "--index", index, "--ef-search", 64], "--ef-search does not apply"),
         (["search", "whales", "--index", index, "--nprobe", 4], "--nprobe does not apply"),
+        (["search", "whales", "--index", index, "--k-factor", 4], "--k-factor does not apply"),
         (["search", "whales", "--index", index, "-k", 0], "k must be a positive integer"),
         (["search", "  ", "--index", index], "query 0 is empty"),
         (["search", "whales", "--index", tmp_path / "missing"], "no such folder"),
