@@ -70,6 +70,20 @@ class PassageWriter:
                 self._flush()
                 buf = self._buf  # _flush starts a new buffer
 
+    def add_columns(self, cols: dict) -> None:
+        """Append passages given as {column: list} (all of COLUMNS); row groups break where `add` would break them."""
+        n = len(cols["pid"])
+        self.n_docs += sum(1 for p in cols["position"] if p == 0)
+        self.n_passages += n
+        at = 0
+        while at < n:
+            take = min(self._row_group - len(self._buf["pid"]), n - at)
+            for c in COLUMNS:
+                self._buf[c].extend(cols[c][at : at + take])
+            at += take
+            if len(self._buf["pid"]) >= self._row_group:
+                self._flush()
+
     def _flush(self) -> None:
         import pyarrow as pa
 

@@ -38,8 +38,13 @@ class ShardWorker(ABC):
         return {"record": [json.dumps(self.timed(shard))]}
 
     def timed(self, shard: Shard) -> dict:
+        from rag.errors import RagError
+
         t0 = time.perf_counter()
-        rec = self.run(shard)
+        try:
+            rec = self.run(shard)
+        except RagError as e:  # the user's error (bad input): reported as is by the driver, never retried
+            return {"shard": shard.index, "error": str(e), "error_type": type(e).__name__}
         return {"shard": shard.index, "start": shard.start, "stop": shard.stop, "seconds": round(time.perf_counter() - t0, 3),
                 "worker": f"{socket.gethostname()}:{os.getpid()}", **rec}
 
@@ -83,6 +88,10 @@ def run_shards(engine: EngineConfig, worker_cls: type[ShardWorker], kwargs: dict
             worker = worker_cls(**kwargs)
             records = (worker.timed(s) for s in todo)
         for rec in records:
+            if "error" in rec:
+                from rag import errors
+
+                raise getattr(errors, rec.get("error_type", ""), errors.RagError)(rec["error"])
             log.mark(rec["shard"], rec)
             if progress is not None:
                 progress(rec)
