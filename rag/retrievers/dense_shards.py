@@ -38,8 +38,9 @@ def _faiss():
 class EncodeShard(ShardWorker):
     """Loads the encoder once; per shard: read rows, encode them chunk by chunk, save encode/shard-XXXXX.npy."""
 
-    def __init__(self, passages: str, encoder: str, encoder_options: dict, out: str, chunk_size: int,
+    def __init__(self, passages: str, encoder, encoder_options: dict, out: str, chunk_size: int,
                  resources: dict | None = None):
+        """encoder: a spec string (loaded here, on the worker) or, on the local engine, the opened Encoder."""
         super().__init__(resources)
         from rag.encoders import get_encoder
 
@@ -129,7 +130,7 @@ def build_sharded(store: PassageStore, tmp: Path, *, encoder, encoder_spec: str,
         t0 = time.perf_counter()
         stats["rows_encoded_now"] = sum(s.stop - s.start for s in enc_log.pending(plan))
         run_shards(engine, EncodeShard,
-                   {"passages": str(store.folder), "encoder": encoder_spec, "encoder_options": encoder_options,
+                   {"passages": str(store.folder), "encoder": encoder_spec if engine.is_ray else encoder, "encoder_options": encoder_options,
                     "out": str(enc_dir), "chunk_size": chunk_size},
                    plan, enc_log, uses_gpu=uses_gpu, progress=lambda r: bar.update(r["rows"]))
         bar.close()
