@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -87,11 +88,24 @@ def ray_session(engine: EngineConfig) -> Iterator:
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
     t0 = time.perf_counter()
+    # something that accepts TCP but is no Ray head (a proxy, another service) makes ray.init retry for ~20 s;
+    # Ray reads this budget (about one attempt per second) when it connects
+    wait = "RAY_gcs_server_port_wait_time_s"
+    own_wait = engine.address is not None and wait not in os.environ
+    if own_wait:
+        os.environ[wait] = str(max(1, math.ceil(engine.connect_timeout)))
     try:
         ray.init(**kwargs)
     except (ConnectionError, TimeoutError, RuntimeError) as e:
-        where = engine.address or "a local instance"
-        raise ClusterUnreachableError(f"could not start or join Ray ({where}): {e}") from e
+        if engine.address:
+            raise ClusterUnreachableError(
+                f"no Ray cluster answered at {engine.address} within {engine.connect_timeout:g} s ({e}); check the "
+                f"address (the head's `ray start --head` prints it) or leave out --ray-address to start a local Ray instance"
+            ) from e
+        raise ClusterUnreachableError(f"could not start a local Ray instance: {e}") from e
+    finally:
+        if own_wait:
+            os.environ.pop(wait, None)
     log.info("ray: connected in %.1f s; cluster %s", time.perf_counter() - t0, ray.cluster_resources())
     try:
         yield ray
