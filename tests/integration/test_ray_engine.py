@@ -162,3 +162,40 @@ def test_postings_resume_skips_done_shards(ray_local, linked_world, tmp_path):
     local = build_postings(store, LexiconLinker(lexicon), tmp_path / "local", workers=1)
     for name in SAME:
         assert (local.folder / name).read_bytes() == (p.folder / name).read_bytes(), name
+
+
+from rag.readers.fake import FakeReader  # noqa: E402
+from tests.unit.test_eval_run import KNOWN, world, write_config  # noqa: E402,F401  (world: a fixture)
+
+
+class KillingReader(FakeReader):
+    """The fake reader, but the first batch asking about Croatia kills its actor while the flag file exists."""
+
+    def __init__(self, flag: Path):
+        super().__init__(known=KNOWN, name="fake")
+        self.flag = str(flag)
+
+    def generate_batch(self, prompts, max_new_tokens=16):
+        if os.path.exists(self.flag) and any("capital of croatia" in p for p in prompts):
+            os.remove(self.flag)
+            os._exit(1)
+        return super().generate_batch(prompts, max_new_tokens)
+
+
+def test_eval_same_records_with_a_killed_reader_actor(ray_local, world, tmp_path):
+    from rag.evaluation.config import load_config
+    from rag.evaluation.records import RECORDS
+    from rag.evaluation.runner import run_eval
+
+    local = run_eval(load_config(write_config(world, tmp_path / "local")), progress=False, reader=FakeReader(known=KNOWN, name="fake"))
+    flag = tmp_path / "kill-once"
+    flag.touch()
+    cfg = load_config(write_config(world, tmp_path / "ray", engine={"kind": "ray", "workers": 2}))
+    res = run_eval(cfg, progress=False, reader=KillingReader(flag))
+    assert not flag.exists() and res.computed == local.computed == {"closed": 12, "rag:bm25": 12}
+    a = (local.folder / RECORDS).read_text().splitlines()
+    b = (res.folder / RECORDS).read_text().splitlines()
+    assert a == b  # same predictions, scores and passages, in the same order, none duplicated
+    assert json.loads((res.folder / "manifest.json").read_text())["reader_info"]["class"] == "KillingReader"
+    again = run_eval(cfg, progress=False, reader=FakeReader(known=KNOWN, name="fake"))  # resumes: nothing left to do
+    assert again.computed == {} and again.reused == 24

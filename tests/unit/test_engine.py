@@ -175,3 +175,42 @@ def test_sharded_postings_equal_local(tmp_path):
             assert (a.folder / name).read_bytes() == (b.folder / name).read_bytes(), name
         assert a.manifest["fingerprint"] == b.manifest["fingerprint"]
         assert not (b.folder / "link").exists()
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    import sys
+
+    from rag.engine import engine_session
+    from rag.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"pip install 'rag\[ray\]'"):
+        with engine_session(EngineConfig(kind="ray")):
+            pass
+    with engine_session(EngineConfig()):  # the local engine never needs it
+        pass
+
+
+def test_cli_engine_flags(tmp_path):
+    pytest.importorskip("faiss")
+    from click.testing import CliRunner
+
+    from rag.cli import main
+    from tests.unit.test_dense import make_store, synthetic_texts
+
+    make_store(tmp_path / "p", synthetic_texts(120))
+    r = CliRunner().invoke(main, ["index", "build", "--passages", str(tmp_path / "p"), "--kind", "dense", "--encoder", "hash:32",
+                                  "--shards", "3", "--out", str(tmp_path / "d"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert len(m["shards"]) == 3 and m["engine"] == {"kind": "local", "address": None, "workers": None, "shards": 3}
+    r = CliRunner().invoke(main, ["index", "build", "--passages", str(tmp_path / "p"), "--kind", "bm25", "--shards", "2",
+                                  "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "apply to --kind dense" in r.output
+    pytest.importorskip("ray")
+    r = CliRunner().invoke(main, ["index", "build", "--passages", str(tmp_path / "p"), "--kind", "dense", "--encoder", "hash:32",
+                                  "--ray-address", "127.0.0.1:9", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "cannot reach the Ray cluster at 127.0.0.1:9" in r.output
+    for cmd in (["corpus", "build"], ["counts", "postings"], ["counts", "build"], ["eval", "run"], ["index", "build"]):
+        help_ = CliRunner().invoke(main, [*cmd, "--help"]).output
+        assert "--exec-engine" in help_ and "--ray-address" in help_ and "--workers" in help_, cmd
