@@ -199,3 +199,23 @@ def test_eval_same_records_with_a_killed_reader_actor(ray_local, world, tmp_path
     assert json.loads((res.folder / "manifest.json").read_text())["reader_info"]["class"] == "KillingReader"
     again = run_eval(cfg, progress=False, reader=FakeReader(known=KNOWN, name="fake"))  # resumes: nothing left to do
     assert again.computed == {} and again.reused == 24
+
+
+@pytest.mark.slow
+def test_real_minilm_same_embeddings(ray_local, shared_data, tmp_path):
+    """The real encoder on ~200 real passages: two Ray actors (one model each) vs one local pass."""
+    pytest.importorskip("sentence_transformers")
+    from rag.corpus.build import build_passages
+    from rag.corpus.store import PassageStore
+    from rag.retrievers import load_index
+    from rag.retrievers.dense import DenseRetriever
+
+    build_passages(shared_data / "wiki" / "enwiki-2021-ids56.5M-57.0M.jsonl.xz", tmp_path / "p", limit_docs=60)
+    store = PassageStore(tmp_path / "p")
+    assert 150 <= len(store) <= 400
+    DenseRetriever.build(store, tmp_path / "local", progress=False, device="cpu")
+    DenseRetriever.build(store, tmp_path / "ray", progress=False, device="cpu", engine=EngineConfig(kind="ray", workers=2, shards=2))
+    a, b = load_index(tmp_path / "local"), load_index(tmp_path / "ray")
+    np.testing.assert_allclose(a.embeddings(), b.embeddings(), atol=1e-5)
+    queries = ["who was editor in chief of vogue australia", "bridge built without expansion joints"]
+    assert [[h.pid for h in hs] for hs in a.search_batch(queries, 5)] == [[h.pid for h in hs] for hs in b.search_batch(queries, 5)]
