@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import time
 from abc import ABC, abstractmethod
 from typing import Iterator
@@ -50,13 +51,12 @@ class ShardWorker(ABC):
 
 
 def _limit_threads(n: int) -> None:
-    """A ray actor gets n CPUs: keep torch / BLAS from spinning a thread per core of the node."""
+    """A ray actor gets n CPUs: keep torch / BLAS / OpenMP from spinning a thread per core of the node. (torch is
+    only told if already imported: importing it costs seconds in actors that never use it; it reads the variable.)"""
     os.environ["OMP_NUM_THREADS"] = str(n)
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 @contextlib.contextmanager

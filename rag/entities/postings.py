@@ -243,12 +243,13 @@ def build_postings(
             f"the {linker.name or type(linker).__name__} linker returns free-form labels; sharded (ray) linking needs a "
             "fixed-vocabulary linker (lexicon or spacy). Use the local engine for it"
         )
+    shard_stats = None
     with atomic_dir(out, overwrite=overwrite, resume=sharded) as tmp:
         if sharded:
             from rag.entities.postings_shards import link_sharded
 
             _W.clear()
-            runs, workers, n_shards = link_sharded(store, linker, tmp, doc_of_row, include_title, chunk, engine, progress)
+            runs, workers, shard_stats = link_sharded(store, linker, tmp, doc_of_row, include_title, chunk, engine, progress)
             keys, use_pool = None, True
         else:
             keys, runs, use_pool = _link_local(tmp, tasks, workers, linker, fixed_vocab, label_id, labels_dyn, spill_pairs,
@@ -312,6 +313,7 @@ def build_postings(
             n_runs=len(runs),
             workers=workers if use_pool else 1,
             engine=engine.as_dict() if engine is not None else {"kind": "local"},
+            shards=shard_stats,
             build_seconds=round(seconds, 2),
             passages_per_second=round(len(store) / max(seconds, 1e-9), 1),
             files=file_sizes(tmp, files),

@@ -46,9 +46,9 @@ class LinkShard(ShardWorker):
 
 
 def link_sharded(store: PassageStore, linker: EntityLinker, tmp: Path, doc_of_row: np.ndarray, include_title: bool,
-                 chunk: int, engine: EngineConfig, progress: bool = False) -> tuple[list[Path], int, int]:
+                 chunk: int, engine: EngineConfig, progress: bool = False) -> tuple[list[Path], int, list[dict]]:
     """Link every shard not yet done (inside `tmp`, the postings' partial folder); returns (run files in shard
-    order, workers used, number of shards)."""
+    order, workers used, each shard's record: rows, pairs, seconds, worker)."""
     from rag.entities.postings import _bar
 
     work = tmp / WORK
@@ -69,4 +69,5 @@ def link_sharded(store: PassageStore, linker: EntityLinker, tmp: Path, doc_of_ro
                           plan, log, progress=lambda r: bar.update(r["rows"]))
     bar.close()
     workers = len({r.get("worker") for r in done.values()})
-    return [work / f"{s.name}.npy" for s in plan], workers, len(plan)
+    records = [{k: done[s.index].get(k) for k in ("start", "stop", "pairs", "seconds", "worker")} for s in plan]
+    return [work / f"{s.name}.npy" for s in plan], workers, records

@@ -427,14 +427,17 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
     try:
         for wstart in range(0, len(pending_q), window):
             chunks = [pending_q[s : s + cfg.batch_size] for s in range(wstart, min(wstart + window, len(pending_q)), cfg.batch_size)]
-            jobs = [(c, j) for c in chunks for j in jobs_of(c)]
-            preds_iter = gen.map([(todo, None if per_q is None else [ps[: cfg.k] for ps in per_q]) for _, (_, todo, per_q, _) in jobs])
-            for (chunk, (mode, todo, per_q, first)), preds in zip(jobs, preds_iter):
+            jobs = [j for c in chunks for j in jobs_of(c)]
+            preds_iter = gen.map([(todo, None if per_q is None else [ps[: cfg.k] for ps in per_q]) for _, todo, per_q, _ in jobs])
+            for (mode, todo, per_q, first), preds in zip(jobs, preds_iter):
                 result.reader_prompts += len(todo)
                 with timer.stage("scoring", items=len(todo)):
                     recs = record(mode, todo, per_q, first, preds)
                 write(recs, mode)
             bar.update(sum(len(c) for c in chunks))
+    except BaseException:
+        gen.close(owned=reader is None)  # free the model / the reader actors; the records written so far stay
+        raise
     finally:
         bar.close()
     return gen

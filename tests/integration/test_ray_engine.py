@@ -219,3 +219,21 @@ def test_real_minilm_same_embeddings(ray_local, shared_data, tmp_path):
     np.testing.assert_allclose(a.embeddings(), b.embeddings(), atol=1e-5)
     queries = ["who was editor in chief of vogue australia", "bridge built without expansion joints"]
     assert [[h.pid for h in hs] for hs in a.search_batch(queries, 5)] == [[h.pid for h in hs] for hs in b.search_batch(queries, 5)]
+
+
+def test_cli_eval_run_on_ray(ray_local, world, tmp_path):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+    from rag.evaluation.records import RECORDS
+
+    outs = {}
+    for name, flags in (("local", []), ("ray", ["--exec-engine", "ray", "--workers", "2"])):
+        cfg = write_config(world, tmp_path / name)
+        r = CliRunner().invoke(main, ["eval", "run", "--config", str(cfg), "--no-progress", *flags])
+        assert r.exit_code == 0, r.output
+        outs[name] = (tmp_path / name / RECORDS).read_text()
+    assert outs["local"] == outs["ray"]
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "ray" / "config.yaml").read_text())["engine"]["kind"] == "ray"
