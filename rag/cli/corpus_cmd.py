@@ -50,7 +50,7 @@ def corpus() -> None:
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 @engine_options(shards=False)
 def build(sources, out, fmt, words, id_field, title_field, text_field, number_docs, prefix_ids, skip_bad,
-          limit_docs, overwrite, no_progress, engine) -> None:
+          limit_docs, overwrite, no_progress, exec_engine) -> None:
     """Read SOURCE files (or folders of them) and write their passages to --out.
 
     Each document is split into consecutive windows of --words words; each passage keeps the document
@@ -90,7 +90,7 @@ def build(sources, out, fmt, words, id_field, title_field, text_field, number_do
         manifest = build_passages(
             paths, out, format=fmt, words=words, id_field=id_field, title_field=title_field or None,
             text_field=text_field, number_docs=number_docs, prefix_ids=prefix_ids, skip_bad=skip_bad,
-            overwrite=overwrite, limit_docs=limit_docs, progress=progress, engine=engine,
+            overwrite=overwrite, limit_docs=limit_docs, progress=progress, engine=exec_engine,
         )
     finally:
         bar.close()

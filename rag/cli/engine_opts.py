@@ -13,7 +13,7 @@ ENGINE_HELP = ("Where the heavy batch work runs: local (this machine's processes
 
 
 def engine_options(shards: bool = True, own_workers: bool = False):
-    """Adds the flags; the command receives `engine` (rag.engine.EngineConfig) instead of them. own_workers: the
+    """Adds the flags; the command receives `exec_engine` (rag.engine.EngineConfig) instead of them. own_workers: the
     command already has a --workers of its own (local processes), which then also sets the number of Ray actors."""
 
     def deco(f):
@@ -22,7 +22,8 @@ def engine_options(shards: bool = True, own_workers: bool = False):
             from rag.engine import engine_config
 
             n = kwargs.get("workers") if own_workers else kwargs.pop("workers", None)
-            kwargs["engine"] = engine_config(exec_engine, ray_address, n, kwargs.pop("shards", None))
+            # named exec_engine, not engine: `rag index build` passes a BM25 `engine` build option through **options
+            kwargs["exec_engine"] = engine_config(exec_engine, ray_address, n, kwargs.pop("shards", None))
             return f(*args, **kwargs)
 
         if shards:

@@ -51,7 +51,7 @@ def eval_group() -> None:
 @click.option("--overwrite", is_flag=True, help="Delete the run folder's results and start afresh instead of resuming.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @engine_options(shards=False)
-def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit, k, only, sets, overwrite, progress, engine) -> None:
+def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit, k, only, sets, overwrite, progress, exec_engine) -> None:
     """Run (or resume) the evaluation described by --config.
 
     For the same questions: closed-book answers, then retrieval-augmented answers with each retriever's
@@ -81,8 +81,8 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
         overrides[key] = value
     flags = {"per_bucket": per_bucket, "seed": seed, "out": str(out) if out else None, "reader.model": model,
              "reader.backend": backend, "qa.limit": limit, "k": k}
-    if engine.is_ray:  # flags win over the config's engine block; without them the config decides
-        flags.update({"engine.kind": "ray", "engine.address": engine.address, "engine.workers": engine.workers})
+    if exec_engine.is_ray:  # flags win over the config's engine block; without them the config decides
+        flags.update({"engine.kind": "ray", "engine.address": exec_engine.address, "engine.workers": exec_engine.workers})
     overrides.update({key: v for key, v in flags.items() if v is not None})
     cfg = load_config(config_path, overrides)
     if all_questions:

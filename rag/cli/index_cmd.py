@@ -80,7 +80,7 @@ def index() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 @engine_options()
-def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool, engine, **options) -> None:
+def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool, exec_engine, **options) -> None:
     """Index the passages in --passages as --kind into the folder --out.
 
     Options in [brackets] apply only to the kinds named there; giving one to another kind is an error.
@@ -104,10 +104,10 @@ def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool,
     if wrong:
         takes = ", ".join(flags[o] for o in cls.BUILD_OPTIONS if o in flags) or "no kind-specific options"
         raise BadInputError(f"{', '.join(wrong)} does not apply to --kind {kind} (it takes: {takes})")
-    if engine.is_ray or engine.shards is not None:
+    if exec_engine.is_ray or exec_engine.shards is not None:
         if kind != "dense":
             raise BadInputError(f"--exec-engine ray / --shards apply to --kind dense (a {kind} index is built here)")
-        given["engine"] = engine
+        given["engine"] = exec_engine  # dense takes no BM25 --engine (refused above), so the name is free
     store = PassageStore(passages)
     t0 = time.perf_counter()
     path = cls.build(store, out, overwrite=overwrite, progress=progress, **given)

@@ -84,6 +84,11 @@ class ShardLog:
     def pending(self, plan: list[Shard]) -> list[Shard]:
         return [s for s in plan if s.index not in self.done]
 
+    def reset(self) -> None:
+        """Forget every finished shard (their inputs changed)."""
+        self.done.clear()
+        self._write()
+
     def mark(self, index: int, record: dict) -> None:
         self.done[int(index)] = record
         self._write()

@@ -21,6 +21,7 @@ import numpy as np
 
 from rag.corpus.store import PassageStore, passage_text, read_row_range
 from rag.engine import EngineConfig, Shard, ShardLog, ShardWorker, plan_shards, run_shards, save_npy_atomic
+from rag.engine.shards import replace_atomic
 from rag.errors import ArtifactError, require
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,6 @@ class IndexShard(ShardWorker):
         path = self.folder / SHARDS_DIR / f"{shard.name}.faiss"
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         faiss.write_index(index, str(tmp))
-        from rag.engine.shards import replace_atomic
-
         replace_atomic(tmp, path)
         return {"n_vectors": int(index.ntotal)}
 
@@ -153,7 +152,7 @@ def build_sharded(store: PassageStore, tmp: Path, *, encoder, encoder_spec: str,
         idx_log = ShardLog(idx_dir, idx_key, plan)
         if n_train and not (idx_log.done and (tmp / TRAINED).exists()):
             # one training for every shard (shards already indexed keep the quantizer they were built with)
-            idx_log.done.clear()
+            idx_log.reset()
             rows = np.sort(np.random.default_rng(seed).choice(n, size=n_train, replace=False))
             log.info("training %s on %d of %d vectors", factory, n_train, n)
             index.train(np.ascontiguousarray(emb[rows], dtype=np.float32))

@@ -237,3 +237,14 @@ def test_cli_eval_run_on_ray(ray_local, world, tmp_path):
     import yaml
 
     assert yaml.safe_load((tmp_path / "ray" / "config.yaml").read_text())["engine"]["kind"] == "ray"
+
+
+def test_counts_same_on_ray(ray_local, linked_world, tmp_path):
+    from rag.entities.counting import build_counts
+    from tests.unit.entities_helpers import QUESTIONS
+
+    store, lexicon = linked_world
+    rows = {}
+    for name, engine in (("local", None), ("ray", EngineConfig(kind="ray", workers=2, shards=3))):
+        rows[name], manifest = build_counts(store, QUESTIONS, tmp_path / name, lexicon=Path(store).parent / "lex", engine=engine)
+    assert rows["local"] == rows["ray"] and any(r.count > 0 for r in rows["ray"])
