@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rag.cli.engine_opts import engine_options
 from rag.corpus.chunking import DEFAULT_WORDS
 
 _FORMATS_HELP = (
@@ -47,8 +48,9 @@ def corpus() -> None:
               help="Stop after this many documents (over all sources), e.g. to build a small test store.")
 @click.option("--overwrite", is_flag=True, help="Replace the store at --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@engine_options(shards=False)
 def build(sources, out, fmt, words, id_field, title_field, text_field, number_docs, prefix_ids, skip_bad,
-          limit_docs, overwrite, no_progress) -> None:
+          limit_docs, overwrite, no_progress, exec_engine) -> None:
     """Read SOURCE files (or folders of them) and write their passages to --out.
 
     Each document is split into consecutive windows of --words words; each passage keeps the document
@@ -61,6 +63,10 @@ def build(sources, out, fmt, words, id_field, title_field, text_field, number_do
       rag corpus build enwiki-2021.jsonl.xz --out indexes/wiki2021
       rag corpus build pages-articles.xml.bz2 --out indexes/dump
       rag corpus build docs.tsv --id-field docid --title-field '' --out indexes/docs
+      rag corpus build wikiextractor-out/ --out indexes/wiki --exec-engine ray --ray-address head:6379
+
+    With --exec-engine ray each source file is read by its own worker (one shard per file; a resumed build skips
+    the finished files), and the store is the same, byte for byte, as a local build's.
     """
     from tqdm import tqdm
 
@@ -84,7 +90,7 @@ def build(sources, out, fmt, words, id_field, title_field, text_field, number_do
         manifest = build_passages(
             paths, out, format=fmt, words=words, id_field=id_field, title_field=title_field or None,
             text_field=text_field, number_docs=number_docs, prefix_ids=prefix_ids, skip_bad=skip_bad,
-            overwrite=overwrite, limit_docs=limit_docs, progress=progress,
+            overwrite=overwrite, limit_docs=limit_docs, progress=progress, engine=exec_engine,
         )
     finally:
         bar.close()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rag.cli.engine_opts import engine_options
 from rag.cli.link_cmd import linker_options, make_cli_linker
 
 _P = click.Path(path_type=Path)
@@ -70,12 +71,18 @@ def lexicon_cmd(out, passages, surface_forms, redirects, qa_files, case_sample, 
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 @linker_options
-def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_progress, linker_name, linker_opts) -> None:
-    """Link every passage and write entity -> document postings (CSR .npy, memory-mapped)."""
+@engine_options(own_workers=True)
+def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_progress, linker_name, linker_opts, exec_engine) -> None:
+    """Link every passage and write entity -> document postings (CSR .npy, memory-mapped).
+
+    With --exec-engine ray (or --shards) row-range shards are linked by workers that each build the automaton
+    once; an interrupted build rerun with the same command skips the finished shards. Same postings either way.
+    """
     from rag.entities.postings import build_postings
 
     linker = make_cli_linker(linker_name, linker_opts, lexicon)
-    p = build_postings(passages, linker, out, unit=unit, include_title=not no_title, workers=workers, overwrite=overwrite, progress=not no_progress)
+    p = build_postings(passages, linker, out, unit=unit, include_title=not no_title, workers=workers, overwrite=overwrite,
+                       progress=not no_progress, engine=exec_engine)
     m = p.manifest
     click.echo(f"postings {out}: {m['n_entities']:,} entities, {m['n_pairs']:,} (entity, document) pairs over {m['n_docs']:,} {unit}; "
                f"{m['passages_per_second']:,.0f} passages/s with {m['workers']} worker(s)")
@@ -102,8 +109,9 @@ def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 @linker_options
+@engine_options(own_workers=True)
 def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, unit, exclude_countries, workers, overwrite,
-              no_progress, linker_name, linker_opts) -> None:
+              no_progress, linker_name, linker_opts, exec_engine) -> None:
     """Count relevant documents for every question of --qa in --passages.
 
     Each question's count is the number of documents containing both its question entity and its
@@ -116,7 +124,7 @@ def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, un
     rows, manifest = build_counts(
         passages, questions, out, qa_path=qa, lexicon=lexicon, postings=postings, surface_forms=surface_forms,
         redirects=redirects, linker=linker_name, linker_options=linker_opts, unit=unit,
-        exclude_countries=exclude_countries, workers=workers, overwrite=overwrite, progress=not no_progress,
+        exclude_countries=exclude_countries, workers=workers, overwrite=overwrite, progress=not no_progress, engine=exec_engine,
     )
     _print_summary(out, manifest["summary"])
 

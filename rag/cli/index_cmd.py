@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from rag.cli.engine_opts import engine_options
 from rag.encoders import PRECISIONS
 from rag.errors import ArtifactError, BadInputError
 from rag.retrievers import INDEXES
@@ -84,7 +85,8 @@ def index() -> None:
 @_build_options
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
-def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool, **options) -> None:
+@engine_options()
+def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool, exec_engine, **options) -> None:
     """Index the passages in --passages as --kind into the folder --out.
 
     Options in [brackets] apply only to the kinds named there; giving one to another kind is an error.
@@ -94,6 +96,10 @@ def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool,
       rag index build --passages indexes/wiki-passages --kind bm25 --out indexes/bm25
       rag index build --passages indexes/wiki-passages --kind hybrid \\
           --members indexes/bm25,indexes/dense --out indexes/hybrid
+      rag index build --passages indexes/wiki --kind dense --exec-engine ray --ray-address head:6379 --out indexes/wiki-dense
+
+    [dense] --exec-engine ray or --shards N encode and index row-range shards in parallel (resumable per shard;
+    the index is searched shard by shard and merged).
     """
     from rag.corpus.store import PassageStore
 
@@ -104,6 +110,10 @@ def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool,
     if wrong:
         takes = ", ".join(flags[o] for o in cls.BUILD_OPTIONS if o in flags) or "no kind-specific options"
         raise BadInputError(f"{', '.join(wrong)} does not apply to --kind {kind} (it takes: {takes})")
+    if exec_engine.is_ray or exec_engine.shards is not None:
+        if kind != "dense":
+            raise BadInputError(f"--exec-engine ray / --shards apply to --kind dense (a {kind} index is built here)")
+        given["engine"] = exec_engine  # dense takes no BM25 --engine (refused above), so the name is free
     store = PassageStore(passages)
     t0 = time.perf_counter()
     path = cls.build(store, out, overwrite=overwrite, progress=progress, **given)

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from rag.corpus.chunking import DEFAULT_WORDS, check_words, chunk_document
 from rag.corpus.readers import Fields, Redirect, open_reader
 from rag.corpus.store import REDIRECTS, PassageWriter
 from rag.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.engine import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,7 @@ def build_passages(
     overwrite: bool = False,
     limit_docs: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    engine: "EngineConfig | None" = None,
 ) -> dict:
     """Read `sources`, cut DPR-style passages of `words` words, write the store at `out`; returns the manifest.
 
@@ -119,6 +123,8 @@ def build_passages(
     generic jsonl/tsv/parquet records (title_field None or "": no titles). number_docs: ids are line numbers.
     limit_docs: stop after this many documents (over all sources). progress(bytes, docs, passages) is called
     with increments as reading goes on (bytes of the compressed inputs). Nothing is left at `out` on failure.
+    engine: None / local reads the sources one after the other here; ray (or engine.shards) reads one source
+    file per worker, resumably (rag.corpus.build_shards), and writes the same passages.parquet byte for byte.
     """
     check_words(words)
     if limit_docs is not None and (not isinstance(limit_docs, int) or limit_docs < 1):
@@ -131,14 +137,27 @@ def build_passages(
         if len(set(names)) != len(names):
             raise BadInputError(f"prefix_ids needs distinct source names, got {names}")
 
+    sharded = engine is not None and (engine.is_ray or engine.shards is not None)
+    if sharded and limit_docs is not None:
+        raise BadInputError("--limit-docs stops a sequential read; use the local engine with it")
+
     t0 = time.perf_counter()
     n_read = n_empty = n_redirects = 0
     per_source: list[dict] = []
     seen = _IdSet()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, resume=sharded) as tmp:
         writer = PassageWriter(tmp)
-        with open(tmp / REDIRECTS, "w", encoding="utf-8", newline="\n") as red:
-            for path, reader in zip(paths, readers):
+        if sharded:
+            from rag.corpus.build_shards import build_sharded
+
+            per_source, n_read, n_empty = build_sharded(
+                paths, tmp, writer, format=format, fields={"id": id_field, "title": fields.title, "text": text_field,
+                "number_docs": number_docs}, words=words, skip_bad=skip_bad, engine=engine, progress=progress,
+                prefixes=[f"{source_name(p)}:" if prefix_ids else "" for p in paths],
+            )
+            n_redirects = sum(s["n_redirects"] for s in per_source)
+        with (open(os.devnull, "w") if sharded else open(tmp / REDIRECTS, "w", encoding="utf-8", newline="\n")) as red:
+            for path, reader in zip([] if sharded else paths, readers):
                 prefix = f"{source_name(path)}:" if prefix_ids else ""
                 n_before, p_before, r_before = n_read, writer.n_passages, n_redirects
                 last_bytes = 0
@@ -202,6 +221,7 @@ def build_passages(
             number_docs=number_docs,
             prefix_ids=prefix_ids,
             limit_docs=limit_docs,
+            engine=(engine.as_dict() if engine is not None else {"kind": "local"}),
             n_docs_read=n_read,
             n_empty_docs=n_empty,
             n_bad=n_bad,

@@ -70,6 +70,20 @@ class PassageWriter:
                 self._flush()
                 buf = self._buf  # _flush starts a new buffer
 
+    def add_columns(self, cols: dict) -> None:
+        """Append passages given as {column: list} (all of COLUMNS); row groups break where `add` would break them."""
+        n = len(cols["pid"])
+        self.n_docs += sum(1 for p in cols["position"] if p == 0)
+        self.n_passages += n
+        at = 0
+        while at < n:
+            take = min(self._row_group - len(self._buf["pid"]), n - at)
+            for c in COLUMNS:
+                self._buf[c].extend(cols[c][at : at + take])
+            at += take
+            if len(self._buf["pid"]) >= self._row_group:
+                self._flush()
+
     def _flush(self) -> None:
         import pyarrow as pa
 
@@ -180,3 +194,26 @@ class PassageStore:
 def passage_text(title: str, text: str) -> str:
     """What retrievers index and readers see: the DPR convention of title, then text."""
     return f"{title}\n{text}" if title else text
+
+
+def read_row_range(folder: str | os.PathLike, start: int, stop: int, columns: Sequence[str] = ("title", "text")) -> dict:
+    """{column: list} of rows [start, stop) of a store's passages.parquet, reading only the row groups they span
+    (what a shard worker reads; no manifest check, the driver did that)."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(Path(folder) / FILE, memory_map=True)
+    meta = pf.metadata
+    groups, first, row = [], None, 0
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if row + n > start and row < stop:
+            groups.append(g)
+            first = row if first is None else first
+        row += n
+    if stop > row or start < 0 or start > stop:
+        raise BadInputError(f"rows [{start}, {stop}) are outside the {row} rows of {folder}")
+    if not groups:
+        return {c: [] for c in columns}
+    table = pf.read_row_groups(groups, columns=list(columns)) if len(groups) > 1 else pf.read_row_group(groups[0], columns=list(columns))
+    table = table.slice(start - first, stop - start)
+    return {c: table.column(c).to_pylist() for c in columns}

@@ -262,10 +262,12 @@ def build_counts(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    engine=None,
 ) -> tuple[list[QuestionCount], dict]:
     """Lexicon (built unless given) -> postings (built unless given, else checked) -> counts, in `out`.
 
     `out` holds counts.parquet and manifest.json, and lexicon/ and postings/ when they were built here.
+    `engine` (rag.engine.EngineConfig) chooses where corpus linking runs (local processes or Ray).
     """
     from rag.artifacts import partial_dir, quick_fingerprint
     from rag.corpus.store import PassageStore
@@ -297,7 +299,7 @@ def build_counts(
         lk = make_linker(linker, **opts)
         if postings is None:
             postings = work / "postings"
-            build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress)
+            build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress, engine=engine)
             built.append("postings")
             post = Postings(postings)
         else:

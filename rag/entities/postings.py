@@ -22,7 +22,7 @@ import multiprocessing as mp
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from rag.corpus.store import FILE as PASSAGES_FILE
 from rag.corpus.store import PassageStore
 from rag.entities.linkers import EntityLinker, LexiconLinker
 from rag.errors import ArtifactError, BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.engine import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +148,8 @@ def _title_ids(linker: EntityLinker, titles: Sequence[str]):
     return out
 
 
-def _link_rows(texts: list[str], titles: list[str] | None, docs: np.ndarray, chunk: int):
+def _link_rows(linker: EntityLinker, texts: list[str], titles: list[str] | None, docs: np.ndarray, chunk: int):
     """Linked (entity, doc) pairs of some rows, unique: int64 keys (vocab ids) or (labels, docs)."""
-    linker: EntityLinker = _W["linker"]
     ents, dd = [], []
     for i in range(0, len(texts), chunk):
         t_idx, e = linker.link_entities(texts[i : i + chunk])
@@ -176,7 +178,7 @@ def _work(task: tuple[int, int]):
     t = pf.read_row_group(group, columns=cols).to_pydict()
     n = len(t["text"])
     docs = _W["doc_of_row"][first_row : first_row + n]
-    return n, _link_rows(t["text"], t.get("title"), docs, _W["chunk"])
+    return n, _link_rows(_W["linker"], t["text"], t.get("title"), docs, _W["chunk"])
 
 
 def build_postings(
@@ -191,8 +193,13 @@ def build_postings(
     spill_pairs: int = 50_000_000,
     overwrite: bool = False,
     progress: bool = False,
+    engine: "EngineConfig | None" = None,
 ) -> "Postings":
-    """Link every passage of `store` and write entity -> document postings to `out` (atomically)."""
+    """Link every passage of `store` and write entity -> document postings to `out` (atomically).
+
+    engine: None / local: forked worker processes on this machine (`workers`). ray (or engine.shards): row-range
+    shards linked by actors that each build the linker's automaton once, resumable per shard
+    (rag.entities.postings_shards); the postings are identical to the local engine's."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -213,9 +220,10 @@ def build_postings(
         doc_of_row = np.arange(len(store), dtype=np.int64)
         doc_ids = None
         n_docs = len(store)
-    # build the automaton and the title lookup once here; forked workers share them
+    sharded = engine is not None and (engine.is_ray or engine.shards is not None)
+    # build the automaton and the title lookup once here; forked workers share them (shard workers build their own)
     for lk in (linker, getattr(linker, "base", None)):
-        if isinstance(lk, LexiconLinker):
+        if isinstance(lk, LexiconLinker) and not sharded:
             lk.automaton
             lk.lexicon.entity_id("")
     path = store.folder / PASSAGES_FILE
@@ -230,53 +238,24 @@ def build_postings(
     fixed_vocab = linker.vocabulary is not None
     label_id: dict[str, int] = {}
     labels_dyn: list[str] = []
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        runs: list[Path] = []
-        pending: list[np.ndarray] = []
-        n_pending = 0
+    if sharded and not fixed_vocab:
+        raise BadInputError(
+            f"the {linker.name or type(linker).__name__} linker returns free-form labels; sharded (ray) linking needs a "
+            "fixed-vocabulary linker (lexicon or spacy). Use the local engine for it"
+        )
+    shard_stats = None
+    with atomic_dir(out, overwrite=overwrite, resume=sharded) as tmp:
+        if sharded:
+            from rag.entities.postings_shards import link_sharded
 
-        def spill(final: bool = False):
-            nonlocal pending, n_pending
-            if not pending:
-                return None
-            keys = np.unique(np.concatenate(pending))
-            pending, n_pending = [], 0
-            if final and not runs:
-                return keys
-            p = tmp / f"run-{len(runs):04d}.npy"
-            np.save(p, keys)
-            runs.append(p)
-            return None
-
-        bar = _bar(len(store), progress)
-        use_pool = workers > 1 and len(tasks) > 1 and "fork" in mp.get_all_start_methods()
-        pool = mp.get_context("fork").Pool(min(workers, len(tasks))) if use_pool else None
-        try:
-            results = pool.imap_unordered(_work, tasks) if pool else map(_work, tasks)
-            for n, res in results:
-                if not fixed_vocab:
-                    labels, d = res
-                    ids = np.empty(len(labels), np.int64)
-                    for k, lab in enumerate(labels):
-                        i = label_id.get(lab)
-                        if i is None:
-                            i = label_id[lab] = len(labels_dyn)
-                            labels_dyn.append(lab)
-                        ids[k] = i
-                    res = (ids << 32) | d
-                pending.append(res)
-                n_pending += len(res)
-                if n_pending >= spill_pairs:
-                    spill()
-                bar.update(n)
-        finally:
-            if pool:
-                pool.close()
-                pool.join()
-            bar.close()
             _W.clear()
+            runs, workers, shard_stats = link_sharded(store, linker, tmp, doc_of_row, include_title, chunk, engine, progress)
+            keys, use_pool = None, True
+        else:
+            keys, runs, use_pool = _link_local(tmp, tasks, workers, linker, fixed_vocab, label_id, labels_dyn, spill_pairs,
+                                               len(store), progress)
         vocab = linker.vocabulary if fixed_vocab else labels_dyn
-        keys = spill(final=True)
+
         n_vocab = len(vocab)
         counts = np.zeros(n_vocab, np.int64)
         raw = tmp / "docs.raw"
@@ -301,6 +280,10 @@ def build_postings(
         raw.unlink()
         for p in runs:
             p.unlink()
+        if sharded:
+            import shutil
+
+            shutil.rmtree(tmp / "link")
         with open(tmp / "entities.txt", "w", encoding="utf-8", newline="\n") as f:
             for i in keep.tolist():
                 f.write(_one_line(vocab[i]) + "\n")
@@ -329,12 +312,66 @@ def build_postings(
             n_pairs=n_pairs,
             n_runs=len(runs),
             workers=workers if use_pool else 1,
+            engine=engine.as_dict() if engine is not None else {"kind": "local"},
+            shards=shard_stats,
             build_seconds=round(seconds, 2),
             passages_per_second=round(len(store) / max(seconds, 1e-9), 1),
             files=file_sizes(tmp, files),
         )
     log.info("postings %s: %d entities, %d pairs over %d %s in %.1f s", out, len(keep), n_pairs, n_docs, unit, seconds)
     return Postings(out)
+
+
+
+def _link_local(tmp: Path, tasks, workers: int, linker, fixed_vocab: bool, label_id: dict, labels_dyn: list,
+                spill_pairs: int, n_rows: int, progress: bool):
+    """Link row groups over forked processes; returns (keys, [], use_pool) or, after spilling, (None, run files, use_pool)."""
+    runs: list[Path] = []
+    pending: list[np.ndarray] = []
+    n_pending = 0
+
+    def spill(final: bool = False):
+        nonlocal pending, n_pending
+        if not pending:
+            return None
+        keys = np.unique(np.concatenate(pending))
+        pending, n_pending = [], 0
+        if final and not runs:
+            return keys
+        p = tmp / f"run-{len(runs):04d}.npy"
+        np.save(p, keys)
+        runs.append(p)
+        return None
+
+    bar = _bar(n_rows, progress)
+    use_pool = workers > 1 and len(tasks) > 1 and "fork" in mp.get_all_start_methods()
+    pool = mp.get_context("fork").Pool(min(workers, len(tasks))) if use_pool else None
+    try:
+        results = pool.imap_unordered(_work, tasks) if pool else map(_work, tasks)
+        for n, res in results:
+            if not fixed_vocab:
+                labels, d = res
+                ids = np.empty(len(labels), np.int64)
+                for k, lab in enumerate(labels):
+                    i = label_id.get(lab)
+                    if i is None:
+                        i = label_id[lab] = len(labels_dyn)
+                        labels_dyn.append(lab)
+                    ids[k] = i
+                res = (ids << 32) | d
+            pending.append(res)
+            n_pending += len(res)
+            if n_pending >= spill_pairs:
+                spill()
+            bar.update(n)
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+        bar.close()
+        _W.clear()
+    keys = spill(final=True)
+    return keys, runs, use_pool
 
 
 def _merge_runs(runs: list[Path], n_vocab: int, spill_pairs: int, counts: np.ndarray, f) -> None:

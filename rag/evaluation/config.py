@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import from_dict
+from rag.engine.base import EngineConfig
 from rag.errors import BadInputError
 from rag.evaluation.buckets import DEFAULT_EDGES
 
@@ -85,6 +86,8 @@ class EvalConfig:
     n_boot: int = 2000  # bootstrap resamples per confidence interval
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     out: Path | None = None  # run folder; None: runs/<name>
+    # where batch answer generation runs: {kind: local | ray, address, workers}; never changes the records
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def __post_init__(self):
         _validate(self)

@@ -309,17 +309,18 @@ def run_eval(
     _write_start(folder, p, old)
     log.info("%s: %d questions selected, %d records already done, %d questions to run", folder, len(p.questions), result.reused, len(pending_q))
 
+    from rag.engine import engine_session
+
     timed = None
     try:
         if pending_q:
-            timed = _run_pending(p, folder, store, done, pending_q, timer, result, reader, progress)
+            with engine_session(cfg.engine):
+                timed = _run_pending(p, folder, store, done, pending_q, timer, result, reader, progress)
+                timed.close(owned=reader is None)
     except BaseException:
         # a session's timing is kept even when it is interrupted (Ctrl-C), so a resumed run shows each part
         timer.write(folder / "timing.json", _session_extra(result, pending_q, interrupted=True))
         raise
-    finally:
-        if timed is not None and reader is None:
-            timed.close()
     final = RecordStore(folder / RECORDS).load(repair=False)
     n_done = sum(1 for q in p.questions for m in modes if (q.qid, m) in final)
     _write_start(folder, p, old, reader_info=getattr(timed, "info", None),
@@ -339,17 +340,19 @@ def _session_extra(result: RunResult, pending_q: list, interrupted: bool) -> dic
 
 
 def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pending_q: list[Question], timer: StageTimer,
-                 result: RunResult, reader: "Reader | None", progress: bool) -> TimedReader:
+                 result: RunResult, reader: "Reader | None", progress: bool):
     from rag.metrics import score_answer
-    from rag.readers import answer, default_format, draw_demos
+    from rag.readers import default_format, draw_demos
     from rag.readers.prompts import BUILTIN_DEMOS, FORMATS
     from rag.retrievers import load_index
 
     cfg = p.cfg
     with timer.stage("load"):
-        inner = reader if reader is not None else _open_reader(cfg)
-        timed = TimedReader(inner, timer)
-        timed.info = {"name": inner.name, "n_ctx": inner.n_ctx, "n_params": inner.n_params, "class": type(inner).__name__}
+        timed = None
+        if not cfg.engine.is_ray:  # on ray the reader actors load the model; this process needs none
+            inner = reader if reader is not None else _open_reader(cfg)
+            timed = TimedReader(inner, timer)
+            timed.info = {"name": inner.name, "n_ctx": inner.n_ctx, "n_params": inner.n_params, "class": type(inner).__name__}
         fmt = FORMATS.get(cfg.reader.prompt_format or default_format(cfg.reader.model))
         retrievers: dict[str, "Retriever"] = {}
         for r in cfg.retrievers:
@@ -370,68 +373,83 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
                                     f"{cfg.reader.shots} set reader.demos to a QA file to draw them from")
             demos = list(BUILTIN_DEMOS[: cfg.reader.shots])
 
-    def read(qs: list[Question], passages: list[list[Passage]] | None):
-        t = time.perf_counter()
-        g0 = timed.generation_seconds
-        preds = answer(timed, qs, passages, demos=demos, prompt_format=fmt, max_new_tokens=cfg.reader.max_new_tokens,
-                       batch_size=cfg.reader.batch_size)
-        timer.add("prompting", time.perf_counter() - t - (timed.generation_seconds - g0), items=len(qs))
-        result.reader_prompts += len(qs)
-        return preds
+    gen = _generator(cfg, timed, reader, demos, fmt, timer)
 
     def write(recs: list[dict], mode: str) -> None:
         with timer.stage("writing", items=len(recs)):
             store.append(recs)
         result.computed[mode] = result.computed.get(mode, 0) + len(recs)
 
+    def jobs_of(chunk: list[Question]) -> list[tuple]:
+        """(mode, questions, passages per question, first hits) to read for one batch, closed-book first."""
+        jobs = []
+        todo = [q for q in chunk if (q.qid, CLOSED) not in done]
+        if todo:
+            jobs.append((CLOSED, todo, None, None))
+        for name, retriever in retrievers.items():
+            mode = rag_mode(name)
+            todo = [q for q in chunk if (q.qid, mode) not in done]
+            if not todo:
+                continue
+            with timer.stage("retrieval", items=len(todo)):
+                hits = retriever.search_batch([q.question for q in todo], cfg.depth)
+                # one store read for the whole batch, split back per question
+                flat = retriever.passages([h for hs in hits for h in hs])
+                per_q, at = [], 0
+                for hs in hits:
+                    per_q.append(flat[at : at + len(hs)])
+                    at += len(hs)
+            with timer.stage("scoring", items=len(todo)):
+                first = [_first_hit(q.answers, ps, cfg.recall_ks) for q, ps in zip(todo, per_q)]
+            jobs.append((mode, todo, per_q, first))
+        return jobs
+
+    def record(mode: str, todo: list[Question], per_q, first, preds) -> list[dict]:
+        recs = []
+        for i, (q, pr) in enumerate(zip(todo, preds)):
+            s = score_answer(pr.answer, q.answers)
+            rec = {**_base(q, p, mode), "prediction": pr.answer, "em": s.em, "f1": s.f1, "contains": s.contains,
+                   "prompt_tokens": pr.prompt_tokens, "new_tokens": pr.new_tokens}
+            if per_q is not None:
+                ps = per_q[i]
+                rec.update({"passages_dropped": pr.passages_dropped, "passages_truncated": pr.passages_truncated,
+                            "pids": list(pr.passages), "retrieved": [x.pid for x in ps[: cfg.k]],
+                            "first_hit": first[i], "depth": len(ps)})
+            recs.append(rec)
+        return recs
+
     from tqdm import tqdm
 
     bar = tqdm(total=len(pending_q), desc=f"eval {cfg.name}", unit="q", file=sys.stderr, disable=not progress)
+    # a window of batches is prepared (retrieval) and handed to the generator together: one batch locally, enough
+    # to keep every Ray reader actor busy otherwise; records are still written batch by batch, in order
+    window = cfg.batch_size * gen.parallelism
     try:
-        for start in range(0, len(pending_q), cfg.batch_size):
-            chunk = pending_q[start : start + cfg.batch_size]
-            todo = [q for q in chunk if (q.qid, CLOSED) not in done]
-            if todo:
-                preds = read(todo, None)
+        for wstart in range(0, len(pending_q), window):
+            chunks = [pending_q[s : s + cfg.batch_size] for s in range(wstart, min(wstart + window, len(pending_q)), cfg.batch_size)]
+            jobs = [j for c in chunks for j in jobs_of(c)]
+            preds_iter = gen.map([(todo, None if per_q is None else [ps[: cfg.k] for ps in per_q]) for _, todo, per_q, _ in jobs])
+            for (mode, todo, per_q, first), preds in zip(jobs, preds_iter):
+                result.reader_prompts += len(todo)
                 with timer.stage("scoring", items=len(todo)):
-                    recs = []
-                    for q, pr in zip(todo, preds):
-                        s = score_answer(pr.answer, q.answers)
-                        recs.append({**_base(q, p, CLOSED), "prediction": pr.answer, "em": s.em, "f1": s.f1,
-                                     "contains": s.contains, "prompt_tokens": pr.prompt_tokens, "new_tokens": pr.new_tokens})
-                write(recs, CLOSED)
-            for name, retriever in retrievers.items():
-                mode = rag_mode(name)
-                todo = [q for q in chunk if (q.qid, mode) not in done]
-                if not todo:
-                    continue
-                with timer.stage("retrieval", items=len(todo)):
-                    hits = retriever.search_batch([q.question for q in todo], cfg.depth)
-                    # one store read for the whole batch, split back per question
-                    flat = retriever.passages([h for hs in hits for h in hs])
-                    per_q, at = [], 0
-                    for hs in hits:
-                        per_q.append(flat[at : at + len(hs)])
-                        at += len(hs)
-                with timer.stage("scoring", items=len(todo)):
-                    first = [_first_hit(q.answers, ps, cfg.recall_ks) for q, ps in zip(todo, per_q)]
-                preds = read(todo, [ps[: cfg.k] for ps in per_q])
-                with timer.stage("scoring", items=len(todo)):
-                    recs = []
-                    for q, pr, ps, fh in zip(todo, preds, per_q, first):
-                        s = score_answer(pr.answer, q.answers)
-                        recs.append({
-                            **_base(q, p, mode), "prediction": pr.answer, "em": s.em, "f1": s.f1, "contains": s.contains,
-                            "prompt_tokens": pr.prompt_tokens, "new_tokens": pr.new_tokens,
-                            "passages_dropped": pr.passages_dropped, "passages_truncated": pr.passages_truncated,
-                            "pids": list(pr.passages), "retrieved": [x.pid for x in ps[: cfg.k]],
-                            "first_hit": fh, "depth": len(ps),
-                        })
+                    recs = record(mode, todo, per_q, first, preds)
                 write(recs, mode)
-            bar.update(len(chunk))
+            bar.update(sum(len(c) for c in chunks))
+    except BaseException:
+        gen.close(owned=reader is None)  # free the model / the reader actors; the records written so far stay
+        raise
     finally:
         bar.close()
-    return timed
+    return gen
+
+
+def _generator(cfg: EvalConfig, timed: TimedReader, reader: "Reader | None", demos, fmt, timer: StageTimer):
+    """Local: the run's reader in this process. Ray: reader actors (the given test reader, pickled, or cfg.reader)."""
+    from rag.evaluation.generation import LocalGenerator, RayGenerator
+
+    if not cfg.engine.is_ray:
+        return LocalGenerator(timed, demos, fmt, cfg, timer)
+    return RayGenerator(cfg.engine, cfg, reader, demos, fmt, timer)
 
 
 def summary_text(folder: Path) -> str:

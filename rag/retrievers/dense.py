@@ -6,6 +6,8 @@ Index folder, format 1:
     embeddings.npy  float32 (n_passages, dim), row i = passage row i, L2-normalized (so inner product = cosine);
                     kept so other FAISS factories can be built later without re-encoding (`embeddings_from`)
     index.faiss     faiss.write_index of the index made by faiss.index_factory(dim, factory, METRIC_INNER_PRODUCT)
+    shards/         instead of index.faiss when built in shards (--exec-engine ray, or --shards N): one index per
+                    row range, listed in the manifest's `shards` and searched as one (rag.retrievers.dense_shards)
 
 Builds resume: the embeddings are written chunk by chunk into `<out>.partial/embeddings.npy` (a memmap), and
 `<out>.partial/encode_progress.json` records how many rows are finished after each chunk is flushed. A rebuild
@@ -13,7 +15,8 @@ with the same passages and encoder continues from the first unfinished chunk; a 
 passages or another encoder is discarded (with a warning).
 
 Build options (BUILD_OPTIONS): encoder, factory, batch_size, device, precision, compile, max_seq_length,
-chunk_size, train_sample, ef_construction, seed, embeddings_from (reuse another dense index's vectors).
+chunk_size, train_sample, ef_construction, seed, embeddings_from (reuse another dense index's vectors); the
+`engine` argument (rag.engine.EngineConfig) chooses where encoding and indexing run.
 Query options (configure / set_search_params / load kwargs): ef_search (HNSW), nprobe (IVF), k_factor
 (indexes with an exact re-rank stage, factory "...,RFlat" or "...,Refine(...)": candidates re-ranked = k_factor * k).
 """
@@ -26,7 +29,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -36,6 +39,9 @@ from rag.encoders import DEFAULT_ENCODER, Encoder, get_encoder, identity_of
 from rag.errors import ArtifactError, BadInputError, require
 from rag.retrievers.base import INDEXES, Retriever, check_queries, make_hits, passages_field
 from rag.types import Hit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.engine import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +92,10 @@ def make_index(dim: int, factory: str):
 
 def _parts(index) -> list:
     """The index and the indexes nested in it (pre-transform, refine, IVF quantizer), downcast to their classes."""
+    from rag.retrievers.dense_shards import ShardedIndex
+
     faiss = _faiss()
-    out, todo = [], [index]
+    out, todo = [], list(index.shards) if isinstance(index, ShardedIndex) else [index]
     while todo:
         idx = faiss.downcast_index(todo.pop())
         out.append(idx)
@@ -101,17 +109,21 @@ def _parts(index) -> list:
 
 
 def _ivf(index):
+    return next(iter(_ivfs(index)), None)
+
+
+def _ivfs(index) -> list:
     faiss = _faiss()
-    return next((p for p in _parts(index) if isinstance(p, faiss.IndexIVF)), None)
+    return [p for p in _parts(index) if isinstance(p, faiss.IndexIVF)]
 
 
 def _hnsw_parts(index) -> list:
     return [p for p in _parts(index) if hasattr(p, "hnsw")]
 
 
-def _refine(index):
+def _refines(index) -> list:
     faiss = _faiss()
-    return next((p for p in _parts(index) if isinstance(p, faiss.IndexRefine)), None)
+    return [p for p in _parts(index) if isinstance(p, faiss.IndexRefine)]
 
 
 def _wipe(folder: Path, why: str) -> None:
@@ -270,8 +282,8 @@ class DenseRetriever(Retriever):
         self.encoder = encoder
         self.manifest = manifest
         self.folder = folder
-        hnsw, ivf, refine = _hnsw_parts(index), _ivf(index), _refine(index)
-        has = {"ef_search": bool(hnsw), "nprobe": ivf is not None, "k_factor": refine is not None}
+        hnsw, ivf, refine = _hnsw_parts(index), _ivf(index), _refines(index)
+        has = {"ef_search": bool(hnsw), "nprobe": ivf is not None, "k_factor": bool(refine)}
         self.SEARCH_OPTIONS = tuple(o for o in type(self).SEARCH_OPTIONS if has[o])
         self.ef_search: int | None = None
         self.nprobe: int | None = None
@@ -279,7 +291,7 @@ class DenseRetriever(Retriever):
         self.configure(
             ef_search=DEFAULTS["ef_search"] if hnsw else None,
             nprobe=min(DEFAULTS["nprobe"], ivf.nlist) if ivf is not None else None,
-            k_factor=DEFAULTS["k_factor"] if refine is not None else None,
+            k_factor=DEFAULTS["k_factor"] if refine else None,
         )
 
     # ----- query time -----
@@ -296,10 +308,12 @@ class DenseRetriever(Retriever):
                 raise BadInputError(f"dense index has no search option {name!r}{hint}")
             value = _check_int(name, value)
             if name == "nprobe":
-                ivf = _ivf(self.index)
-                value = ivf.nprobe = min(value, ivf.nlist)
+                for ivf in _ivfs(self.index):  # one per shard of a sharded index
+                    ivf.nprobe = min(value, ivf.nlist)
+                value = min(value, _ivf(self.index).nlist)
             elif name == "k_factor":
-                _refine(self.index).k_factor = float(value)
+                for refine in _refines(self.index):
+                    refine.k_factor = float(value)
             else:
                 for h in _hnsw_parts(self.index):  # the index itself, or an IVF's HNSW quantizer
                     h.hnsw.efSearch = value
@@ -349,8 +363,17 @@ class DenseRetriever(Retriever):
         compile: bool = False,
         seed: int = DEFAULTS["seed"],
         embeddings_from: str | os.PathLike | None = None,
+        engine: "EngineConfig | None" = None,
     ) -> Path:
-        """Encode `store` (or reuse the vectors of the dense index `embeddings_from`) and index them with `factory`."""
+        """Encode `store` (or reuse the vectors of the dense index `embeddings_from`) and index them with `factory`.
+
+        engine: None or local without shards: one encoding pass and one index (resumable per chunk). The ray
+        engine, or engine.shards with either engine: encode and index row-range shards in parallel (resumable
+        per shard; rag.retrievers.dense_shards), searched shard by shard and merged."""
+        from rag.engine import LOCAL
+
+        engine = engine or LOCAL
+        sharded = engine.is_ray or engine.shards is not None
         faiss = _faiss()
         out = Path(out)
         _check_int("chunk_size", chunk_size)
@@ -371,7 +394,14 @@ class DenseRetriever(Retriever):
         # fail on a bad factory / too many IVF lists now, not after hours of encoding
         _check_fits(make_index(dim, factory), len(store), factory, train_sample)
 
+        if sharded and source is not None:
+            raise BadInputError("embeddings_from reuses vectors without encoding; build it with the local engine and no shards")
         with atomic_dir(out, overwrite=overwrite, resume=True) as tmp:
+            if sharded:
+                return cls._build_sharded(store, out, tmp, enc, engine, factory=factory, chunk_size=chunk_size,
+                                          ef_construction=ef_construction, train_sample=train_sample, seed=seed,
+                                          progress=progress, options={"device": device, "batch_size": batch_size,
+                                          "max_seq_length": max_seq_length, "precision": precision, "compile": compile})
             if source is None:
                 emb, stats = encode_resumable(store, enc, tmp, chunk_size, progress)
             else:
@@ -410,6 +440,47 @@ class DenseRetriever(Retriever):
                             "bytes": (tmp / EMBEDDINGS).stat().st_size},
                 files=file_sizes(tmp, [EMBEDDINGS, INDEX_FILE]),
             )
+        return out
+
+    @classmethod
+    def _build_sharded(cls, store, out, tmp, enc, engine, *, factory, chunk_size, ef_construction, train_sample, seed,
+                       progress, options) -> Path:
+        from rag.retrievers.dense_shards import build_sharded
+
+        options = {k: v for k, v in options.items() if v is not None}
+        options["batch_size"] = options.get("batch_size") or enc.batch_size
+        spec = enc.spec if enc.backend != "hash" else f"hash:{enc.dim}"
+        shards, stats, n_train = build_sharded(
+            store, tmp, encoder=enc, encoder_spec=spec, encoder_options=options, factory=factory, engine=engine,
+            chunk_size=chunk_size, ef_construction=ef_construction, train_sample=train_sample, seed=seed, progress=progress,
+        )
+        files = [EMBEDDINGS, *(s["file"] for s in shards)]
+        ivf_nlist = None
+        if n_train:
+            ivf_nlist = int(_ivf(make_index(enc.dim, factory)).nlist)
+        write_manifest(
+            tmp,
+            kind=KIND,
+            format=FORMAT,
+            libraries=("faiss-cpu", "numpy", "ray") if engine.is_ray else ("faiss-cpu", "numpy"),
+            passages=passages_field(store),
+            encoder=enc.info(),
+            factory=factory,
+            metric="inner_product",
+            dim=enc.dim,
+            n_vectors=len(store),
+            train_sample=n_train,
+            seed=seed,
+            ef_construction=ef_construction if "HNSW" in factory else None,
+            nlist=ivf_nlist,
+            shards=shards,
+            engine=engine.as_dict(),
+            build={"batch_size": options["batch_size"], "device": options.get("device"), "compile": bool(options.get("compile")),
+                   "chunk_size": chunk_size, **stats},
+            embeddings={"file": EMBEDDINGS, "dtype": "float32", "shape": [len(store), enc.dim],
+                        "bytes": (tmp / EMBEDDINGS).stat().st_size},
+            files=file_sizes(tmp, files),
+        )
         return out
 
     # ----- load -----
@@ -453,10 +524,15 @@ class DenseRetriever(Retriever):
                 f"{enc.spec} ({enc.dim}-d); queries must use the index's encoder: leave the encoder option out, "
                 f"or rebuild the index with {enc.spec}"
             )
-        try:
-            index = faiss.read_index(str(folder / INDEX_FILE))
-        except RuntimeError as e:
-            raise ArtifactError(f"{folder}/{INDEX_FILE} cannot be read by FAISS ({str(e).strip().splitlines()[-1]}); rebuild the index") from None
+        if manifest.get("shards"):
+            from rag.retrievers.dense_shards import ShardedIndex
+
+            index = ShardedIndex.load(folder, manifest["shards"])
+        else:
+            try:
+                index = faiss.read_index(str(folder / INDEX_FILE))
+            except RuntimeError as e:
+                raise ArtifactError(f"{folder}/{INDEX_FILE} cannot be read by FAISS ({str(e).strip().splitlines()[-1]}); rebuild the index") from None
         if index.d != enc.dim or index.d != manifest.get("dim", index.d):
             raise ArtifactError(f"{folder}: the FAISS index holds {index.d}-d vectors but encoder {enc.spec} makes {enc.dim}-d ones; rebuild the index")
         if index.ntotal != len(store):

@@ -1,0 +1,98 @@
+"""Run a stage's shards on the chosen engine, recording each finished shard so a rerun resumes.
+
+A stage defines a ShardWorker subclass: constructed once per worker (loads the encoder, linker automaton,
+...), then `run(shard)` per shard, which writes that shard's output atomically and returns a small JSON-able
+record. Local engine: one worker in this process, shards in order. Ray engine: a pool of actors over Ray
+Data (rag.engine.ray_engine), shards in any order.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from abc import ABC, abstractmethod
+from typing import Iterator
+
+from rag.engine.base import EngineConfig
+from rag.engine.shards import Shard, ShardLog
+
+
+class ShardWorker(ABC):
+    """resources: None (local: use this machine's defaults) or {"threads": int, "device": "cpu" | "cuda"} (ray)."""
+
+    def __init__(self, resources: dict | None = None):
+        self.resources = resources
+        if resources and resources.get("threads"):
+            _limit_threads(int(resources["threads"]))
+
+    @abstractmethod
+    def run(self, shard: Shard) -> dict:
+        """Do one shard, write its output atomically, return a JSON-able record of it."""
+
+    def __call__(self, batch: dict) -> dict:
+        # Ray Data's map_batches protocol: a batch of one shard item in, one record out
+        import json
+
+        shard = Shard(int(batch["shard"][0]), int(batch["start"][0]), int(batch["stop"][0]))
+        return {"record": [json.dumps(self.timed(shard))]}
+
+    def timed(self, shard: Shard) -> dict:
+        from rag.errors import RagError
+
+        t0 = time.perf_counter()
+        try:
+            rec = self.run(shard)
+        except RagError as e:  # the user's error (bad input): reported as is by the driver, never retried
+            return {"shard": shard.index, "error": str(e), "error_type": type(e).__name__}
+        return {"shard": shard.index, "start": shard.start, "stop": shard.stop, "seconds": round(time.perf_counter() - t0, 3),
+                "worker": f"{socket.gethostname()}:{os.getpid()}", **rec}
+
+
+def _limit_threads(n: int) -> None:
+    """A ray actor gets n CPUs: keep torch / BLAS / OpenMP from spinning a thread per core of the node. (torch is
+    only told if already imported: importing it costs seconds in actors that never use it; it reads the variable.)"""
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def engine_session(engine: EngineConfig) -> Iterator[None]:
+    """Nothing for the local engine; a Ray connection (or a local Ray instance) for the ray engine."""
+    if not engine.is_ray:
+        yield
+        return
+    from rag.engine.ray_engine import ray_session
+
+    with ray_session(engine):
+        yield
+
+
+def run_shards(engine: EngineConfig, worker_cls: type[ShardWorker], kwargs: dict, plan: list[Shard], log: ShardLog,
+               uses_gpu: bool = False, progress=None) -> dict[int, dict]:
+    """Run the pending shards of `plan` (inside engine_session); returns every finished shard's record by index.
+
+    `progress(record)` is called as each shard finishes. With uses_gpu the ray actors ask for GPUs when the
+    cluster has them (rag.engine.resources)."""
+    todo = log.pending(plan)
+    if todo:
+        if engine.is_ray:
+            from rag.engine.ray_engine import map_shards, plan_resources
+
+            res = plan_resources(engine, uses_gpu, len(todo))
+            records = map_shards(worker_cls, {**kwargs, "resources": {"threads": res.threads, "device": res.device}}, todo, res)
+        else:
+            worker = worker_cls(**kwargs)
+            records = (worker.timed(s) for s in todo)
+        for rec in records:
+            if "error" in rec:
+                from rag import errors
+
+                raise getattr(errors, rec.get("error_type", ""), errors.RagError)(rec["error"])
+            log.mark(rec["shard"], rec)
+            if progress is not None:
+                progress(rec)
+    return log.done
