@@ -216,8 +216,8 @@ def _query_sweep(index, queries, truth, k: int, settings: list[dict]) -> list[di
 
 FACTORY_SETTINGS = {
     "Flat": [{}],
-    "HNSW32": [{"efSearch": e} for e in (16, 32, 64, 128, 256)],
-    "IVF-PQ": [{"nprobe": p, "k_factor_rf": f} for p in (16, 64, 128) for f in (4, 16)],
+    "HNSW32": [{"efSearch": e} for e in (16, 32, 48, 64, 96, 128, 256)],
+    "IVF-PQ": [{"nprobe": p, "k_factor_rf": f} for p in (16, 32, 64, 128, 256) for f in (2, 4, 16)],
 }
 
 
