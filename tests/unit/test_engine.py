@@ -139,6 +139,20 @@ def test_sharded_ivf_shares_one_quantizer(tmp_path):
     assert_same_up_to_ties(s1, r1, s2, r2)
 
 
+def test_k_factor_reaches_every_shard(tmp_path):
+    pytest.importorskip("faiss")
+    from rag.retrievers import load_index
+    from rag.retrievers.dense import DenseRetriever, _refines
+    from tests.unit.test_dense import make_store, synthetic_texts
+
+    store = make_store(tmp_path / "p", synthetic_texts(400, seed=4))
+    DenseRetriever.build(store, tmp_path / "sh", encoder="hash:64", factory="IVF8,PQ8,RFlat", progress=False,
+                         engine=EngineConfig(shards=2))
+    sh = load_index(tmp_path / "sh").configure(k_factor=7)
+    assert sh.SEARCH_OPTIONS == ("nprobe", "k_factor") and len(_refines(sh.index)) == 2
+    assert all(r.k_factor == 7 for r in _refines(sh.index))
+
+
 def test_sharded_corpus_build_is_byte_identical(tmp_path):
     from rag.corpus.build import build_passages
 
