@@ -3,11 +3,19 @@
 One `Llama` instance per reader. Prompts run one after another: llama-cpp-python keeps the previous
 prompt's tokens in its KV cache and evaluates only what follows the longest common prefix, so the
 few-shot demonstrations that open every prompt of a run are computed once.
+
+Speed on CPU: llama.cpp can repack Q4_0 / IQ4_NL / Q8_0 weights into interleaved blocks with GEMM kernels
+("extra buffer types"); `quant="q4_0"` re-quantizes a GGUF once (cached) into that layout. Extra buffers
+are on by default when the llama.cpp build has them and has no AMX kernels (its AMX buffers crash
+llama-cpp-python 0.3.x on AMX VMs; scripts/install.sh builds without them).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +33,55 @@ def gpu_offload_available() -> bool:
         return bool(llama_cpp.llama_supports_gpu_offload())
     except Exception:  # pragma: no cover - very old bindings
         return False
+
+
+def extra_buffers_safe() -> bool:
+    """Whether this llama.cpp build repacks weights and has no AMX kernels (whose buffers crash 0.3.x here)."""
+    llama_cpp = require("llama_cpp", "readers")
+    info = llama_cpp.llama_print_system_info()
+    return b"REPACK = 1" in info and b"AMX_INT8 = 1" not in info
+
+
+# quant name -> llama_cpp ftype constant; the layouts llama.cpp's CPU backend repacks for GEMM kernels
+QUANTS = {"q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0"}
+
+
+def requantized(path: str | Path, quant: str, cache: Path | None = None) -> Path:
+    """A cached copy of the GGUF `path` with its weights re-quantized to `quant` (made once, atomically).
+
+    Re-quantizing an already quantized file (e.g. Q4_K_M -> Q4_0) costs some accuracy: measure it
+    (eval/results/readers.md) before making it a default. The cache key covers the source's path, size and
+    mtime, so a replaced source file is re-quantized.
+    """
+    llama_cpp = require("llama_cpp", "readers")
+    from rag.artifacts import write_json_atomic
+    from rag.readers.models import cache_dir
+
+    if quant not in QUANTS:
+        raise BadInputError(f"unknown quant {quant!r}; choose one of: {', '.join(QUANTS)}")
+    src = Path(path).resolve()
+    st = src.stat()
+    key = hashlib.sha256(f"{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    folder = (cache or cache_dir()) / "requantized"
+    dest = folder / f"{src.stem}-{key}-{quant}.gguf"
+    if dest.exists():
+        return dest
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".partial-{os.getpid()}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANTS[quant])
+    params.allow_requantize = True
+    log.warning("re-quantizing %s to %s (once; cached at %s)", src.name, quant, dest)
+    try:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+        if rc != 0:
+            raise BadInputError(f"llama.cpp could not re-quantize {src} to {quant} (code {rc})")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_json_atomic(dest.with_suffix(".json"), {"source": str(src), "source_size": st.st_size, "quant": quant,
+                                                   "llama_cpp_python": getattr(llama_cpp, "__version__", "?")})
+    return dest
 
 
 @contextlib.contextmanager
@@ -57,11 +114,15 @@ class LlamaCppReader(Reader):
         device: str = "auto",
         n_batch: int = 512,
         name: str | None = None,
-        extra_buffers: bool = False,
+        extra_buffers: bool | str = "auto",
     ):
-        """`extra_buffers` enables llama.cpp's extra CPU weight layouts (AMX / repacked); off by default
-        because with llama-cpp-python 0.3.36 on an AMX CPU (this machine) decoding then segfaults."""
+        """`extra_buffers` enables llama.cpp's extra CPU weight layouts (repacked, AMX); "auto": when the
+        build has them and no AMX kernels, whose buffers make llama-cpp-python 0.3.36 segfault on AMX VMs."""
         llama_cpp = require("llama_cpp", "readers")
+        if extra_buffers == "auto":
+            extra_buffers = extra_buffers_safe()
+        elif not isinstance(extra_buffers, bool):
+            raise BadInputError(f"extra_buffers must be true, false or 'auto', got {extra_buffers!r}")
         if device not in ("auto", "cpu", "cuda", "gpu"):
             raise BadInputError(f"device must be auto, cpu or cuda, got {device!r}")
         offload = device != "cpu" and gpu_offload_available()
@@ -82,16 +143,22 @@ class LlamaCppReader(Reader):
                 logits_all=False,
                 verbose=False,
             )
+        self.extra_buffers = extra_buffers
         self.n_ctx = self.llm.n_ctx()
         self.n_params = int(llama_cpp.llama_model_n_params(self.llm.model))
         self.n_embd = self.llm.n_embd()
         self.n_vocab = self.llm.n_vocab()
 
     @classmethod
-    def load(cls, model: str, n_ctx: int | None = None, **options) -> "LlamaCppReader":
+    def load(cls, model: str, n_ctx: int | None = None, quant: str | None = None, **options) -> "LlamaCppReader":
+        """A named model or GGUF path; `quant` ("q4_0", "q8_0") runs a re-quantized cached copy instead."""
         path, named = resolve_gguf(model)
         n_ctx = n_ctx or (named.n_ctx if named else 2048)
-        reader = cls(path, n_ctx=n_ctx, name=named.name if named else None, **options)
+        name = named.name if named else None
+        if quant:
+            path = requantized(path, quant)
+            name = f"{name or Path(model).stem}@{quant}"
+        reader = cls(path, n_ctx=n_ctx, name=name, **options)
         if named:
             reader.prompt_format = named.prompt_format
         return reader

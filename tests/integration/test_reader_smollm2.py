@@ -102,3 +102,31 @@ def test_fitting_uses_the_model_tokenizer(reader, questions):
     # the count used for fitting is the count llama.cpp reports for the prompt it ran
     (g,) = reader.generate_batch(["Q: who wrote hamlet\nA:"], 4)
     assert g.prompt_tokens == reader.count_tokens(["Q: who wrote hamlet\nA:"])[0]
+
+
+def test_requantized_copy_is_cached_and_answers(tmp_path, monkeypatch, questions):
+    """quant="q4_0": a re-quantized GGUF made once in the cache (repacked by llama.cpp where safe), same interface."""
+    pytest.importorskip("llama_cpp")
+    if not is_installed("smollm2-135m"):
+        pytest.skip("smollm2-135m not installed")
+    from rag.readers.llama_cpp import LlamaCppReader, extra_buffers_safe, requantized
+    from rag.readers.models import resolve_gguf
+
+    monkeypatch.setenv("RAG_CACHE", str(tmp_path))
+    src, _ = resolve_gguf("smollm2-135m")
+    made = requantized(src, "q4_0")
+    assert made.parent == tmp_path / "models" / "requantized" and made.name.endswith("-q4_0.gguf")
+    assert not list(made.parent.glob("*.partial-*")) and made.with_suffix(".json").exists()
+    mtime = made.stat().st_mtime_ns
+    r = LlamaCppReader.load("smollm2-135m", quant="q4_0", n_threads=1)
+    try:
+        assert made.stat().st_mtime_ns == mtime  # reused, not made again
+        assert r.name == "smollm2-135m@q4_0" and r.extra_buffers == extra_buffers_safe()
+        preds = answer(r, questions[:4], [supporting(q) for q in questions[:4]])
+        assert sum(contains_answer(p.answer, q.answers) for p, q in zip(preds, questions[:4])) >= 2, [p.answer for p in preds]
+    finally:
+        r.close()
+    with pytest.raises(BadInputError, match="q4_0, q8_0"):
+        requantized(src, "q2_k")
+    with pytest.raises(BadInputError, match="extra_buffers"):
+        LlamaCppReader(made, extra_buffers="yes")
