@@ -130,10 +130,13 @@ def per_question(reader, questions, passages) -> tuple[float, float, list, list]
     return closed_s, rag_s, closed, rag
 
 
-def bench_one(name: str, backend: str, threads: int | None, questions, passages, prompt_text: str) -> dict:
+def bench_one(name: str, backend: str, threads: int | None, questions, passages, prompt_text: str,
+              quant: str | None = None) -> dict:
     from rag.readers import load_reader
 
     options = {"n_threads": threads} if backend == "llama-cpp" and threads else {}
+    if quant:
+        options["quant"] = quant
     t = time.perf_counter()
     reader = load_reader(name, backend=backend, **options)
     load_s = time.perf_counter() - t
@@ -148,6 +151,8 @@ def bench_one(name: str, backend: str, threads: int | None, questions, passages,
     nonemb = non_embedding_params(reader)
     row = {
         "model": name,
+        "weights": quant or "as shipped",
+        "extra_buffers": getattr(reader, "extra_buffers", None),
         "backend": backend,
         "threads": threads or "all",
         "load_s": load_s,
@@ -215,6 +220,9 @@ def main() -> None:
     ap.add_argument("--threads", default=None,
                     help="llama.cpp threads, or a comma-separated list to compare (default: every core)")
     ap.add_argument("--questions", type=int, default=8, help="NQ-open questions per timing")
+    ap.add_argument("--quants", default="",
+                    help="llama.cpp weights to compare, comma-separated: '' = the GGUF as shipped, q4_0 / q8_0 = a "
+                         "re-quantized cached copy (repacked GEMM kernels); e.g. ',q4_0'")
     ap.add_argument("--formats", action="store_true", help="measure answer quality per prompt format instead of speed")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of eval/results/readers.json for other (model, backend, threads) pairs")
@@ -235,16 +243,17 @@ def main() -> None:
     for name in names:
         for backend in args.backends.split(","):
             for threads in thread_counts if backend == "llama-cpp" else [None]:
-                print(f"{name} / {backend} / threads {threads or 'all'} ...", file=sys.stderr, flush=True)
-                rows.append(bench_one(name, backend, threads, questions, passages, prompt_text))
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                for quant in args.quants.split(",") if backend == "llama-cpp" else [""]:
+                    print(f"{name} / {backend} / threads {threads or 'all'} / {quant or 'as shipped'} ...", file=sys.stderr, flush=True)
+                    rows.append(bench_one(name, backend, threads, questions, passages, prompt_text, quant or None))
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     peak_after = bu.matmul_peak_gflops()
     peak = max(peak_before, peak_after)
     for r in rows:
         r["prefill_frac_of_peak"] = r["prefill_gflops"] / peak
         r["matmul_peak_gflops"] = peak
     if args.merge and (bu.RESULTS / "readers.json").exists():
-        key = lambda r: (r["model"], r["backend"], str(r["threads"]))  # noqa: E731
+        key = lambda r: (r["model"], r.get("weights", "as shipped"), r["backend"], str(r["threads"]))  # noqa: E731
         new = {key(r) for r in rows}
         old = json.loads((bu.RESULTS / "readers.json").read_text())["rows"]
         rows = [r for r in old if key(r) not in new] + rows
@@ -255,7 +264,7 @@ def main() -> None:
         "questions": args.questions,
         "rows": rows,
     }
-    cols = ["model", "backend", "threads", "prefill_tok_s", "decode_tok_s", "closed_s_per_q", "rag5_s_per_q",
+    cols = ["model", "weights", "extra_buffers", "backend", "threads", "prefill_tok_s", "decode_tok_s", "closed_s_per_q", "rag5_s_per_q",
             "rag5_prompt_tokens", "prefill_gflops", "matmul_peak_gflops", "prefill_frac_of_peak", "load_s"]
     md = (
         "# Reader speed\n\n"
@@ -267,8 +276,10 @@ def main() -> None:
         "closed-book and with 5 real ~100-word passages; prefill GFLOP/s = 2 x non-embedding parameters x tokens / time.\n\n"
         + bu.md_table(rows, cols)
         + "\nThe machine is shared with other jobs: absolute numbers are noisy; the fraction of the peak measured in "
-        "the same run is the comparable figure. llama.cpp runs without its extra CPU buffer types (AMX/repacked "
-        "weights), which crash llama-cpp-python 0.3.36 on this AMX CPU (see rag/readers/llama_cpp.py).\n"
+        "the same run is the comparable figure. extra_buffers: llama.cpp's repacked weight layouts (on when the build has "
+        "no AMX kernels, whose buffers crash llama-cpp-python 0.3.36 on this AMX VM; scripts/install.sh builds without "
+        "them). weights q4_0: the shipped Q4_K_M GGUF re-quantized once to Q4_0, which llama.cpp repacks for its GEMM "
+        "kernels (answer quality: see below).\n"
     )
     bu.write_results("readers", data, md)
     print(md)

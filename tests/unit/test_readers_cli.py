@@ -84,6 +84,8 @@ def test_ask_demos_from_a_pool_file(index, tmp_path):
         (["q", "--shots", "20", "--backend", "fake", "--model", "fake"], "for --shots 20 pass --demos PATH"),
         (["q", "--index", "/nonexistent/index", "--backend", "fake", "--model", "fake"], "no such folder"),
         (["q", "--n-ctx", "30", "--backend", "fake", "--model", "fake"], "the prompt is 37 tokens even without passages, over the 14 the model allows"),
+        (["q", "--quant", "q4_0", "--backend", "fake", "--model", "fake"], "--quant applies to the llama-cpp backend only"),
+        (["q", "--quant", "q2_k"], "Invalid value for '--quant'"),
     ],
 )
 def test_ask_bad_input(args, message):
