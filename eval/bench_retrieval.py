@@ -217,7 +217,7 @@ def _query_sweep(index, queries, truth, k: int, settings: list[dict]) -> list[di
 FACTORY_SETTINGS = {
     "Flat": [{}],
     "HNSW32": [{"efSearch": e} for e in (16, 32, 48, 64, 96, 128, 256)],
-    "IVF-PQ": [{"nprobe": p, "k_factor_rf": f} for p in (16, 32, 64, 128, 256, 512) for f in (2, 4, 16)],
+    "IVF-PQ": [{"nprobe": p, "k_factor_rf": f} for p in (16, 32, 64, 128, 256, 512) for f in (2, 4, 8, 16)],
     # half the code size: scanning is twice as fast, the coarser codes are made up for by re-ranking more
     "IVF-PQ-compact": [{"nprobe": p, "k_factor_rf": f} for p in (64, 128, 256, 512) for f in (8, 32)],
 }
@@ -230,8 +230,16 @@ def ivfpq_factory(n: int, dim: int, bytes_per_dim: float = 0.25) -> str:
     return f"IVF{nlist},PQ{int(dim * bytes_per_dim * 2)}x4fs,RFlat"
 
 
-def bench_dense_at(vectors, queries, ef_construction: int, label: str) -> list[dict]:
-    """Build Flat / HNSW32 / IVF-PQ over `vectors`, sweep query settings, recall@10 against Flat."""
+KINDS = ("Flat", "HNSW32", "IVF-PQ", "IVF-PQ-compact")
+
+
+def _kind(row: dict) -> str:
+    # rows written before "kind" was recorded had one IVF variant only
+    return row.get("kind") or ("Flat" if row["index"] == "Flat" else "HNSW32" if row["index"].startswith("HNSW") else "IVF-PQ")
+
+
+def bench_dense_at(vectors, queries, ef_construction: int, label: str, kinds=KINDS) -> list[dict]:
+    """Build Flat and the `kinds` of index over `vectors`, sweep query settings, recall@10 against Flat."""
     from rag.retrievers.dense import build_faiss
 
     rows = []
@@ -239,6 +247,8 @@ def bench_dense_at(vectors, queries, ef_construction: int, label: str) -> list[d
     n, dim = vectors.shape
     for name, factory in (("Flat", "Flat"), ("HNSW32", "HNSW32"), ("IVF-PQ", ivfpq_factory(n, dim)),
                           ("IVF-PQ-compact", ivfpq_factory(n, dim, 0.125))):
+        if name != "Flat" and name not in kinds:
+            continue
         t = time.perf_counter()
         index, n_train = build_faiss(vectors, factory, ef_construction=ef_construction, progress=False)
         build_s = time.perf_counter() - t
@@ -246,7 +256,7 @@ def bench_dense_at(vectors, queries, ef_construction: int, label: str) -> list[d
         if name == "Flat":
             _, truth = index.search(queries, 10)
         for s in sweep:
-            rows.append({"vectors": n, "data": label, "index": factory, "build_s": build_s, "train": n_train, **s})
+            rows.append({"vectors": n, "data": label, "kind": name, "index": factory, "build_s": build_s, "train": n_train, **s})
         print(f"[dense] {n:,} {factory}: built {build_s:.1f}s; " + "; ".join(f"{s['params']} {s['qps']:.0f} q/s r={s['recall_at_10']:.3f}" for s in sweep), flush=True)
         del index
     flat_qps = rows[0]["qps"]
@@ -345,7 +355,7 @@ def synthetic(real, n: int, clusters: int, seed: int = 0):
 
 
 def bench_scaling(dense_index: Path, qa: Path, sizes: list[int], clusters: int, ef_construction: int, n_queries: int,
-                  keep_other_sizes: bool = True) -> dict:
+                  keep_other_sizes: bool = True, kinds=KINDS) -> dict:
     real, q, info = _vectors_and_queries(qa, dense_index)
     q = q[:n_queries]
     info = {**info, "n_queries": len(q), "n_real": real.shape[0], "clusters": clusters}
@@ -353,10 +363,16 @@ def bench_scaling(dense_index: Path, qa: Path, sizes: list[int], clusters: int, 
     path = bu.RESULTS / "retrieval.json"
     old = json.loads(path.read_text()).get("scaling", {}) if path.exists() else {}
     if keep_other_sizes and all(old.get(k) == info[k] for k in ("n_queries", "n_real", "clusters")):
-        rows = [r for r in old.get("rows", []) if r["vectors"] not in sizes]  # same queries and data: comparable
+        # same queries and data: comparable; kept unless this run re-measures that size and kind
+        rows = [r for r in old.get("rows", []) if r["vectors"] not in sizes or (_kind(r) not in kinds and _kind(r) != "Flat")]
     for n in sizes:
         label = "real" if n <= real.shape[0] else f"real + mixture draws ({clusters} clusters)"
-        rows += bench_dense_at(synthetic(real, n, clusters), q, ef_construction, label)
+        new = bench_dense_at(synthetic(real, n, clusters), q, ef_construction, label, kinds)
+        flat = next(r["qps"] for r in new if r["kind"] == "Flat")
+        for r in rows:
+            if r["vectors"] == n:  # kept rows of this size: speed-up against this run's Flat
+                r["speedup_vs_flat"] = r["qps"] / flat
+        rows = sorted(rows + new, key=lambda r: (r["vectors"], KINDS.index(_kind(r))))
         # saved after every size: the largest sizes take long, and an interrupted run keeps what it measured
         _save_section("scaling", scaling_summary(rows, info))
     return scaling_summary(rows, info)
@@ -433,6 +449,8 @@ def main() -> None:
     ap.add_argument("--scaling-sizes", default="10000,30000,111266,300000,1000000")
     ap.add_argument("--clusters", type=int, default=1024, help="mixture components fitted to the real vectors for sizes beyond them")
     ap.add_argument("--scaling-queries", type=int, default=2000)
+    ap.add_argument("--scaling-kinds", default=",".join(KINDS[1:]),
+                    help=f"index kinds built per size besides Flat (comma-separated from {', '.join(KINDS[1:])})")
     ap.add_argument("--fresh-scaling", action="store_true",
                     help="drop earlier scaling rows of sizes not in --scaling-sizes (kept by default when comparable)")
     args = ap.parse_args()
@@ -449,7 +467,7 @@ def main() -> None:
     if "scaling" in sections:
         results["scaling"] = bench_scaling(args.dense_index, args.qa, [int(x) for x in args.scaling_sizes.split(",")],
                                            args.clusters, args.ef_construction, args.scaling_queries,
-                                           keep_other_sizes=not args.fresh_scaling)
+                                           keep_other_sizes=not args.fresh_scaling, kinds=args.scaling_kinds.split(","))
     # merge into what is on disk now: sections may be run by separate processes at the same time
     latest = json.loads(path.read_text()) if path.exists() else {}
     latest.update({k: v for k, v in results.items() if k in sections or k == "machine"})
