@@ -217,9 +217,9 @@ def _query_sweep(index, queries, truth, k: int, settings: list[dict]) -> list[di
 FACTORY_SETTINGS = {
     "Flat": [{}],
     "HNSW32": [{"efSearch": e} for e in (16, 32, 48, 64, 96, 128, 256)],
-    "IVF-PQ": [{"nprobe": p, "k_factor_rf": f} for p in (16, 32, 64, 128, 256, 512) for f in (2, 4, 8, 16)],
+    "IVF-PQ": [{"nprobe": p, "k_factor_rf": f} for p in (16, 32, 64, 128, 192, 256, 384, 512) for f in (2, 4, 6, 8, 16)],
     # half the code size: scanning is twice as fast, the coarser codes are made up for by re-ranking more
-    "IVF-PQ-compact": [{"nprobe": p, "k_factor_rf": f} for p in (64, 128, 256, 512) for f in (8, 32)],
+    "IVF-PQ-compact": [{"nprobe": p, "k_factor_rf": f} for p in (64, 128, 192, 256, 384, 512) for f in (8, 32, 64)],
 }
 
 
