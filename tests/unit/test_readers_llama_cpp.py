@@ -52,6 +52,8 @@ def fake_llama(monkeypatch, tmp_path):
     mod.gpu = False
     mod.llama_supports_gpu_offload = lambda: mod.gpu
     mod.llama_model_n_params = lambda model: 1234
+    mod.system_info = b"CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 | "
+    mod.llama_print_system_info = lambda: mod.system_info
     monkeypatch.setitem(sys.modules, "llama_cpp", mod)
     monkeypatch.setitem(sys.modules, "llama_cpp.llama_cpp", low)
     model = tmp_path / "m.gguf"
@@ -67,12 +69,27 @@ def test_cpu_defaults(fake_llama):
     kw = created[0].kw
     assert kw["n_threads"] == kw["n_threads_batch"] == n_cores() and kw["n_gpu_layers"] == 0
     assert kw["n_ctx"] == 512 and r.n_ctx == 512 and r.device == "cpu" and r.n_params == 1234
-    assert created[0].params.use_extra_bufts is False  # AMX/repacked buffers off (they crash on AMX CPUs)
+    assert created[0].params.use_extra_bufts is False  # a build with AMX kernels: extra buffers off (they crash)
     assert mod.llama_cpp.llama_model_default_params().use_extra_bufts is True  # the patch is undone
     (g,) = r.generate_batch(["Q: capital of france\nA:"], 8)
     assert (g.text, g.prompt_tokens, g.new_tokens) == ("Paris", 7, 2)
     assert created[0].calls[0] == {"max_tokens": 8, "temperature": 0.0, "top_k": 1, "stop": ["\n"], "echo": False}
     assert r.count_tokens(["a b c"]) == [4]
+
+
+def test_extra_buffers_follow_the_build(fake_llama):
+    from rag.errors import BadInputError
+    from rag.readers.llama_cpp import LlamaCppReader
+
+    mod, created, model = fake_llama
+    mod.system_info = b"CPU : AVX2 = 1 | AVX512 = 1 | REPACK = 1 | "  # built without AMX (scripts/install.sh)
+    assert LlamaCppReader(model).extra_buffers is True and created[-1].params.use_extra_bufts is True
+    mod.system_info = b"CPU : AVX2 = 1 | "  # no repacking compiled in
+    assert LlamaCppReader(model).extra_buffers is False
+    mod.system_info = b"CPU : AVX2 = 1 | AMX_INT8 = 1 | REPACK = 1 | "
+    assert LlamaCppReader(model, extra_buffers=True).extra_buffers is True  # an explicit choice is kept
+    with pytest.raises(BadInputError, match="extra_buffers"):
+        LlamaCppReader(model, extra_buffers="sometimes")
 
 
 def test_gpu_offload_when_present(fake_llama):
