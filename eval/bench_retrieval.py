@@ -252,11 +252,16 @@ def bench_dense_at(vectors, queries, ef_construction: int, label: str, kinds=KIN
         t = time.perf_counter()
         index, n_train = build_faiss(vectors, factory, ef_construction=ef_construction, progress=False)
         build_s = time.perf_counter() - t
+        # the index's memory: what faiss.write_index stores (vectors or codes, graph, re-rank copies)
+        import faiss
+
+        index_mb = faiss.serialize_index(index).nbytes / 2**20
         sweep = _query_sweep(index, queries, truth, 10, FACTORY_SETTINGS[name])
         if name == "Flat":
             _, truth = index.search(queries, 10)
         for s in sweep:
-            rows.append({"vectors": n, "data": label, "kind": name, "index": factory, "build_s": build_s, "train": n_train, **s})
+            rows.append({"vectors": n, "data": label, "kind": name, "index": factory, "build_s": build_s,
+                         "index_mb": index_mb, "train": n_train, **s})
         print(f"[dense] {n:,} {factory}: built {build_s:.1f}s; " + "; ".join(f"{s['params']} {s['qps']:.0f} q/s r={s['recall_at_10']:.3f}" for s in sweep), flush=True)
         del index
     flat_qps = rows[0]["qps"]
@@ -302,7 +307,7 @@ def bench_dense(dense_index: Path, qa: Path, ef_construction: int) -> dict:
             "markdown": f"{emb.shape[0]:,} real passage vectors ({info['vectors_source']}), {info['n_queries']:,} NQ-open queries "
                         f"encoded once ({info['query_encode_qps']:.0f} queries/s), k=10, one batched search call per setting. "
                         f"HNSW efConstruction={ef_construction}.\n\n"
-                        + bu.md_table(rows, ["index", "build_s", "params", "qps", "recall_at_10", "speedup_vs_flat"])}
+                        + bu.md_table(rows, ["index", "build_s", "index_mb", "params", "qps", "recall_at_10", "speedup_vs_flat"])}
 
 
 def best_at_recall(rows: list[dict], target: float) -> dict:
