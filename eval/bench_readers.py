@@ -152,7 +152,7 @@ def bench_one(name: str, backend: str, threads: int | None, questions, passages,
     row = {
         "model": name,
         "weights": quant or "as shipped",
-        "extra_buffers": getattr(reader, "extra_buffers", None),
+        "extra_buffers": {True: "on", False: "off"}.get(getattr(reader, "extra_buffers", None), "-"),
         "backend": backend,
         "threads": threads or "all",
         "load_s": load_s,
@@ -276,7 +276,7 @@ def main() -> None:
         "closed-book and with 5 real ~100-word passages; prefill GFLOP/s = 2 x non-embedding parameters x tokens / time.\n\n"
         + bu.md_table(rows, cols)
         + "\nThe machine is shared with other jobs: absolute numbers are noisy; the fraction of the peak measured in "
-        "the same run is the comparable figure. extra_buffers: llama.cpp's repacked weight layouts (on when the build has "
+        "the same run is the comparable figure. extra_buffers: llama.cpp's repacked weight layouts (on for Q4_0/Q8_0 files when the build has "
         "no AMX kernels, whose buffers crash llama-cpp-python 0.3.36 on this AMX VM; scripts/install.sh builds without "
         "them). weights q4_0: the shipped Q4_K_M GGUF re-quantized once to Q4_0, which llama.cpp repacks for its GEMM "
         "kernels (answer quality: see below).\n"

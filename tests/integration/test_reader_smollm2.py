@@ -121,7 +121,7 @@ def test_requantized_copy_is_cached_and_answers(tmp_path, monkeypatch, questions
     r = LlamaCppReader.load("smollm2-135m", quant="q4_0", n_threads=1)
     try:
         assert made.stat().st_mtime_ns == mtime  # reused, not made again
-        assert r.name == "smollm2-135m@q4_0" and r.extra_buffers == extra_buffers_safe()
+        assert r.name == "smollm2-135m@q4_0" and r.extra_buffers == extra_buffers_safe()  # a q4_0 file: repacked
         preds = answer(r, questions[:4], [supporting(q) for q in questions[:4]])
         assert sum(contains_answer(p.answer, q.answers) for p, q in zip(preds, questions[:4])) >= 2, [p.answer for p in preds]
     finally:

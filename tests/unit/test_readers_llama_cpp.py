@@ -82,10 +82,13 @@ def test_extra_buffers_follow_the_build(fake_llama):
     from rag.readers.llama_cpp import LlamaCppReader
 
     mod, created, model = fake_llama
+    q4_0 = model.with_name("qwen-0fe90166e044-q4_0.gguf")
+    q4_0.write_bytes(b"GGUF")
     mod.system_info = b"CPU : AVX2 = 1 | AVX512 = 1 | REPACK = 1 | "  # built without AMX (scripts/install.sh)
-    assert LlamaCppReader(model).extra_buffers is True and created[-1].params.use_extra_bufts is True
+    assert LlamaCppReader(q4_0).extra_buffers is True and created[-1].params.use_extra_bufts is True
+    assert LlamaCppReader(model).extra_buffers is False  # not a type whose repacking pays off
     mod.system_info = b"CPU : AVX2 = 1 | "  # no repacking compiled in
-    assert LlamaCppReader(model).extra_buffers is False
+    assert LlamaCppReader(q4_0).extra_buffers is False
     mod.system_info = b"CPU : AVX2 = 1 | AMX_INT8 = 1 | REPACK = 1 | "
     assert LlamaCppReader(model, extra_buffers=True).extra_buffers is True  # an explicit choice is kept
     with pytest.raises(BadInputError, match="extra_buffers"):
