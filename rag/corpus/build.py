@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,7 +25,9 @@ from rag.corpus.store import REDIRECTS, PassageWriter
 from rag.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rag.corpus.readers import CorpusReader
     from rag.engine import EngineConfig
+    from rag.types import Passage
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,11 @@ def source_name(path: Path) -> str:
             return f"{stem}.{ext}"
 
 
+def id_digests(ids: Sequence[str]) -> np.ndarray:
+    """(n,) 16-byte blake2b digests of document ids: what _IdSet keeps instead of the ids."""
+    return np.array([hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=16).digest() for i in ids], dtype="S16")
+
+
 class _IdSet:
     """Seen doc ids as sorted 16-byte blake2b digests, checked a block of ids at a time."""
 
@@ -83,9 +90,7 @@ class _IdSet:
         if not self._block:
             return None
         ids, self._block = self._block, []
-        digests = np.array(
-            [hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=16).digest() for i in ids], dtype="S16"
-        )
+        digests = id_digests(ids)
         order = np.argsort(digests, kind="stable")
         d = digests[order]
         same = np.flatnonzero(d[1:] == d[:-1])
@@ -98,6 +103,68 @@ class _IdSet:
                 return ids[order[hit[0]]]
         self._seen = np.sort(np.concatenate([self._seen, d]))
         return None
+
+    @property
+    def digests(self) -> np.ndarray:
+        """Sorted digests of every id checked so far (flush first to include the last block)."""
+        return self._seen
+
+
+class RedirectWriter:
+    """A corpus' redirects as alias<TAB>target lines, counted."""
+
+    def __init__(self, f):
+        self.f = f
+        self.n = 0
+
+    def add(self, r: Redirect) -> None:
+        # titles cannot hold tabs or line breaks; guard against odd input anyway
+        self.f.write(f"{_tsv(r.alias)}\t{_tsv(r.target)}\n")
+        self.n += 1
+
+
+def read_documents(reader: "CorpusReader", path: Path, prefix: str, words: int, seen: _IdSet,
+                   redirects: RedirectWriter) -> Iterator[tuple[str, list["Passage"]]]:
+    """One source's documents in reading order, as (doc id, passages) ([] for an empty document).
+
+    Redirects go to `redirects` instead. Doc ids get `prefix` and must be new to `seen` (else an error naming
+    the id and `path`); `seen` checks ids a block at a time, so call end_source(seen, path) after the last one.
+    """
+    for rec in reader.records():
+        if isinstance(rec, Redirect):
+            redirects.add(rec)
+            continue
+        if prefix:
+            rec = replace(rec, doc_id=prefix + rec.doc_id)
+        dup = seen.add(rec.doc_id)
+        if dup is not None:
+            _duplicate(dup, path)
+        yield rec.doc_id, chunk_document(rec, words)
+
+
+def end_source(seen: _IdSet, path: Path) -> None:
+    """Check the ids `seen` still holds unchecked; a repeat is blamed on `path`."""
+    dup = seen.flush()
+    if dup is not None:
+        _duplicate(dup, path)
+
+
+def source_record(path: Path, reader: "CorpusReader", prefix: str, n_docs: int, n_passages: int, n_redirects: int) -> dict:
+    """The manifest's entry for one source file."""
+    stats = reader.stats.as_dict()
+    return {
+        "path": str(path.resolve()),
+        "fingerprint": quick_fingerprint(path),
+        "bytes": path.stat().st_size,
+        "format": reader.name,
+        "n_docs": n_docs,
+        "n_passages": n_passages,
+        "n_redirects": n_redirects,
+        "n_bad": stats["n_bad"],
+        "bad_examples": stats["bad_examples"],
+        "n_other_namespaces": stats["n_other_namespaces"],
+        "id_prefix": prefix,
+    }
 
 
 def build_passages(
@@ -156,55 +223,31 @@ def build_passages(
                 prefixes=[f"{source_name(p)}:" if prefix_ids else "" for p in paths],
             )
             n_redirects = sum(s["n_redirects"] for s in per_source)
-        with (open(os.devnull, "w") if sharded else open(tmp / REDIRECTS, "w", encoding="utf-8", newline="\n")) as red:
-            for path, reader in zip([] if sharded else paths, readers):
-                prefix = f"{source_name(path)}:" if prefix_ids else ""
-                n_before, p_before, r_before = n_read, writer.n_passages, n_redirects
-                last_bytes = 0
-                for rec in reader.records():
-                    if isinstance(rec, Redirect):
-                        # titles cannot hold tabs or line breaks; guard against odd input anyway
-                        red.write(f"{_tsv(rec.alias)}\t{_tsv(rec.target)}\n")
-                        n_redirects += 1
-                        continue
-                    if prefix:
-                        rec = replace(rec, doc_id=prefix + rec.doc_id)
-                    dup = seen.add(rec.doc_id)
-                    if dup is not None:
-                        _duplicate(dup, path)
-                    passages = chunk_document(rec, words)
-                    if passages:
-                        writer.add(passages)
-                    else:
-                        n_empty += 1
-                    n_read += 1
-                    if progress is not None:
-                        b = reader.bytes_read()
-                        progress(b - last_bytes, 1, len(passages))
-                        last_bytes = b
+        else:
+            with open(tmp / REDIRECTS, "w", encoding="utf-8", newline="\n") as f:
+                red = RedirectWriter(f)
+                for path, reader in zip(paths, readers):
+                    prefix = f"{source_name(path)}:" if prefix_ids else ""
+                    n_before, p_before, r_before = n_read, writer.n_passages, red.n
+                    last_bytes = 0
+                    for _, passages in read_documents(reader, path, prefix, words, seen, red):
+                        if passages:
+                            writer.add(passages)
+                        else:
+                            n_empty += 1
+                        n_read += 1
+                        if progress is not None:
+                            b = reader.bytes_read()
+                            progress(b - last_bytes, 1, len(passages))
+                            last_bytes = b
+                        if limit_docs is not None and n_read >= limit_docs:
+                            break
+                    end_source(seen, path)
+                    per_source.append(source_record(path, reader, prefix, n_read - n_before,
+                                                    writer.n_passages - p_before, red.n - r_before))
                     if limit_docs is not None and n_read >= limit_docs:
                         break
-                dup = seen.flush()
-                if dup is not None:
-                    _duplicate(dup, path)
-                stats = reader.stats.as_dict()
-                per_source.append(
-                    {
-                        "path": str(path.resolve()),
-                        "fingerprint": quick_fingerprint(path),
-                        "bytes": path.stat().st_size,
-                        "format": reader.name,
-                        "n_docs": n_read - n_before,
-                        "n_passages": writer.n_passages - p_before,
-                        "n_redirects": n_redirects - r_before,
-                        "n_bad": stats["n_bad"],
-                        "bad_examples": stats["bad_examples"],
-                        "n_other_namespaces": stats["n_other_namespaces"],
-                        "id_prefix": prefix,
-                    }
-                )
-                if limit_docs is not None and n_read >= limit_docs:
-                    break
+            n_redirects = red.n
         n_bad = sum(s["n_bad"] for s in per_source)
         if writer.n_passages == 0:
             raise BadInputError(

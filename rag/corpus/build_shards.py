@@ -12,17 +12,14 @@ A corpus given as one file is one shard: split it (e.g. wikiextractor's AA/wiki_
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from rag.artifacts import quick_fingerprint
 from rag.engine import EngineConfig, Shard, ShardLog, ShardWorker, engine_session, run_shards, save_npy_atomic
-from rag.errors import BadInputError
 
 WORK = "build"
 
@@ -35,68 +32,30 @@ class BuildShard(ShardWorker):
         self.prefixes, self.skip_bad, self.work = prefixes, skip_bad, Path(work)
 
     def run(self, shard: Shard) -> dict:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from rag.corpus.build import _IdSet, _duplicate, _tsv
-        from rag.corpus.chunking import chunk_document
-        from rag.corpus.readers import Fields, Redirect, open_reader
-        from rag.corpus.store import COLUMNS, _schema
+        from rag.corpus.build import RedirectWriter, _IdSet, end_source, read_documents, source_record
+        from rag.corpus.readers import Fields, open_reader
+        from rag.corpus.store import FILE, PassageWriter
 
         path = Path(self.paths[shard.index])
         prefix = self.prefixes[shard.index]
         reader = open_reader(path, self.format, fields=Fields(**self.fields), skip_bad=self.skip_bad)
         base = self.work / shard.name
-        tmp_pq, tmp_red = Path(f"{base}.parquet.tmp-{os.getpid()}"), Path(f"{base}.redirects.tsv.tmp-{os.getpid()}")
-        cols: dict[str, list] = {c: [] for c in COLUMNS}
-        seen, ids = _IdSet(), []
-        n_docs = n_empty = n_red = n_pass = 0
-        writer = pq.ParquetWriter(tmp_pq, _schema(), compression="zstd")
-        with open(tmp_red, "w", encoding="utf-8", newline="\n") as red:
-            for rec in reader.records():
-                if isinstance(rec, Redirect):
-                    red.write(f"{_tsv(rec.alias)}\t{_tsv(rec.target)}\n")
-                    n_red += 1
-                    continue
-                if prefix:
-                    rec = replace(rec, doc_id=prefix + rec.doc_id)
-                dup = seen.add(rec.doc_id)
-                if dup is not None:
-                    _duplicate(dup, path)
-                ids.append(rec.doc_id)
-                passages = chunk_document(rec, self.words)
-                for p in passages:
-                    cols["pid"].append(p.pid)
-                    cols["doc_id"].append(p.doc_id)
-                    cols["title"].append(p.title)
-                    cols["text"].append(p.text)
-                    cols["position"].append(p.position)
-                n_pass += len(passages)
+        tmp_dir, tmp_red = Path(f"{base}.tmp-{os.getpid()}"), Path(f"{base}.redirects.tsv.tmp-{os.getpid()}")
+        writer, seen = PassageWriter(tmp_dir), _IdSet()
+        n_docs = n_empty = 0
+        with open(tmp_red, "w", encoding="utf-8", newline="\n") as f:
+            red = RedirectWriter(f)
+            for _, passages in read_documents(reader, path, prefix, self.words, seen, red):
+                writer.add(passages)
                 n_empty += not passages
                 n_docs += 1
-                if len(cols["pid"]) >= 50_000:
-                    writer.write_table(pa.table(cols, schema=_schema()))
-                    cols = {c: [] for c in COLUMNS}
-            dup = seen.flush()
-            if dup is not None:
-                _duplicate(dup, path)
-        if cols["pid"]:
-            writer.write_table(pa.table(cols, schema=_schema()))
-        writer.close()
-        save_npy_atomic(f"{base}.ids.npy", np.sort(_digests(ids)))
+            end_source(seen, path)
+        writer.finish()
+        save_npy_atomic(f"{base}.ids.npy", seen.digests)  # sorted, as _check_unique needs
         os.replace(tmp_red, f"{base}.redirects.tsv")
-        os.replace(tmp_pq, f"{base}.parquet")  # last: its presence means the shard is complete
-        stats = reader.stats.as_dict()
-        return {"source": {
-            "path": str(path.resolve()), "fingerprint": quick_fingerprint(path), "bytes": path.stat().st_size,
-            "format": reader.name, "n_docs": n_docs, "n_passages": n_pass, "n_redirects": n_red,
-            "n_bad": stats["n_bad"], "bad_examples": stats["bad_examples"],
-            "n_other_namespaces": stats["n_other_namespaces"], "id_prefix": prefix,
-        }, "n_empty": n_empty}
-
-
-def _digests(ids: list[str]) -> np.ndarray:
-    return np.array([hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=16).digest() for i in ids], dtype="S16")
+        os.replace(tmp_dir / FILE, f"{base}.parquet")  # last: its presence means the shard is complete
+        shutil.rmtree(tmp_dir)
+        return {"source": source_record(path, reader, prefix, n_docs, writer.n_passages, red.n), "n_empty": n_empty}
 
 
 def build_sharded(paths: list[Path], tmp: Path, writer, *, format: str | None, fields: dict, words: int,
@@ -150,8 +109,9 @@ def _check_unique(work: Path, plan: list[Shard], paths: list[Path]) -> None:
             hit = np.flatnonzero(seen[pos] == d)
             if hit.size:
                 ids = pq.read_table(work / f"{s.name}.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
-                dup = next((i for i in dict.fromkeys(ids) if _digests([i])[0] == d[hit[0]]), "(an empty document's id)")
-                from rag.corpus.build import _duplicate
+                from rag.corpus.build import _duplicate, id_digests
+
+                dup = next((i for i in dict.fromkeys(ids) if id_digests([i])[0] == d[hit[0]]), "(an empty document's id)")
 
                 _duplicate(dup, paths[s.index])
         seen = np.sort(np.concatenate([seen, d]))

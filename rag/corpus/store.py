@@ -91,10 +91,14 @@ class PassageWriter:
             self._writer.write_table(pa.table(self._buf, schema=_schema()))
             self._buf = {c: [] for c in COLUMNS}
 
-    def close(self, extra_files: Sequence[str] = (), **manifest_fields) -> dict:
-        """Finish the file and write the manifest; `extra_files` (already in the folder) get their sizes checked too."""
+    def finish(self) -> None:
+        """Write the last row group and close the Parquet file, without a manifest (a part of a store)."""
         self._flush()
         self._writer.close()
+
+    def close(self, extra_files: Sequence[str] = (), **manifest_fields) -> dict:
+        """Finish the file and write the manifest; `extra_files` (already in the folder) get their sizes checked too."""
+        self.finish()
         if self.n_passages == 0:
             raise BadInputError("the corpus produced no passages (empty input, or every record was empty or skipped)")
         return write_manifest(
