@@ -393,17 +393,7 @@ def _one_line(s: str) -> str:
     return s.replace("\n", " ").replace("\r", " ")
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
 def _bar(total: int, progress: bool):
-    if not progress:
-        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="passage", desc="linking", unit_scale=True, smoothing=0.1)
+    return tqdm(total=total, unit="passage", desc="linking", unit_scale=True, smoothing=0.1, disable=not progress)

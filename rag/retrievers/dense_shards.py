@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,9 @@ def build_sharded(store: PassageStore, tmp: Path, *, encoder, encoder_spec: str,
         d.mkdir(parents=True, exist_ok=True)
     stats: dict = {}
     uses_gpu = encoder_options.get("device", "auto") != "cpu"
-    bar = _bar(n, progress)
+    from tqdm import tqdm
+
+    bar = tqdm(total=n, desc="encode (shards)", unit="passage", file=sys.stderr, disable=not progress)
     with engine_session(engine):
         enc_log = ShardLog(enc_dir, enc_key, plan)
         if len(enc_log.done) < len(plan):
@@ -197,22 +200,6 @@ def _assemble(enc_dir: Path, plan: list[Shard], path: Path, n: int, dim: int) ->
     os.replace(tmp, path)
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _bar(total: int, progress: bool):
-    if not progress:
-        return _NoBar()
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="encode (shards)", unit="passage", file=sys.stderr)
 
 
 class ShardedIndex:
