@@ -98,9 +98,11 @@ class KillingLinker(LexiconLinker):
         self.flag, self.calls, self.fail = str(flag), str(calls), fail
 
     def link_entities(self, texts):
-        with open(self.calls, "a") as f:
-            f.write(f"{os.getpid()}\n")
-        if os.path.exists(self.flag) and any(MARK in t for t in texts):
+        marked = any(MARK in t for t in texts)
+        killing = marked and os.path.exists(self.flag)
+        with open(self.calls, "a") as f:  # "pid mark|- killed|-": which process linked what, and which died
+            f.write(f"{os.getpid()} {'mark' if marked else '-'} {'killed' if killing else '-'}\n")
+        if killing:
             if self.fail == "raise":
                 raise BadInputError("simulated bad input in the last shard")
             os.remove(self.flag)
@@ -135,8 +137,13 @@ def test_postings_same_and_a_killed_worker_loses_nothing(ray_local, linked_world
     assert linker.identity() == LexiconLinker(lexicon).identity()
     ray_p = build_postings(store, linker, tmp_path / "ray", engine=EngineConfig(kind="ray", workers=2, shards=6))
     assert not flag.exists()  # a worker did die mid-run, and its shard was redone by a restarted one
-    pids = (tmp_path / "calls").read_text().split()
-    assert len(pids) == 7 and len(set(pids)) == 3  # 6 shards + the killed attempt, over 2 actors + 1 restart
+    calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
+    assert len(calls) == 7  # 6 shards + the killed attempt
+    killed = [pid for pid, _, k in calls if k == "killed"]
+    redone = [pid for pid, m, k in calls if m == "mark" and k == "-"]
+    assert len(killed) == 1 and len(redone) == 1
+    assert redone[0] != killed[0]  # the marked shard was redone by another (or a restarted) process
+    assert killed[0] not in [pid for pid, _, _ in calls[calls.index([killed[0], "mark", "killed"]) + 1 :]]  # it died
     for name in SAME:
         assert (local.folder / name).read_bytes() == (ray_p.folder / name).read_bytes(), name
     assert ray_p.manifest["fingerprint"] == local.manifest["fingerprint"]
@@ -158,7 +165,7 @@ def test_postings_resume_skips_done_shards(ray_local, linked_world, tmp_path):
     flag.unlink()
     calls.unlink()
     p = build_postings(store, KillingLinker(lexicon, flag, calls), tmp_path / "p", engine=engine)
-    assert len(calls.read_text().split()) == 6 - len(done)  # only the shards not done before
+    assert len(calls.read_text().splitlines()) == 6 - len(done)  # only the shards not done before
     local = build_postings(store, LexiconLinker(lexicon), tmp_path / "local", workers=1)
     for name in SAME:
         assert (local.folder / name).read_bytes() == (p.folder / name).read_bytes(), name
