@@ -77,6 +77,7 @@ KEPT_STOPWORDS = frozenset({"us"})
 
 _PAREN = re.compile(r"^(.*\S)\s+\([^()]*\)$")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
+_YEAR = re.compile(r"[0-9]{3,4}")
 
 
 def _label_from_resource(resource: str) -> str:
@@ -84,9 +85,13 @@ def _label_from_resource(resource: str) -> str:
     return label[:1].upper() + label[1:]
 
 
-def linkable(form: str) -> bool:
+def linkable(form: str, years: bool = False) -> bool:
     """Forms the linker may match at all: 2+ characters, a letter, and not a lone stopword (except the
-    abbreviations in KEPT_STOPWORDS, e.g. "US"; the case rules keep "us" out)."""
+    abbreviations in KEPT_STOPWORDS, e.g. "US"; the case rules keep "us" out). With `years`, also 3-4 digit
+    numbers: off for real corpora, where a bare number is rarely a year entity; on where years are entities
+    by construction (the generated world)."""
+    if years and _YEAR.fullmatch(form):
+        return True
     return len(form) >= 2 and _HAS_LETTER.search(form) is not None and (form not in STOPWORDS or form in KEPT_STOPWORDS)
 
 
@@ -255,7 +260,8 @@ class Lexicon:
 class LexiconBuilder:
     """Collects (surface form, entity, source) triples from the sources, then `build()`s a Lexicon."""
 
-    def __init__(self):
+    def __init__(self, years: bool = False):
+        self.years = years  # also link 3-4 digit numbers (see linkable)
         self.labels: list[str] = []
         self.in_corpus: list[bool] = []
         self._by_key: dict[str, int] = {}  # form_key(label) -> entity id
@@ -347,7 +353,7 @@ class LexiconBuilder:
         for q in questions:
             for a in q.answers:
                 key = form_key(a)
-                if not linkable(key):
+                if not linkable(key, self.years):
                     continue
                 n += 1
                 if key in known:
@@ -366,7 +372,7 @@ class LexiconBuilder:
         return n
 
     def build(self) -> Lexicon:
-        known = {f for f, _ in self._pairs if linkable(f)}
+        known = {f for f, _ in self._pairs if linkable(f, self.years)}
         # "the amazon" would win leftmost-longest over "Amazon River" in "The Amazon River": a form
         # "the X" is dropped when "X" is itself a form ("The Who" stays: "who" is a stopword)
         pairs = [(f, e, s) for (f, e), s in self._pairs.items() if f in known and not (f.startswith("the ") and f[4:] in known)]

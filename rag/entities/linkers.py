@@ -25,7 +25,8 @@ Lexicon matching (LexiconLinker):
     "Common" = a form the corpus sample starts with a lower-case letter at least as often as with an
     upper-case one mid-sentence (and at least twice: "moon", "on the Moon"); a form unseen in the sample
     whose words are all stopwords or common one-word forms; any lone stopword. Lone stopwords are never
-    linked anyway, except the few abbreviations in lexicon.KEPT_STOPWORDS ("US").
+    linked anyway, except the few abbreviations in lexicon.KEPT_STOPWORDS ("US"). Digit-only forms (years,
+    only in a lexicon built with years=True) have no case and pass every case rule.
 """
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def _windows(texts: Sequence[str], max_chars: int) -> tuple[list[str], np.ndarra
 
 
 END = 1  # word-end marker in the matching text
-_SINGLE, _COMMON, _SHORT, _ATTESTED, _HAS_CASED = 1, 2, 4, 8, 16  # LexiconLinker._flags bits
+_SINGLE, _COMMON, _SHORT, _ATTESTED, _HAS_CASED, _NUMBER = 1, 2, 4, 8, 16, 32  # LexiconLinker._flags bits
 
 
 def _key(form: str) -> str:
@@ -196,8 +197,11 @@ class LexiconLinker(EntityLinker):
         self.has_cased = np.fromiter((c != c.lower() for c in lexicon.cased), bool, len(forms))
         # per-form flags for the case rules, one byte per form (one gather per batch instead of five)
         short = self.single & (self.form_len <= 3)
+        # digit-only forms (years, in a lexicon built with years=True) have no case to check
+        number = np.fromiter((f.isdigit() for f in forms), bool, len(forms))
         self._flags = (self.single * _SINGLE | self.common * _COMMON | short * _SHORT
-                       | (lexicon.n_upper >= ATTESTED_CAPS) * _ATTESTED | self.has_cased * _HAS_CASED).astype(np.uint8)
+                       | (lexicon.n_upper >= ATTESTED_CAPS) * _ATTESTED | self.has_cased * _HAS_CASED
+                       | number * _NUMBER).astype(np.uint8)
         # known spellings of short one-word forms as code points, for an exact, vectorized comparison
         ids = [i for i in np.flatnonzero(self.has_cased & self.single & (self.form_len <= 3)).tolist() if len(lexicon.cased[i]) <= 3]
         self._spelled = np.asarray(ids, np.int64)  # sorted form ids
@@ -365,7 +369,7 @@ class LexiconLinker(EntityLinker):
                 cased_short,
                 np.where(common, first_up & ~first_only, np.where(single, n_up > 0, True)),
             )
-            accept = np.where(uncased, ok_uncased, ok_cased)
+            accept = np.where(uncased, ok_uncased, ok_cased) | ((flags & _NUMBER) > 0)
             # short forms with a known spelling: exact match of that spelling also passes
             j = np.flatnonzero(ok & ~uncased & short & ~accept & ((flags & _HAS_CASED) > 0))
             if len(self._spelled):

@@ -105,7 +105,7 @@ def build_world_lexicon(world: Path, passages: Path, out: Path, case_sample: int
     from rag.qa import load_questions
 
     ents = read_jsonl(world / ENTITIES)
-    b = LexiconBuilder()
+    b = LexiconBuilder(years=True)  # founding years are entities of this world
     b.add_titles(e["name"] for e in ents)
     b.add_redirects(((a, e["name"]) for e in ents for a in e["aliases"] if a != e["name"]), name="world aliases")
     b.add_aliases(load_questions(world / QA, "nq-open"), name=str(world / QA))

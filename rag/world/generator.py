@@ -2,7 +2,7 @@
 
 Entities (syllable-built names, unique words, optionally checked against a list of real names):
     person   birthplace -> city, employer -> organization
-    org      headquarters -> city, founder -> person
+    org      headquarters -> city, founder -> person, founded -> year
     city     country -> country
 Every fact (subject, relation, object) gets a mention count from a truncated Zipf law (P(c) ~ c^-zipf on
 1..max_count, a share `zero_fraction` of facts never mentioned), so counts span 0 to ~10^3. Each mention is a
@@ -44,7 +44,6 @@ KIND = "world"
 CORPUS, QA, DEMOS, TRUTH, ENTITIES, PROBES = "corpus.jsonl", "qa.jsonl", "demos.jsonl", "truth.jsonl", "entities.jsonl", "probes.jsonl"
 FILES = (CORPUS, QA, DEMOS, TRUTH, ENTITIES, PROBES)
 MENTION_MODES = ("paraphrase", "duplicate")
-N_NONCE = 200  # throwaway words the reading exercises build names from
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,7 @@ class WorldParams:
     facts_per_doc: int = 4  # at most this many fact statements per document
     n_distractor_docs: int = 300
     n_reading_docs: int = 800
+    n_nonce: int = 200  # throwaway words the reading exercises build names from
 
     def __post_init__(self):
         check_params(self)
@@ -78,7 +78,7 @@ def check_params(p: WorldParams) -> None:
     for name in ("n_people", "n_orgs", "n_cities", "n_countries"):
         if getattr(p, name) < 1:
             bad(f"{name} must be at least 1 (every relation needs subjects and objects), got {getattr(p, name)}")
-    for name in ("n_demo_people", "n_distractor_docs", "n_reading_docs", "seed"):
+    for name in ("n_demo_people", "n_distractor_docs", "n_reading_docs", "n_nonce", "seed"):
         if getattr(p, name) < 0:
             bad(f"{name} must be >= 0, got {getattr(p, name)}")
     if p.max_count < 1:
@@ -91,6 +91,8 @@ def check_params(p: WorldParams) -> None:
         bad(f"zero_fraction must be in [0, 1), got {p.zero_fraction!r}")
     if p.mentions not in MENTION_MODES:
         bad(f"mentions must be one of {', '.join(MENTION_MODES)}, got {p.mentions!r}")
+    if p.n_reading_docs and p.n_nonce < 2:
+        bad(f"n_nonce must be at least 2 when there are reading exercises, got {p.n_nonce}")
     if p.n_orgs < 2 and p.n_people > 0:
         bad("n_orgs must be at least 2 (a founder may not be employed by the organization they founded)")
 
@@ -128,6 +130,9 @@ RELATIONS: dict[str, Relation] = {
         Relation("country", "city", "country", "In which country is {s}?",
                  ("{s} is a city in {o}.", "{s} lies in {o}.", "The city of {s} belongs to {o}.", "faq"),
                  "{s} is found within the borders of {o}."),
+        Relation("founded", "org", "year", "In which year was {s} founded?",
+                 ("{s} was founded in {o}.", "{s} dates from the year {o}.", "The founding year of {s} is {o}.", "faq"),
+                 "{s} first opened its doors in {o}."),
     )
 }
 # two-hop cloze probes: (first relation, second relation) -> template over subject and the final object
@@ -144,6 +149,7 @@ DISTRACTORS = (
     "Visitors rarely write about {e}.",
 )
 ORG_KINDS = ("Institute", "Company", "Guild", "Foundry", "Society", "Trading House")
+YEAR_RANGE = (1600, 2000)  # founding years are drawn from [start, end)
 
 _ONSETS = ("b", "br", "d", "dr", "f", "g", "gr", "k", "kr", "l", "m", "n", "p", "r", "s", "st", "t", "tr", "v", "z",
            "th", "sh", "zh", "q", "y", "x")
@@ -222,6 +228,9 @@ def make_entities(p: WorldParams, rng: np.random.Generator, avoid: Collection[st
     for i in range(p.n_countries):
         n = names.word()
         ents.append(Entity(n, "country", (n, f"Republic of {n}")))
+    # founding years: as many distinct years as organizations, shared among them as cities are
+    for y in sorted(rng.choice(np.arange(YEAR_RANGE[0], YEAR_RANGE[1]), size=min(p.n_orgs, YEAR_RANGE[1] - YEAR_RANGE[0]), replace=False).tolist()):
+        ents.append(Entity(str(y), "year", (str(y),)))
     for i in range(p.n_cities):
         n = names.word()
         ents.append(Entity(n, "city", (n, f"{n} City")))
@@ -252,12 +261,14 @@ def make_facts(p: WorldParams, ents: list[Entity], rng: np.random.Generator) -> 
     raw: list[tuple[str, int, int]] = []
     for o in by_type["org"]:
         pool = [i for i in by_type["person"] if ents[i].demo == ents[o].demo]
-        founders[o] = int(rng.choice(pool))
+        fresh = [i for i in pool if i not in founders.values()]  # so nobody founds every organization they could work for
+        founders[o] = int(rng.choice(fresh or pool))
     for s in by_type["city"]:
         raw.append(("country", s, int(rng.choice(by_type["country"]))))
     for s in by_type["org"]:
         raw.append(("headquarters", s, int(rng.choice(by_type["city"]))))
         raw.append(("founder", s, founders[s]))
+        raw.append(("founded", s, int(rng.choice(by_type["year"]))))
     for s in by_type["person"]:
         raw.append(("birthplace", s, int(rng.choice(by_type["city"]))))
         # never the organization this person founded: (person, org) must name one fact only
@@ -343,6 +354,8 @@ def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int, facts
             return f"{word()} {word()}"
         if kind == "org":
             return f"{word()} {ORG_KINDS[rng.integers(len(ORG_KINDS))]}"
+        if kind == "year":
+            return str(int(rng.integers(*YEAR_RANGE)))
         return word()
 
     rels = list(RELATIONS.values())
@@ -403,15 +416,16 @@ def generate(params: WorldParams | None = None, avoid: Collection[str] = ()) -> 
     docs = _pack(items, lambda: int(rng.integers(1, p.facts_per_doc + 1)), pair_fact)
     # distractors: 1..3 entity mentions without facts, under the same co-occurrence rule
     d_items = []
+    named = [i for i, e in enumerate(ents) if e.type != "year"]  # "Scholars still argue about 1843" is no distractor
     for _ in range(p.n_distractor_docs * 2):
-        e = int(rng.integers(len(ents)))
+        e = named[int(rng.integers(len(named)))]
         d_items.append((None, (e,), DISTRACTORS[rng.integers(len(DISTRACTORS))].format(e=ents[e].name)))
     docs += _pack(d_items, lambda: int(rng.integers(1, 4)), pair_fact)[: p.n_distractor_docs]
 
     records = []
     for d in docs:
         records.append({"title": ents[d.title].name, "text": "\n".join(d.lines), "facts": sorted(d.facts)})
-    pool = [names.word() for _ in range(N_NONCE)] if p.n_reading_docs else []
+    pool = [names.word() for _ in range(p.n_nonce)] if p.n_reading_docs else []
     for _ in range(p.n_reading_docs):
         records.append({"title": "Reading exercise", "text": _reading_doc(rng, pool, int(rng.integers(2, 4)), p.facts_per_doc), "facts": []})
     perm = rng.permutation(len(records))

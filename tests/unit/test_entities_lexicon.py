@@ -25,6 +25,19 @@ def test_fold_keeps_length_and_maps_punctuation():
 def test_linkable_rules():
     assert linkable("paris") and linkable("us")
     assert not linkable("the") and not linkable("x") and not linkable("1972") and not linkable("")
+    assert linkable("1972", years=True) and linkable("476", years=True)
+    assert not linkable("12", years=True) and not linkable("19721", years=True)
+
+
+def test_years_link_only_from_a_lexicon_built_with_them():
+    from rag.entities.linkers import LexiconLinker
+
+    text = "Tushork Institute was founded in 1913. In 1913 nothing else happened."
+    for years, want in ((False, ["Tushork Institute"]), (True, ["Tushork Institute", "1913", "1913"])):
+        b = LexiconBuilder(years=years)
+        b.add_titles(["Tushork Institute", "1913"])
+        got = [text[m.start:m.end] for m in LexiconLinker(b.build()).link(text)]
+        assert got == want, years
 
 
 def _builder():

@@ -80,9 +80,11 @@ def test_duplicate_mode_repeats_one_template():
 
 
 def test_names_are_unique_and_avoid_a_given_list(tmp_path, world):
-    words = [w for e in world.entities for a in e.aliases for w in a.split() if w not in ("City", "Republic", "of")
+    named = [e for e in world.entities if e.type != "year"]  # years are numbers, not generated names
+    words = [w for e in named for a in e.aliases for w in a.split() if w not in ("City", "Republic", "of")
              and w not in ("Institute", "Company", "Guild", "Foundry", "Society", "Trading", "House")]
-    names = [e.name for e in world.entities]
+    assert len({e.name for e in world.entities}) == len(world.entities)
+    names = [e.name for e in named]
     assert len(set(names)) == len(names)
     banned = tmp_path / "real.txt"
     banned.write_text("\n".join(names[:5]) + "\n", encoding="utf-8")
@@ -94,7 +96,7 @@ def test_names_are_unique_and_avoid_a_given_list(tmp_path, world):
 @pytest.mark.parametrize("bad", [
     dict(n_people=0), dict(n_cities=-3), dict(n_countries=0), dict(max_count=0), dict(zipf=0), dict(zipf=-1.0),
     dict(zero_fraction=1.0), dict(mentions="copies"), dict(facts_per_doc=0), dict(n_distractor_docs=-1),
-    dict(n_people=2.5), dict(n_orgs=1),
+    dict(n_people=2.5), dict(n_orgs=1), dict(n_nonce=1), dict(n_nonce=-5),
 ])
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(BadInputError, match="world parameters"):
@@ -134,6 +136,8 @@ def test_ordinary_linker_and_counter_agree_exactly(tmp_path, world):
     agree = count_agreement(rows, read_jsonl(wd / TRUTH))
     assert agree["n_mismatches"] == 0, agree["mismatches"][:3]
     assert agree["exact"] == len(qs) and agree["unlinked"] == 0
+    years = [t for t in read_jsonl(wd / TRUTH) if t["relation"] == "founded"]
+    assert years and any(t["count"] > 0 for t in years)  # year answers are linked and counted too
 
 
 def test_agreement_reports_mismatches():
