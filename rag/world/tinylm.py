@@ -90,7 +90,7 @@ class TinyConfig:
     copy_head: bool = True  # a pointer over earlier tokens mixed with the vocabulary (See et al. 2017)
     # std of a fixed random vector added to each token's embedding: rare names keep a distinct identity that
     # attention can match (a name seen 3 times barely moves its trained embedding); 0 turns it off
-    identity_std: float = 0.0
+    identity_std: float = 0.15
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ def test_default_world_names_are_not_real_names(shared_data):
     from rag.world.generator import WorldParams, generate, load_avoid_list
 
     real = load_avoid_list(shared_data / "entities" / "dbpedia-surface-forms.tsv.xz")
-    w = generate(WorldParams())
-    forms = [a for e in w.entities for a in e.aliases]
-    assert not [f for f in forms if f.lower() in real]
+    for seed in (0, 1, 2):  # the default world, and two more: the naming rules, not one lucky seed
+        w = generate(WorldParams(seed=seed))
+        forms = [a for e in w.entities if e.type != "year" for a in e.aliases]  # years are real numbers by design
+        assert not [f for f in forms if f.lower() in real], seed

@@ -90,7 +90,7 @@ def test_names_are_unique_and_avoid_a_given_list(tmp_path, world):
     banned.write_text("\n".join(names[:5]) + "\n", encoding="utf-8")
     w2 = generate(WorldParams(seed=3, **SMALL), avoid=load_avoid_list(banned))
     assert not set(names[:5]) & {a for e in w2.entities for a in e.aliases}
-    assert all(len(w) >= 5 for w in words)
+    assert all(len(w) >= 7 for w in words)
 
 
 @pytest.mark.parametrize("bad", [

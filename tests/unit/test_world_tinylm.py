@@ -96,3 +96,20 @@ def test_refusals(tmp_path, model_dir):
         TinyLM(tmp_path / "nope")
     with pytest.raises(BadInputError, match="no option"):
         TinyLMReader.load(str(model_dir), temperature=0.7)
+
+
+def test_identity_vectors_are_fixed_saved_and_optional(tmp_path):
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    with_id = replace(SMALL, identity_std=0.1)
+    for name, seed in (("a", 0), ("b", 1)):
+        train_model(DOCS, tmp_path / name, model_cfg=with_id, train_cfg=TrainConfig(steps=2, batch_size=2, seed=seed, threads=1), progress=False)
+    a, b = (load_file(str(tmp_path / n / "weights.safetensors")) for n in ("a", "b"))
+    assert torch.equal(a["ident"], b["ident"])  # fixed, not trained, and not drawn from the training seed
+    assert not torch.equal(a["tok.weight"], b["tok.weight"])
+    assert abs(float(a["ident"].std()) - 0.1) < 0.02
+    assert TinyLM(tmp_path / "a").cfg.identity_std == 0.1  # rebuilt from the manifest, the buffer loads
+    train_model(DOCS, tmp_path / "c", model_cfg=replace(SMALL, identity_std=0.0), train_cfg=TrainConfig(steps=2, batch_size=2, threads=1), progress=False)
+    assert "ident" not in load_file(str(tmp_path / "c" / "weights.safetensors"))
