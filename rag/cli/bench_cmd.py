@@ -47,7 +47,7 @@ def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions,
     indexes, counts relevant documents with the ordinary entity linker and checks them against the
     ground truth, trains a tiny language model on the world's documents (CPU, minutes), evaluates it
     closed-book and retrieval-augmented by count bucket, runs memorization / semantic / composition
-    probes, and writes OUT/report.md with plots. With no options it takes about 10 minutes on 2 cores.
+    probes, and writes OUT/report.md with plots. With no options it takes about 8 minutes on 2 idle cores.
     """
     from dataclasses import replace
 
