@@ -200,8 +200,6 @@ def _assemble(enc_dir: Path, plan: list[Shard], path: Path, n: int, dim: int) ->
     os.replace(tmp, path)
 
 
-
-
 class ShardedIndex:
     """Search several FAISS indexes over consecutive row ranges as one: each shard's top-k, merged.
 

@@ -370,15 +370,16 @@ def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int, facts
     def statement(rel: Relation, s: str, o: str) -> str:
         return render_fact(rel.templates[rng.integers(len(rel.templates))], rel, s, o)
 
+    def unrelated(rel: Relation) -> str:
+        return statement(rel, name(rel.subject), name(rel.object))
+
     def near_miss(rel: Relation, s: str) -> str:
         """A statement that retrieval puts beside the gold one: the same relation of another subject, or the
         question's subject in another relation (as subject or object)."""
-        if rng.random() < 0.5:
-            return statement(rel, name(rel.subject), name(rel.object))
         kind = rel.subject
         other = [(r, "s") for r in rels if r.subject == kind and r is not rel] + [(r, "o") for r in rels if r.object == kind]
-        if not other:
-            return statement(rel, name(rel.subject), name(rel.object))
+        if rng.random() < 0.5 or not other:
+            return unrelated(rel)
         r, role = other[rng.integers(len(other))]
         return statement(r, s, name(r.object)) if role == "s" else statement(r, name(r.subject), s)
 
@@ -393,12 +394,7 @@ def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int, facts
             n_st = int(rng.integers(1, facts_per_doc + 1))
             lines = []
             for _ in range(n_st):
-                u = rng.random()
-                if u < 0.5:
-                    lines.append(near_miss(rel, s))
-                else:
-                    r = rels[rng.integers(len(rels))]
-                    lines.append(statement(r, name(r.subject), name(r.object)))
+                lines.append(near_miss(rel, s) if rng.random() < 0.5 else unrelated(rels[rng.integers(len(rels))]))
             if j == gold_pass:
                 lines.insert(int(rng.integers(n_st + 1)), statement(rel, s, o))
             title = s if j == gold_pass or rng.random() < 0.5 else name(rel.subject)
