@@ -72,6 +72,24 @@ def test_counts_are_heavy_tailed():
     assert len({d["id"] for d in w.docs}) == len(w.docs)
 
 
+def test_reading_exercises_hold_their_answer_and_near_misses(world):
+    blocks = [b for d in world.docs if d["title"] == "Reading exercise" for b in d["text"].split("\n\n")]
+    assert blocks
+    shared = {"City", "Republic", "of", "Institute", "Company", "Guild", "Foundry", "Society", "Trading", "House"}
+    entity_words = {w for e in world.entities if e.type != "year" for a in e.aliases for w in a.split()} - shared
+    questions = [re.compile(re.escape(r.question).replace(re.escape("{s}"), "(.+)")) for r in RELATIONS.values()]
+    near = 0
+    for b in blocks:
+        *passages, q, a = b.split("\n")
+        assert q.startswith("Q: ") and a.startswith("A: ") and all(x.startswith("Passage: ") for x in passages)
+        answer, text = a[3:], " ".join(passages)
+        assert answer in text  # only copying answers it
+        subj = next(m.group(1) for rx in questions if (m := rx.fullmatch(q[3:])))
+        near += text.count(subj) > 2  # named in its passage title, its statement and at least one near miss
+        assert not set(subj.split()) & entity_words  # throwaway names, never the world's entities
+    assert near > len(blocks) / 4
+
+
 def test_duplicate_mode_repeats_one_template():
     w = generate(WorldParams(seed=1, mentions="duplicate", **SMALL))
     assert all(len(t["templates"]) <= 1 for t in w.truth)
