@@ -2,7 +2,9 @@
 
 Where the runs share questions (the usual case: same QA set, seed and sample, another reader or k), the
 difference is paired over the shared questions; otherwise it is the difference of two independent samples.
-Buckets use run A's edges for both runs (each record carries its own count).
+Buckets use run A's edges for both runs (each record carries its own count). The `linked` and `all` rows weight
+each of run A's sampling buckets by its population, as the summary does, so a stratified sample's rows estimate
+the whole QA set (for a run over every question the weights equal the sizes and this is the plain mean).
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.evaluation.buckets import Buckets
-from rag.evaluation.stats import Rate, bootstrap_diff, bootstrap_diff_independent, bootstrap_mean
+from rag.evaluation.buckets import UNLINKED, Buckets
+from rag.evaluation.stats import (Rate, bootstrap_diff, bootstrap_diff_independent, bootstrap_mean,
+                                  stratified_bootstrap_diff_independent, stratified_bootstrap_mean)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,17 @@ def _systems(manifest: dict) -> list[str]:
     return ["closed", *rags]
 
 
+def _stratum_populations(selection: dict, strata: Buckets) -> dict[str, int]:
+    """Sampling bucket -> questions of the QA set in it (older selection files: their sampling table)."""
+    pop = selection.get("population_counts")
+    if pop is not None:
+        out: dict[str, int] = {}
+        for b in strata.assign(pop):
+            out[b] = out.get(b, 0) + 1
+        return out
+    return {b: s["population"] for b, s in selection.get("sample", {}).items()}
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path, measures: list[str] | None = None) -> list[CompareRow]:
     from rag.evaluation.runner import load_run
 
@@ -69,27 +83,43 @@ def compare_runs(run_a: str | Path, run_b: str | Path, measures: list[str] | Non
             counts.setdefault(qid, rec.get("count"))
     qids_all = list(counts)
     label = dict(zip(qids_all, buckets.assign([counts[q] for q in qids_all])))
+    strata = Buckets(tuple(sa.get("buckets", ca.buckets)))
+    stratum = dict(zip(qids_all, strata.assign([counts[q] for q in qids_all])))
+    weight = _stratum_populations(sa, strata)
     n_boot, seed = ca.n_boot, ca.seed
+
+    def rate(values: dict[str, float], keep) -> Rate:
+        groups = [[v for q, v in values.items() if stratum[q] == s] for s in strata.all_labels if keep(s)]
+        return stratified_bootstrap_mean(groups, [weight.get(s, 0) for s in strata.all_labels if keep(s)],
+                                         n_boot=n_boot, seed=seed)
 
     rows = []
     for system, measure in plan:
         xa = _outcomes(ra, sa["qids"], system, measure)
         xb = _outcomes(rb, sb["qids"], system, measure)
-        for b in [*buckets.all_labels, "all"]:
-            keep = (lambda q: True) if b == "all" else (lambda q, b=b: label[q] == b)
-            va = {q: v for q, v in xa.items() if keep(q)}
-            vb = {q: v for q, v in xb.items() if keep(q)}
+        for b in buckets.all_labels:
+            va = {q: v for q, v in xa.items() if label[q] == b}
+            vb = {q: v for q, v in xb.items() if label[q] == b}
             common = [q for q in va if q in vb]
             if common:
                 diff = bootstrap_diff([vb[q] for q in common], [va[q] for q in common], n_boot=n_boot, seed=seed)
             else:
                 diff = bootstrap_diff_independent(list(vb.values()), list(va.values()), n_boot=n_boot, seed=seed)
-            rows.append(CompareRow(
-                b, system, measure,
-                bootstrap_mean(list(va.values()), n_boot=n_boot, seed=seed),
-                bootstrap_mean(list(vb.values()), n_boot=n_boot, seed=seed),
-                diff, len(common),
-            ))
+            rows.append(CompareRow(b, system, measure, bootstrap_mean(list(va.values()), n_boot=n_boot, seed=seed),
+                                   bootstrap_mean(list(vb.values()), n_boot=n_boot, seed=seed), diff, len(common)))
+        for name, keep in (("linked", lambda s: s != UNLINKED), ("all", lambda s: True)):
+            va = {q: v for q, v in xa.items() if keep(stratum[q])}
+            vb = {q: v for q, v in xb.items() if keep(stratum[q])}
+            common = [q for q in va if q in vb]
+            if common:
+                diff = rate({q: vb[q] - va[q] for q in common}, keep)
+            else:
+                labels = [s for s in strata.all_labels if keep(s)]
+                diff = stratified_bootstrap_diff_independent(
+                    [[v for q, v in vb.items() if stratum[q] == s] for s in labels],
+                    [[v for q, v in va.items() if stratum[q] == s] for s in labels],
+                    [weight.get(s, 0) for s in labels], n_boot=n_boot, seed=seed)
+            rows.append(CompareRow(name, system, measure, rate(va, keep), rate(vb, keep), diff, len(common)))
     return rows
 
 
@@ -102,7 +132,8 @@ def _pct(r: Rate, signed: bool = False) -> str:
 
 def to_markdown(rows: list[CompareRow], name_a: str, name_b: str) -> str:
     out = [f"# {name_b} vs {name_a}", "", "Cells: % [95% CI]; B - A is paired over the questions both runs evaluated "
-           "(`paired` = how many), else independent.", "",
+           "(`paired` = how many), else independent. `linked` and `all` weight each of run A's sampling buckets by "
+           "its population, as the summary does.", "",
            "| system | measure | bucket | A: n | A | B: n | B | B - A | paired |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r.system} | {r.measure} | {r.bucket} | {r.a.n} | {_pct(r.a)} | {r.b.n} | {_pct(r.b)} | "

@@ -68,23 +68,42 @@ def _boot_means(x: np.ndarray, n_boot: int, rng) -> np.ndarray:
     return means
 
 
+def _stratified(groups, weights, n_boot: int, rng) -> tuple[int, float, np.ndarray] | None:
+    """(n, weighted mean, (n_boot,) weighted bootstrap means), or None when no stratum has data and weight."""
+    pairs = [(np.asarray(g, dtype=float), float(w)) for g, w in zip(groups, weights)]
+    pairs = [(g, w) for g, w in pairs if g.size and w > 0]
+    if not pairs:
+        return None
+    total = sum(w for _, w in pairs)
+    mean = sum(w / total * g.mean() for g, w in pairs)
+    boots = sum(w / total * _boot_means(g, n_boot, rng) for g, w in pairs)
+    return int(sum(g.size for g, _ in pairs)), float(mean), boots
+
+
 def stratified_bootstrap_mean(groups, weights, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> Rate:
     """CI of sum_s w_s * mean(group_s): resample within each stratum (e.g. count bucket), weight by population.
 
     This is the estimate of the whole population's rate from a stratified sample; with weights proportional
     to the group sizes it equals the plain mean. Empty groups are dropped and the weights renormalised.
     """
-    pairs = [(np.asarray(g, dtype=float), float(w)) for g, w in zip(groups, weights)]
-    pairs = [(g, w) for g, w in pairs if g.size and w > 0]
-    n = int(sum(g.size for g, _ in pairs))
-    if n == 0:
+    got = _stratified(groups, weights, n_boot, np.random.default_rng(seed))
+    if got is None:
         return Rate(0, float("nan"), float("nan"), float("nan"))
-    total = sum(w for _, w in pairs)
-    rng = np.random.default_rng(seed)
-    mean = sum(w / total * g.mean() for g, w in pairs)
-    boots = sum(w / total * _boot_means(g, n_boot, rng) for g, w in pairs)
+    n, mean, boots = got
     lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
-    return Rate(n, float(mean), float(lo), float(hi))
+    return Rate(n, mean, float(lo), float(hi))
+
+
+def stratified_bootstrap_diff_independent(groups_a, groups_b, weights, n_boot: int = 2000, alpha: float = 0.05,
+                                          seed: int = 0) -> Rate:
+    """CI of the weighted mean of a minus that of b, two independent stratified samples with the same weights."""
+    rng = np.random.default_rng(seed)
+    a, b = _stratified(groups_a, weights, n_boot, rng), _stratified(groups_b, weights, n_boot, rng)
+    if a is None or b is None:
+        return Rate(0, float("nan"), float("nan"), float("nan"))
+    d = a[2] - b[2]
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    return Rate(a[0] + b[0], a[1] - b[1], float(lo), float(hi))
 
 
 def bootstrap_diff_independent(a, b, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> Rate:

@@ -8,7 +8,8 @@ import pytest
 
 from rag.errors import BadInputError
 from rag.evaluation.adaptive import Policy, adaptive_retrieval, learn_policy, split
-from rag.evaluation.stats import bootstrap_diff_independent, stratified_bootstrap_mean
+from rag.evaluation.stats import (bootstrap_diff_independent, stratified_bootstrap_diff_independent,
+                                  stratified_bootstrap_mean)
 
 
 def test_threshold_on_a_hand_case():
@@ -82,3 +83,7 @@ def test_stratified_bootstrap_weights_and_independent_diff():
     assert stratified_bootstrap_mean([[], b], [5, 8]).mean == pytest.approx(0.125)  # empty groups dropped
     d = bootstrap_diff_independent([1] * 50 + [0] * 50, [0] * 100, seed=0)
     assert d.mean == 0.5 and 0.38 < d.lo < 0.5 < d.hi < 0.62
+    # stratified and independent: each side weighted by the same populations before the difference
+    d = stratified_bootstrap_diff_independent([a, b], [[0] * 4, [0] * 8], [400, 8], seed=0)
+    assert d.mean == pytest.approx((400 * 0.5 + 8 * 0.125) / 408) and d.n == 24 and d.lo <= d.mean <= d.hi
+    assert stratified_bootstrap_diff_independent([[], []], [a, b], [1, 1]).n == 0

@@ -187,6 +187,25 @@ def test_per_bucket_sample_and_extension(world, tmp_path):
     assert res.reused == 12 and len(reader.asked) == 12
 
 
+def test_compare_weights_all_rows_like_the_summary(world, tmp_path):
+    from rag.evaluation.compare import compare_runs
+
+    # buckets of 8, 2 (>= 1000) and 2 (unlinked) questions, one sampled from each (seed 0: "canberra", known)
+    cfg = load_config(write_config(world, tmp_path / "run", per_bucket=1, seed=0, buckets=[0, 1000]))
+    run_eval(cfg, progress=False, reader=FakeReader(known=KNOWN))
+    summary = {(r["bucket"], r["system"], r["measure"]): r for r in csv.DictReader(open(tmp_path / "run" / "summary.csv"))}
+    rows = compare_runs(tmp_path / "run", tmp_path / "run")
+    checked = 0
+    for r in rows:
+        if r.bucket in ("all", "linked") and r.measure == "em":
+            assert r.a.mean == pytest.approx(float(summary[(r.bucket, r.system, "em")]["mean"]), abs=1e-6), r
+            assert r.diff.mean == 0.0 and r.paired == r.a.n
+            checked += 1
+    assert checked == 4  # closed and rag:bm25, linked and all
+    closed = [r for r in rows if r.bucket == "all" and r.system == "closed" and r.measure == "em"][0]
+    assert closed.a.n == 3 and closed.a.mean == pytest.approx(2 / 12)  # the plain mean would be 1 / 3
+
+
 def test_resume_refuses_changed_settings(world, tmp_path):
     cfg = load_config(write_config(world, tmp_path / "run"))
     run_eval(cfg, progress=False, reader=CountingReader(), report=False)
