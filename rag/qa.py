@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from rag.errors import BadInputError
+from rag.jsonl import json_objects
 from rag.registry import Registry
 from rag.types import Question
 
@@ -56,23 +57,6 @@ def _question(text, where: str) -> str:
     return text.strip()
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, int, dict]]:
-    """(record number, line number, object) for each non-blank line."""
-    n = 0
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BadInputError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise BadInputError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
-            yield n, line_no, obj
-            n += 1
-
-
 @FORMATS.register("jsonl")
 def load_jsonl(
     path: Path,
@@ -81,7 +65,7 @@ def load_jsonl(
     answers_field: str = "answers",
     id_field: str | None = None,
 ) -> Iterator[Question]:
-    for n, line_no, obj in _jsonl_records(path):
+    for n, line_no, obj in json_objects(path):
         where = f"{path}:{line_no}"
         if question_field not in obj:
             raise BadInputError(f"{where}: no {question_field!r} field (fields: {', '.join(sorted(obj))})")
@@ -176,7 +160,7 @@ def guess_format(path: Path) -> str:
         return "dpr-tsv"
     if suffix == ".jsonl":
         # peek at the first record: NQ-open uses "answer", generic files "answers"
-        for _, _, obj in _jsonl_records(path):
+        for _, _, obj in json_objects(path):
             return "nq-open" if "answer" in obj and "answers" not in obj else "jsonl"
         raise BadInputError(f"{path}: the file has no records")
     raise BadInputError(

@@ -8,7 +8,6 @@ File format (JSON lines): {"text": str, "gold": [{"surface": str, "entities": [l
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from rag.entities.fold import form_key
 from rag.entities.linkers import EntityLinker
 from rag.errors import BadInputError
+from rag.jsonl import json_objects
 
 
 @dataclass(frozen=True)
@@ -27,22 +27,18 @@ class LabelledSentence:
 def load_labelled(path: str | os.PathLike) -> list[LabelledSentence]:
     path = Path(path)
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                text = obj["text"]
-                gold = []
-                for g in obj["gold"]:
-                    start = text.find(g["surface"])
-                    if start < 0:
-                        raise BadInputError(f"{path}:{line_no}: surface {g['surface']!r} is not in the text")
-                    gold.append((start, start + len(g["surface"]), frozenset(form_key(e) for e in g["entities"])))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise BadInputError(f"{path}:{line_no}: expected {{'text', 'gold': [{{'surface', 'entities'}}]}} ({e})") from None
-            out.append(LabelledSentence(text, tuple(gold)))
+    for _, line_no, obj in json_objects(path):
+        try:
+            text = obj["text"]
+            gold = []
+            for g in obj["gold"]:
+                start = text.find(g["surface"])
+                if start < 0:
+                    raise BadInputError(f"{path}:{line_no}: surface {g['surface']!r} is not in the text")
+                gold.append((start, start + len(g["surface"]), frozenset(form_key(e) for e in g["entities"])))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise BadInputError(f"{path}:{line_no}: expected {{'text', 'gold': [{{'surface', 'entities'}}]}} ({e})") from None
+        out.append(LabelledSentence(text, tuple(gold)))
     return out
 
 

@@ -175,3 +175,24 @@ def test_short_forms_in_uncased_text_need_attested_capitals():
     lex.n_upper[lex.forms.index("nba")] = 12  # the corpus writes "NBA" mid-sentence; "IBM" unseen
     lx = LexiconLinker(lex)
     assert spans(lx, "who won the nba title at ibm") == [("nba", "National Basketball Association")]
+
+
+def test_labelled_sentences_scored_and_bad_lines_named(linker, tmp_path):
+    import json
+
+    from rag.entities.evaluate import evaluate_linker, load_labelled
+
+    path = tmp_path / "gold.jsonl"
+    rows = [{"text": "I flew to Paris.", "gold": [{"surface": "Paris", "entities": ["Paris"]}]},
+            {"text": "The Moon rose over Brazil.", "gold": [{"surface": "Brazil", "entities": ["Brazil"]}]}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    sentences = load_labelled(path)
+    assert [s.gold[0][:2] for s in sentences] == [(10, 15), (19, 25)]
+    res = evaluate_linker(linker, sentences)
+    assert res["mention"]["recall"] == 1.0 and res["mention"]["precision"] == pytest.approx(2 / 3, abs=1e-4)  # Moon is extra
+    for bad, message in ((b"{not json", "gold.jsonl:1: not valid JSON"),
+                         (b'{"text": "x"}', "gold.jsonl:1: expected"),
+                         (b'{"text": "x", "gold": [{"surface": "y", "entities": []}]}', "gold.jsonl:1: surface 'y'")):
+        path.write_bytes(bad)
+        with pytest.raises(BadInputError, match=message):
+            load_labelled(path)
