@@ -23,6 +23,7 @@ def counts() -> None:
           --surface-forms dbpedia-surface-forms.tsv.xz --out runs/nq-counts
       rag counts show runs/nq-counts
     The steps can also be run one by one: `lexicon`, `postings`, then `build` with --lexicon/--postings.
+    An interrupted `build` rerun with the same arguments reuses its finished lexicon and postings.
     """
 
 

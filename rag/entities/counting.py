@@ -245,6 +245,44 @@ def as_dicts(rows: Sequence[QuestionCount]) -> list[dict]:
 # --- the whole pipeline ---------------------------------------------------------------------------------
 
 
+def _parts_key(store, questions, lexicon, postings, surface_forms, redirects, linker, opts, unit) -> dict:
+    """What the kept sub-artifacts of an interrupted build depend on (input files by quick fingerprint)."""
+    import hashlib
+
+    from rag.artifacts import quick_fingerprint
+
+    qh = hashlib.sha256()
+    for q in questions:
+        qh.update(f"{q.qid}\t{q.question}\n".encode())
+    return {
+        "passages": store.fingerprint, "questions": qh.hexdigest()[:32],
+        "surface_forms": [quick_fingerprint(f) for f in surface_forms],
+        "redirects": [quick_fingerprint(f) for f in redirects],
+        "lexicon": str(lexicon) if lexicon is not None else None, "postings": str(postings) if postings is not None else None,
+        "linker": linker, "options": {k: str(v) for k, v in sorted(opts.items())}, "unit": unit,
+    }
+
+
+def _open_parts(work: Path, key: dict) -> None:
+    """Keep `work` when it was left by a build with the same key; otherwise start it afresh."""
+    import json
+    import shutil
+
+    key_file = work / "key.json"
+    if work.exists():
+        try:
+            same = json.loads(key_file.read_text()) == key
+        except (OSError, ValueError):
+            same = False
+        if same:
+            log.info("resuming the interrupted counts build in %s", work)
+            return
+        log.info("%s was left by a build with other inputs or settings; starting afresh", work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    key_file.write_text(json.dumps(key, indent=1, sort_keys=True))
+
+
 def build_counts(
     passages: str | os.PathLike,
     questions: Sequence[Question],
@@ -268,7 +306,12 @@ def build_counts(
 
     `out` holds counts.parquet and manifest.json, and lexicon/ and postings/ when they were built here.
     `engine` (rag.engine.EngineConfig) chooses where corpus linking runs (local processes or Ray).
+    The sub-artifacts are built in `<out>.parts/` and kept there when a later step fails or is interrupted:
+    rerunning the same command reuses a finished lexicon and postings (and sharded postings resume per
+    shard); a rerun with other inputs or settings starts that folder afresh.
     """
+    import shutil
+
     from rag.artifacts import partial_dir, quick_fingerprint
     from rag.corpus.store import PassageStore
     from rag.entities.lexicon import build_lexicon
@@ -283,41 +326,43 @@ def build_counts(
     store = PassageStore(passages)
     opts = dict(linker_options or {})
     work = partial_dir(out).with_name(f"{out.name}.parts")  # sub-artifacts are built here, then moved in
-    import shutil
-
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    try:
-        built = []
-        if linker in ("lexicon", "spacy"):
-            if lexicon is None:
-                lexicon = work / "lexicon"
-                build_lexicon(lexicon, passages=store.folder, surface_forms=surface_forms, redirects=redirects, questions=questions, qa_name=str(qa_path or "qa"), progress=progress)
-                built.append("lexicon")
-            opts["lexicon"] = lexicon
-        lk = make_linker(linker, **opts)
-        if postings is None:
-            postings = work / "postings"
-            build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress, engine=engine)
-            built.append("postings")
-            post = Postings(postings)
+    key = _parts_key(store, questions, lexicon, postings, surface_forms, redirects, linker, opts, unit)
+    _open_parts(work, key)
+    built = []
+    if linker in ("lexicon", "spacy"):
+        if lexicon is None:
+            lexicon = work / "lexicon"
+            if lexicon.exists():  # complete: lexicons are written atomically
+                log.info("reusing the lexicon finished by an earlier run: %s", lexicon)
+            else:
+                build_lexicon(lexicon, passages=store.folder, surface_forms=surface_forms, redirects=redirects,
+                              questions=questions, qa_name=str(qa_path or "qa"), progress=progress)
+            built.append("lexicon")
+        opts["lexicon"] = lexicon
+    lk = make_linker(linker, **opts)
+    if postings is None:
+        postings = work / "postings"
+        if postings.exists():
+            log.info("reusing the postings finished by an earlier run: %s", postings)
         else:
-            post = Postings.open(postings, store=store, linker=lk)
-            if post.unit != unit:
-                log.info("using the postings' document unit %r", post.unit)
-        rows = count_questions(questions, lk, post, exclude_countries=exclude_countries)
-        fields_ = dict(
-            passages={"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)},
-            qa={"path": str(qa_path) if qa_path else None, "fingerprint": quick_fingerprint(qa_path) if qa_path and Path(qa_path).is_file() else None},
-            linker=lk.identity(),
-            postings={"path": "postings" if "postings" in built else str(postings), "fingerprint": post.manifest.get("fingerprint"), "unit": post.unit, "n_docs": post.n_docs},
-            lexicon=("lexicon" if "lexicon" in built else str(lexicon)) if lexicon is not None else None,
-            exclude_countries=exclude_countries,
-        )
-        manifest = save_counts(rows, out, overwrite=overwrite, **fields_)
-        for name in built:
-            shutil.move(str(work / name), str(out / name))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress, engine=engine)
+        built.append("postings")
+        post = Postings.open(postings, store=store, linker=lk)
+    else:
+        post = Postings.open(postings, store=store, linker=lk)
+        if post.unit != unit:
+            log.info("using the postings' document unit %r", post.unit)
+    rows = count_questions(questions, lk, post, exclude_countries=exclude_countries)
+    fields_ = dict(
+        passages={"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)},
+        qa={"path": str(qa_path) if qa_path else None, "fingerprint": quick_fingerprint(qa_path) if qa_path and Path(qa_path).is_file() else None},
+        linker=lk.identity(),
+        postings={"path": "postings" if "postings" in built else str(postings), "fingerprint": post.manifest.get("fingerprint"), "unit": post.unit, "n_docs": post.n_docs},
+        lexicon=("lexicon" if "lexicon" in built else str(lexicon)) if lexicon is not None else None,
+        exclude_countries=exclude_countries,
+    )
+    manifest = save_counts(rows, out, overwrite=overwrite, **fields_)
+    for name in built:
+        shutil.move(str(work / name), str(out / name))
+    shutil.rmtree(work, ignore_errors=True)
     return rows, manifest

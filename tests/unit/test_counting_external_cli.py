@@ -134,3 +134,50 @@ def test_cli_lexicon_and_postings_steps(tiny_store, qa_file, tmp_path):
     for cmd in (["counts", "--help"], ["counts", "build", "--help"], ["link", "--help"]):
         res = r.invoke(main, cmd)
         assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_interrupted_counts_build_reuses_finished_parts(tiny_store, tmp_path, monkeypatch):
+    import rag.entities.lexicon as lexicon_mod
+    import rag.entities.postings as postings_mod
+    from rag.entities.counting import build_counts
+    from rag.types import Question
+
+    qs = [Question(f"q-{i}", q, (a,)) for i, (q, a) in enumerate([("where was mozart born", "Salzburg"),
+                                                                ("what is the capital of austria", "Vienna")])]
+    want, _ = build_counts(tiny_store, qs, tmp_path / "fresh", workers=1)
+
+    calls = {"lexicon": 0, "postings": 0}
+    real = {"lexicon": lexicon_mod.build_lexicon, "postings": postings_mod.build_postings}
+    fail_postings = [True]
+
+    def lexicon(*a, **k):
+        calls["lexicon"] += 1
+        return real["lexicon"](*a, **k)
+
+    def postings(*a, **k):
+        calls["postings"] += 1
+        if fail_postings[0]:
+            raise KeyboardInterrupt  # Ctrl-C while the corpus is being linked
+        return real["postings"](*a, **k)
+
+    monkeypatch.setattr(lexicon_mod, "build_lexicon", lexicon)
+    monkeypatch.setattr(postings_mod, "build_postings", postings)
+    out, parts = tmp_path / "counts", tmp_path / "counts.parts"
+    with pytest.raises(KeyboardInterrupt):
+        build_counts(tiny_store, qs, out, workers=1)
+    assert (parts / "lexicon" / "manifest.json").exists() and not out.exists() and calls == {"lexicon": 1, "postings": 1}
+
+    # the rerun reuses the finished lexicon and builds only the postings
+    fail_postings[0] = False
+    got, _ = build_counts(tiny_store, qs, out, workers=1)
+    assert calls == {"lexicon": 1, "postings": 2}
+    assert [(r.qid, r.count) for r in got] == [(r.qid, r.count) for r in want]
+    assert not parts.exists() and (out / "lexicon" / "manifest.json").exists()
+
+    # parts left by a build over other questions are not reused (the lexicon holds the questions' forms)
+    fail_postings[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        build_counts(tiny_store, qs, tmp_path / "c2", workers=1)
+    fail_postings[0] = False
+    build_counts(tiny_store, qs[:1], tmp_path / "c2", workers=1)
+    assert calls == {"lexicon": 3, "postings": 4}
