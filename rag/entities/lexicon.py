@@ -41,7 +41,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -322,18 +322,11 @@ class LexiconBuilder:
             raise BadInputError(f"surface-form file {path} does not exist")
         surfaces: list[str] = []
         resources: list[str] = []
-        with _open_text(path) as f:
-            for line_no, line in enumerate(f, 1):
-                line = line.rstrip("\n\r")
-                if not line:
-                    continue
-                surface, tab, resource = line.partition("\t")
-                if not tab or not resource or "\t" in resource:
-                    raise BadInputError(f"{path}:{line_no}: expected `surface<TAB>resource`, got {line[:80]!r}")
-                if resource.endswith("_(disambiguation)"):
-                    continue  # a list of entities, not one
-                surfaces.append(surface.replace("_", " "))
-                resources.append(resource)
+        for surface, resource in _tsv_pairs(path, "surface<TAB>resource", strict=True):
+            if resource.endswith("_(disambiguation)"):
+                continue  # a list of entities, not one
+            surfaces.append(surface.replace("_", " "))
+            resources.append(resource)
         uniq = list(dict.fromkeys(resources))
         res_keys = [" ".join(k.split()) for k in fold_many([r.replace("_", " ") for r in uniq])]
         res_id = {}
@@ -490,15 +483,20 @@ def sample_texts(store, n: int, batch: int = 2_000) -> list[str]:
     return out[:n]
 
 
-def _read_redirects(path: Path) -> Iterable[tuple[str, str]]:
-    if not path.exists():
-        raise BadInputError(f"redirects file {path} does not exist")
+def _tsv_pairs(path: Path, shape: str, strict: bool = False) -> Iterator[tuple[str, str]]:
+    """(left, right) per non-blank `left<TAB>right` line; strict: the right field is non-empty and tab-free."""
     with _open_text(path) as f:
         for line_no, line in enumerate(f, 1):
             line = line.rstrip("\n\r")
             if not line:
                 continue
-            alias, tab, target = line.partition("\t")
-            if not tab:
-                raise BadInputError(f"{path}:{line_no}: expected `alias<TAB>target`, got {line[:80]!r}")
-            yield alias, target
+            left, tab, right = line.partition("\t")
+            if not tab or (strict and (not right or "\t" in right)):
+                raise BadInputError(f"{path}:{line_no}: expected `{shape}`, got {line[:80]!r}")
+            yield left, right
+
+
+def _read_redirects(path: Path) -> Iterable[tuple[str, str]]:
+    if not path.exists():
+        raise BadInputError(f"redirects file {path} does not exist")
+    yield from _tsv_pairs(path, "alias<TAB>target")

@@ -134,6 +134,18 @@ def test_bad_surface_form_file(tmp_path):
         LexiconBuilder().add_surface_forms(bad)
     with pytest.raises(BadInputError, match="does not exist"):
         LexiconBuilder().add_surface_forms(tmp_path / "nope.tsv")
+    bad.write_text("paris\tParis\tFrance\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"sf.tsv:1: expected `surface<TAB>resource`"):
+        LexiconBuilder().add_surface_forms(bad)
+
+
+def test_bad_redirects_file(tiny_store, tmp_path):
+    bad = tmp_path / "redirects.tsv"
+    bad.write_text("US\tUnited States\n\nno tab here\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"redirects.tsv:3: expected `alias<TAB>target`"):
+        build_lexicon(tmp_path / "lex", passages=tiny_store, redirects=[bad])
+    with pytest.raises(BadInputError, match="does not exist"):
+        build_lexicon(tmp_path / "lex", passages=tiny_store, redirects=[tmp_path / "nope.tsv"])
 
 
 def test_empty_lexicon_is_an_error(tmp_path):
