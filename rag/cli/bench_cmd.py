@@ -20,6 +20,8 @@ import click
               help="paraphrase: each mention of a fact uses a random template; duplicate: one template per fact.")
 @click.option("--distractors", type=int, default=None, help="Distractor documents (entities without facts; default 300).")
 @click.option("--reading-docs", type=int, default=None, help="Passage/Q/A reading exercises about throwaway names (default 800).")
+@click.option("--reading-known", type=float, default=None,
+              help="Share of reading exercises answered by an entity of the world instead of a throwaway name (default 0).")
 @click.option("--avoid-names", type=click.Path(path_type=Path), default=None,
               help="A list of real names (one per line, or a DBpedia `surface<TAB>resource` TSV, .xz ok) that generated names must avoid.")
 @click.option("--steps", type=int, default=None, help="Training steps of the tiny model (default 400).")
@@ -39,7 +41,7 @@ import click
               help="Also copy the committable part (report.md, tables, plots; no records or models) to this folder.")
 @click.option("--overwrite", is_flag=True, help="Delete the output folder and start afresh.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
-def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions, distractors, reading_docs, avoid_names,
+def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions, distractors, reading_docs, reading_known, avoid_names,
           steps, d_model, layers, threads, retrievers, encoder, k, shots, per_bucket, counterfactual, export, overwrite, progress) -> None:
     """Run the built-in benchmark end to end on a generated world.
 
@@ -56,7 +58,7 @@ def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions,
 
     wp = {k_: v for k_, v in dict(seed=seed, n_people=people, n_orgs=orgs, n_cities=cities, n_countries=countries,
                                   max_count=max_count, zipf=zipf, mentions=mentions, n_distractor_docs=distractors,
-                                  n_reading_docs=reading_docs).items() if v is not None}
+                                  n_reading_docs=reading_docs, reading_known_answers=reading_known).items() if v is not None}
     base = BenchConfig()
     mc = {k_: v for k_, v in dict(d_model=d_model, n_layer=layers).items() if v is not None}
     tc = {k_: v for k_, v in dict(steps=steps, seed=seed, threads=threads).items() if v is not None}

@@ -63,6 +63,9 @@ class WorldParams:
     n_distractor_docs: int = 300
     n_reading_docs: int = 800
     n_nonce: int = 2000  # throwaway words for reading-exercise names: many, so each is rare like a long-tail name
+    # share of reading exercises whose last question is answered by an entity of the world (the rest of the
+    # exercise stays throwaway names): copying a familiar name from the passage, against the model's prior
+    reading_known_answers: float = 0.0
 
     def __post_init__(self):
         check_params(self)
@@ -90,6 +93,8 @@ def check_params(p: WorldParams) -> None:
         bad(f"zipf must be a positive number, got {p.zipf!r}")
     if not (isinstance(p.zero_fraction, (int, float)) and 0 <= p.zero_fraction < 1):
         bad(f"zero_fraction must be in [0, 1), got {p.zero_fraction!r}")
+    if not (isinstance(p.reading_known_answers, (int, float)) and 0 <= p.reading_known_answers <= 1):
+        bad(f"reading_known_answers must be in [0, 1], got {p.reading_known_answers!r}")
     if p.mentions not in MENTION_MODES:
         bad(f"mentions must be one of {', '.join(MENTION_MODES)}, got {p.mentions!r}")
     if p.n_reading_docs and p.n_nonce < 2:
@@ -347,12 +352,20 @@ def _pack(items: list[tuple[int | None, tuple[int, ...], str]], size_of, pair_fa
     return docs
 
 
-def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int, facts_per_doc: int) -> str:
+def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int, facts_per_doc: int,
+                 known: dict[str, list[str]] | None = None, p_known: float = 0.0,
+                 world_years: frozenset[str] = frozenset()) -> str:
     """Passage/Q/A exercises laid out like retrieval-augmented prompts: blocks of passages (each shaped like a
     world document: 1..facts_per_doc statements) and a question about one statement, its answer after "A:".
     Half of the other statements are near misses (the same relation of another subject, or the question's
     subject in another relation), as in retrieved passages. Names are throwaway words (never entities of the
-    world), drawn afresh each time, so only copying from the right statement answers them."""
+    world), drawn afresh each time, so only copying from the right statement answers them.
+
+    With probability p_known the last block's answer is instead an entity of the world (`known`: object type
+    -> names): the model must copy a name it has a prior about. It is then the document's only world entity
+    (no year of the world elsewhere in it), so relevant-document counts stay exact."""
+    use_known = bool(known) and p_known > 0 and rng.random() < p_known  # no draw when off: same worlds as before
+
     def word() -> str:
         return pool[rng.integers(len(pool))]
 
@@ -362,7 +375,10 @@ def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int, facts
         if kind == "org":
             return f"{word()} {ORG_KINDS[rng.integers(len(ORG_KINDS))]}"
         if kind == "year":
-            return str(int(rng.integers(*YEAR_RANGE)))
+            year = str(int(rng.integers(*YEAR_RANGE)))
+            while use_known and year in world_years:
+                year = str(int(rng.integers(*YEAR_RANGE)))
+            return year
         return word()
 
     rels = list(RELATIONS.values())
@@ -388,6 +404,8 @@ def _reading_doc(rng: np.random.Generator, pool: list[str], n_blocks: int, facts
         n_pass = 1 if b < n_blocks - 1 else int(rng.integers(1, 4))
         rel = rels[rng.integers(len(rels))]
         s, o = name(rel.subject), name(rel.object)
+        if use_known and b == n_blocks - 1 and known.get(rel.object):
+            o = known[rel.object][rng.integers(len(known[rel.object]))]
         gold_pass = int(rng.integers(n_pass))
         passages = []
         for j in range(n_pass):
@@ -449,8 +467,14 @@ def generate(params: WorldParams | None = None, avoid: Collection[str] = ()) -> 
     for d in docs:
         records.append({"title": ents[d.title].name, "text": "\n".join(d.lines), "facts": sorted(d.facts)})
     pool = [names.word() for _ in range(p.n_nonce)] if p.n_reading_docs else []
+    known: dict[str, list[str]] = {}
+    for e in ents:
+        if not e.demo:
+            known.setdefault(e.type, []).append(e.name)
+    world_years = frozenset(e.name for e in ents if e.type == "year")
     for _ in range(p.n_reading_docs):
-        records.append({"title": "Reading exercise", "text": _reading_doc(rng, pool, int(rng.integers(2, 4)), p.facts_per_doc), "facts": []})
+        text = _reading_doc(rng, pool, int(rng.integers(2, 4)), p.facts_per_doc, known, p.reading_known_answers, world_years)
+        records.append({"title": "Reading exercise", "text": text, "facts": []})
     perm = rng.permutation(len(records))
     records = [records[i] for i in perm]
     corpus = []

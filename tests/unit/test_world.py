@@ -90,6 +90,22 @@ def test_reading_exercises_hold_their_answer_and_near_misses(world):
     assert near > len(blocks) / 4
 
 
+def test_reading_exercises_with_known_answers_name_one_world_entity():
+    w = generate(WorldParams(seed=3, reading_known_answers=1.0, **SMALL))
+    names = {e.name for e in w.entities if not e.demo}
+    years = {e.name for e in w.entities if e.type == "year"}
+    docs = [d["text"] for d in w.docs if d["title"] == "Reading exercise"]
+    known = 0
+    for text in docs:
+        answer = text.rsplit("\nA: ", 1)[1]
+        known += answer in names
+        # the answer is the document's only entity of the world (no world year beside it either)
+        others = {n for n in names | years if n != answer and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", text)}
+        assert not others, others
+    assert known == len(docs)  # every last question, as asked
+    assert generate(WorldParams(seed=3, **SMALL)).docs == generate(WorldParams(seed=3, reading_known_answers=0.0, **SMALL)).docs
+
+
 def test_duplicate_mode_repeats_one_template():
     w = generate(WorldParams(seed=1, mentions="duplicate", **SMALL))
     assert all(len(t["templates"]) <= 1 for t in w.truth)
@@ -114,7 +130,7 @@ def test_names_are_unique_and_avoid_a_given_list(tmp_path, world):
 @pytest.mark.parametrize("bad", [
     dict(n_people=0), dict(n_cities=-3), dict(n_countries=0), dict(max_count=0), dict(zipf=0), dict(zipf=-1.0),
     dict(zero_fraction=1.0), dict(mentions="copies"), dict(facts_per_doc=0), dict(n_distractor_docs=-1),
-    dict(n_people=2.5), dict(n_orgs=1), dict(n_nonce=1), dict(n_nonce=-5),
+    dict(n_people=2.5), dict(n_orgs=1), dict(n_nonce=1), dict(n_nonce=-5), dict(reading_known_answers=1.5),
 ])
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(BadInputError, match="world parameters"):
@@ -136,9 +152,12 @@ def test_world_folder_manifest_and_qa_format(world_dir, world):
         open_world(world_dir)
 
 
-def test_ordinary_linker_and_counter_agree_exactly(tmp_path, world):
+@pytest.mark.parametrize("known", [0.0, 1.0], ids=["throwaway-answers", "world-answers"])
+def test_ordinary_linker_and_counter_agree_exactly(tmp_path, world, known):
     """The world's counts through build_passages -> lexicon -> postings -> count_questions equal the truth."""
     pytest.importorskip("ahocorasick_rs")
+    if known:  # reading exercises answered by world entities must not add co-occurrences
+        world = generate(WorldParams(seed=3, reading_known_answers=known, **SMALL))
     from rag.corpus.build import build_passages
     from rag.entities.counting import build_counts
     from rag.qa import load_questions
