@@ -3,6 +3,7 @@
 Reads each run's summary.csv and config.yaml (nothing per-question), groups the runs by QA set, and writes
     eval/results/evidence.md   per QA set and bucket: n / population, EM closed-book and with each retriever
                                per reader, and retriever recall@5 / @20 (the retriever does not depend on the reader)
+    eval/results/evidence-compact.md  the same EM in one row per bucket (the README's table)
     eval/results/evidence.png  EM per count bucket, one panel per QA set, one line per reader and mode, 95% CI bars
 
 Usage: .venv/bin/python eval/evidence.py [RUN_DIR ...]   (default: every eval/results/eval-*/ with a summary.csv)
@@ -81,6 +82,31 @@ def table(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+def compact(runs: list[dict]) -> str:
+    """Per QA set: one row per bucket, one column per reader and mode (EM % [95% CI]); n per reader in the header."""
+    out = []
+    by_set = defaultdict(list)
+    for r in runs:
+        by_set[r["dataset"]].append(r)
+    for dataset, group in by_set.items():
+        group.sort(key=_reader_key)
+        head, cols = ["bucket", "pop"], []
+        for r in group:
+            size = max((int(v["n"]) for (b, sys_, m), v in r["rows"].items() if sys_ == "closed" and m == "em"
+                        and b not in ("linked", "all")), default=0)
+            for mode in ["closed", *r["retrievers"]]:
+                head.append(f"{r['reader'].replace('qwen2.5-coder-', 'Qwen ')} {'closed' if mode == 'closed' else mode}"
+                            + (f" (n≤{size})" if mode == "closed" else ""))
+                cols.append((r, "closed" if mode == "closed" else f"rag:{mode}"))
+        out += [f"**{dataset}** (EM %, 95% CI)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for b in [b for b in BUCKET_ORDER if any(b in r["buckets"] for r in group)]:
+            first = group[0]["rows"].get((b, "closed", "em"))
+            cells = [b, first["population"] if first else "?"] + [_cell(r["rows"].get((b, system, "em"))) for r, system in cols]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def figure(runs: list[dict], path: Path) -> Path:
     import matplotlib
 
@@ -137,8 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     if not runs:
         raise SystemExit("no run summaries found")
     (args.out / "evidence.md").write_text(table(runs))
+    (args.out / "evidence-compact.md").write_text(compact(runs))
     figure(runs, args.out / "evidence.png")
-    print(f"wrote {args.out / 'evidence.md'} and {args.out / 'evidence.png'} from {len(runs)} runs")
+    print(f"wrote evidence.md, evidence-compact.md and evidence.png in {args.out} from {len(runs)} runs")
 
 
 if __name__ == "__main__":
