@@ -29,12 +29,15 @@ BUDGETS = (100, 200, 300, 400, 600)
 QA = {"nq-open": SHARED / "qa" / "nq-open.test.jsonl", "triviaqa": SHARED / "qa" / "triviaqa.test.dpr-topics.tsv"}
 
 
-def build(wiki: Path, work: Path, words: int) -> tuple[Path, float]:
+def build(wiki: Path, work: Path, words: int) -> tuple[Path, float | None]:
+    """The BM25 index over `words`-word passages, and its build seconds (None: reused from an earlier --keep run)."""
     from rag.corpus.build import build_passages
     from rag.corpus.store import PassageStore
     from rag.retrievers.bm25 import BM25Retriever
 
     passages, index = work / f"w{words}", work / f"w{words}-bm25"
+    if passages.exists() and index.exists():
+        return index, None
     t = time.perf_counter()
     if not passages.exists():
         build_passages([wiki], passages, words=words)
@@ -83,7 +86,7 @@ def main() -> None:
     md = ["# Passage length at a fixed reading budget (BM25)", "", __doc__.split("\n\n")[1].replace("\n", " "), "",
           f"Extract: `{args.wiki.name}`. Cells: % of questions with an answer in the first B words read "
           f"(top floor(B / w) passages). Build (passages + BM25) seconds: "
-          + ", ".join(f"{w} words {build_s[w]:.0f} s" for w in LENGTHS) + ".", "",
+          + ", ".join(f"{w} words " + (f"{build_s[w]:.0f} s" if build_s[w] is not None else "reused") for w in LENGTHS) + ".", "",
           md_table(rows, ["qa", "words", "n", *(f"B{b}" for b in BUDGETS), "search_s"])]
     write_results("passage_length", {"machine": machine(), "rows": rows, "build_s": build_s,
                                      "wiki": str(args.wiki)}, "\n".join(md))
