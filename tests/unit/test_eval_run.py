@@ -206,6 +206,26 @@ def test_compare_weights_all_rows_like_the_summary(world, tmp_path):
     assert closed.a.n == 3 and closed.a.mean == pytest.approx(2 / 12)  # the plain mean would be 1 / 3
 
 
+def test_a_retriever_added_later_computes_only_its_own_records(world, tmp_path):
+    """The evidence runs' path: closed-book + BM25 first, the dense index added to the same folder later."""
+    from rag.retrievers.bm25 import BM25Retriever
+
+    cfg = load_config(write_config(world, tmp_path / "run"))
+    run_eval(cfg, progress=False, reader=CountingReader(), report=False)
+    BM25Retriever.build(PassageStore(world / "passages"), tmp_path / "bm25-b", progress=False, k1=1.5, b=0.9)
+    later = replace(cfg, retrievers=[*cfg.retrievers, replace(cfg.retrievers[0], name="other", index=tmp_path / "bm25-b")])
+    reader = CountingReader()
+    res = run_eval(later, progress=False, reader=reader)
+    assert res.computed == {"rag:other": 12} and res.reused == 24
+    assert len(reader.asked) == 12 and all(with_passages for _, with_passages in reader.asked)
+    recs = RecordStore(tmp_path / "run" / "records.jsonl").load()
+    assert len(recs) == 36 and {m for _, m in recs} == {"closed", "rag:bm25", "rag:other"}
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert set(manifest["modes"]) == {"closed", "rag:bm25", "rag:other"} and set(manifest["indexes"]) == {"bm25", "other"}
+    rows = {(r["bucket"], r["system"]) for r in csv.DictReader(open(tmp_path / "run" / "summary.csv"))}
+    assert ("all", "rag:other") in rows and ("all", "retriever:other") in rows and ("all", "rag:bm25") in rows
+
+
 def test_resume_refuses_changed_settings(world, tmp_path):
     cfg = load_config(write_config(world, tmp_path / "run"))
     run_eval(cfg, progress=False, reader=CountingReader(), report=False)
