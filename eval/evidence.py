@@ -67,17 +67,18 @@ def table(runs: list[dict]) -> str:
                 cells += [_cell(r["rows"].get((b, f"rag:{x}", "em"))) for x in retrievers]
                 cells += [_cell(r["rows"].get((b, f"gain:{x}", "em"))) for x in retrievers]
                 out.append("| " + " | ".join(cells) + " |")
-        head = ["bucket", "n", *(f"{x} recall@{k}" for x in retrievers for k in (1, 5, 20, 100))]
+        head = ["bucket"]
+        for x in retrievers:
+            head += [f"{x} n", *(f"{x} recall@{k}" for k in (1, 5, 20, 100))]
         out += ["", f"## {dataset}: retriever recall (%)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for b in buckets:
-            cells, n = [b], "0"
+            cells = [b]
             for x in retrievers:
                 have = [r for r in group if (b, f"retriever:{x}", "recall@5") in r["rows"]]
                 src = max(have, key=lambda r: int(r["rows"][(b, f"retriever:{x}", "recall@5")]["n"]), default=None)
-                if src is not None:
-                    n = max(n, src["rows"][(b, f"retriever:{x}", "recall@5")]["n"], key=int)
+                cells.append(src["rows"][(b, f"retriever:{x}", "recall@5")]["n"] if src else "0")
                 cells += [_cell(src["rows"].get((b, f"retriever:{x}", f"recall@{k}")) if src else None) for k in (1, 5, 20, 100)]
-            out.append("| " + " | ".join([cells[0], n, *cells[1:]]) + " |")
+            out.append("| " + " | ".join(cells) + " |")
         out += ["", "Runs: " + ", ".join(f"`{r['folder'].relative_to(RESULTS.parent.parent)}`" for r in group), ""]
     return "\n".join(out)
 
