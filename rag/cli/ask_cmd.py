@@ -40,7 +40,7 @@ def _snippet(text: str, width: int = 160) -> str:
                    "passage from --index that holds its answer. Default: the built-in demonstrations.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing demonstrations from --demos.")
 @click.option("--format", "prompt_format", default=None,
-              help="Prompt format (kandpal, passages-first, instruct). Default: the named model's setting, else kandpal.")
+              help="Prompt format (kandpal, kandpal-best-last, passages-first, instruct). Default: the named model's setting, else kandpal.")
 @click.option("--max-new-tokens", type=int, default=16, show_default=True,
               help="Most tokens the model may write; decoding is greedy and stops at the first newline.")
 @click.option("--n-ctx", type=int, default=None,
@@ -53,9 +53,12 @@ def _snippet(text: str, width: int = 160) -> str:
               help="[llama-cpp] Run a copy of the GGUF re-quantized to this type (made once, cached): llama.cpp "
                    "repacks Q4_0 for its GEMM kernels, ~1.4x faster prefill on CPU at some cost in accuracy "
                    "(eval/results/quant_quality.md).")
+@click.option("--sentences", type=click.IntRange(min=1), default=None,
+              help="Show only the N sentences of the top-k passages that best match the question (extractive "
+                   "compression, rag.readers.compress). Default: whole passages.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def ask(question, mode, index_path, retriever, passages_path, k, model, backend, shots, demos_path, seed,
-        prompt_format, max_new_tokens, n_ctx, threads, device, quant, as_json) -> None:
+        prompt_format, max_new_tokens, n_ctx, threads, device, quant, sentences, as_json) -> None:
     """Answer QUESTION with a local LLM, closed-book and/or from retrieved passages.
 
     Both modes use the same few-shot "Q: ... / A: ..." prompt; retrieval-augmented prompts add the
@@ -128,7 +131,17 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
     if index is not None:
         hits = index.search(q.question, k)
         passages = index.passages(hits)
-        (p,) = answer(reader, [q], [passages], demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
+        shown = passages
+        if sentences:
+            from dataclasses import replace
+
+            from rag.readers.compress import select_batch
+
+            df = index.doc_freq()
+            (shown,) = select_batch([q.question], [passages], sentences, df)
+            demos = [replace(d, passage=(select_batch([d.question], [[d.passage]], sentences, df)[0] or [None])[0])
+                     if d.passage else d for d in demos]
+        (p,) = answer(reader, [q], [shown], demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
         used = set(p.passages)
         out["rag"] = {
             "answer": p.answer,
@@ -136,10 +149,12 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
             "new_tokens": p.new_tokens,
             "index": str(index_path),
             "k": k,
+            "sentences": sentences,
             "passages_dropped": p.passages_dropped,
             "passages_truncated": p.passages_truncated,
             "passages": [
-                {"pid": h.pid, "rank": h.rank, "score": h.score, "title": ps.title, "text": ps.text, "used": h.pid in used}
+                {"pid": h.pid, "rank": h.rank, "score": h.score, "title": ps.title, "text": ps.text, "used": h.pid in used,
+                 **({"shown": {x.pid: x.text for x in shown}.get(h.pid)} if sentences else {})}
                 for h, ps in zip(hits, passages)
             ],
         }
@@ -157,8 +172,11 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
         if not r["passages"]:
             click.echo("  (no passage matched the question)")
         for row in r["passages"]:
-            mark = "" if row["used"] else "  (not shown to the model: did not fit)"
+            why = "no sentence selected" if sentences and row.get("shown") is None else "did not fit"
+            mark = "" if row["used"] else f"  (not shown to the model: {why})"
             click.echo(f"  {row['rank']:>2}  {row['score']:9.4f}  {row['title']}  [{row['pid']}]{mark}")
             click.echo(f"      {_snippet(row['text'])}")
+            if row["used"] and sentences and row["shown"] != row["text"]:
+                click.echo(f"      shown: {_snippet(row['shown'])}")
         if r["passages_truncated"]:
             click.echo("  (the last passage shown was truncated to fit the context)")

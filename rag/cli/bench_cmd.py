@@ -32,8 +32,14 @@ import click
               help="Retrievers to index and evaluate (repeatable; default both).")
 @click.option("--encoder", default="all-MiniLM-L6-v2", show_default=True,
               help="Dense encoder (e.g. hash:256 for a model-free test run).")
-@click.option("-k", "--k", "k", type=int, default=3, show_default=True, help="Passages given to the reader.")
+@click.option("-k", "--k", "k", type=int, default=10, show_default=True,
+              help="Passages retrieved for the reader (it is shown --sentences of them).")
 @click.option("--shots", type=int, default=2, show_default=True, help="Demonstrations per prompt (drawn from the world's demonstration questions).")
+@click.option("--sentences", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Show the reader only the N sentences of the top-k passages that best match the question "
+                   "(0: whole passages).")
+@click.option("--format", "prompt_format", default="kandpal-best-last", show_default=True,
+              help="Prompt format of the reader (kandpal puts the best passage first).")
 @click.option("--per-bucket", type=int, default=None, help="Evaluate at most N questions per count bucket (default: all).")
 @click.option("--counterfactual", type=int, default=0, show_default=True,
               help="Also train a model without the documents of N facts (count >= 10) and report the drop on them.")
@@ -42,7 +48,7 @@ import click
 @click.option("--overwrite", is_flag=True, help="Delete the output folder and start afresh.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions, distractors, reading_docs, reading_known, avoid_names,
-          steps, d_model, layers, threads, retrievers, encoder, k, shots, per_bucket, counterfactual, export, overwrite, progress) -> None:
+          steps, d_model, layers, threads, retrievers, encoder, k, shots, sentences, prompt_format, per_bucket, counterfactual, export, overwrite, progress) -> None:
     """Run the built-in benchmark end to end on a generated world.
 
     Generates a fictional world with known relevant-document counts, builds passages, BM25 and dense
@@ -67,7 +73,8 @@ def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions,
         model=replace(base.model, **mc),
         train=replace(base.train, **tc),
         retrievers=tuple(retrievers) or base.retrievers,
-        encoder=encoder, k=k, shots=shots, per_bucket=per_bucket, counterfactual=counterfactual,
+        encoder=encoder, k=k, shots=shots, sentences=sentences or None, prompt_format=prompt_format,
+        per_bucket=per_bucket, counterfactual=counterfactual,
         avoid_names=str(avoid_names) if avoid_names else None, seed=seed,
     )
     summary = run_bench(cfg, out, overwrite=overwrite, progress=progress)

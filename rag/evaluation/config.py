@@ -59,6 +59,7 @@ class ReaderConfig:
     n_threads: int | None = None  # llama-cpp only
     device: str = "auto"
     batch_size: int = 8  # prompts per generate_batch call
+    sentences: int | None = None  # show only the N sentences of the top-k passages that best match the question
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the backend's load()
 
 
@@ -124,6 +125,9 @@ def _validate(c: EvalConfig) -> None:
     for n in names:
         if n == "closed" or not n or any(ch in n for ch in ":/ \t"):
             bad(f"retriever name {n!r} is reserved or has ':', '/' or spaces")
+    if c.reader.sentences is not None and (isinstance(c.reader.sentences, bool) or not isinstance(c.reader.sentences, int)
+                                           or c.reader.sentences <= 0):
+        bad(f"reader.sentences must be a positive integer or null, got {c.reader.sentences!r}")
     if c.reader.shots < 0 or c.reader.max_new_tokens <= 0 or c.reader.batch_size <= 0:
         bad("reader.shots must be >= 0, reader.max_new_tokens and reader.batch_size positive")
     a = c.adaptive

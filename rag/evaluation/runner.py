@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -373,6 +373,11 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
                                     f"{cfg.reader.shots} set reader.demos to a QA file to draw them from")
             demos = list(BUILTIN_DEMOS[: cfg.reader.shots])
 
+        shown = _sentence_selector(cfg, retrievers)
+        if shown is not None:  # demonstrations show their own passage the way the questions' are shown
+            demos = [replace(d, passage=(shown([d.question], [[d.passage]])[0] or [None])[0]) if d.passage else d
+                     for d in demos]
+
     gen = _generator(cfg, timed, reader, demos, fmt, timer)
 
     def write(recs: list[dict], mode: str) -> None:
@@ -428,7 +433,14 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
         for wstart in range(0, len(pending_q), window):
             chunks = [pending_q[s : s + cfg.batch_size] for s in range(wstart, min(wstart + window, len(pending_q)), cfg.batch_size)]
             jobs = [j for c in chunks for j in jobs_of(c)]
-            preds_iter = gen.map([(todo, None if per_q is None else [ps[: cfg.k] for ps in per_q]) for _, todo, per_q, _ in jobs])
+            reads = []
+            for _, todo, per_q, _ in jobs:
+                top = None if per_q is None else [ps[: cfg.k] for ps in per_q]
+                if top is not None and shown is not None:
+                    with timer.stage("compression", items=len(todo)):
+                        top = shown([q.question for q in todo], top)
+                reads.append((todo, top))
+            preds_iter = gen.map(reads)
             for (mode, todo, per_q, first), preds in zip(jobs, preds_iter):
                 result.reader_prompts += len(todo)
                 with timer.stage("scoring", items=len(todo)):
@@ -441,6 +453,24 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
     finally:
         bar.close()
     return gen
+
+
+def _sentence_selector(cfg: EvalConfig, retrievers: dict):
+    """questions, passages per question -> what the reader is shown (reader.sentences); None: whole passages.
+    Corpus statistics come from the first BM25 index of the run (opened if this session did not need it)."""
+    if cfg.reader.sentences is None:
+        return None
+    from rag.readers.compress import select_batch
+    from rag.retrievers import load_index
+
+    df = None
+    for r in cfg.retrievers:
+        index = retrievers.get(r.name) or load_index(r.index, passages=r.passages)
+        df = index.doc_freq()
+        if df is not None:
+            break
+    n = cfg.reader.sentences
+    return lambda questions, passages: select_batch(questions, passages, n, df)
 
 
 def _generator(cfg: EvalConfig, timed: TimedReader, reader: "Reader | None", demos, fmt, timer: StageTimer):

@@ -58,6 +58,7 @@ class PromptFormat:
     question: str = "Q: {question}\nA:"
     demo_passages: bool = True  # RAG prompts show each demonstration with its own passage
     passages_first: bool = False  # RAG prompts put the question's passages before the demonstrations
+    best_last: bool = False  # the top-ranked passage goes nearest the question (the rest above it, worst first)
 
     def render_passage(self, p: Passage) -> str:
         return self.passage.format(title=_one_line(p.title), text=_one_line(p.text))
@@ -70,7 +71,8 @@ class PromptFormat:
         """The prompt text; `rag` (default: whether passages were given) picks the demonstration style."""
         rag = bool(passages) if rag is None else rag
         shots = "".join(self.render_demo(d, rag) for d in demos)
-        ctx = "".join(self.render_passage(p) for p in passages)
+        # passages arrive best first (fit_prompt drops from the end); only the layout is reversed
+        ctx = "".join(self.render_passage(p) for p in (passages[::-1] if self.best_last else passages))
         q = self.question.format(question=_one_line(question))
         if rag and self.passages_first:
             return f"{self.header}{ctx}\n{shots}{q}" if ctx else f"{self.header}{shots}{q}"
@@ -92,6 +94,12 @@ for _f in (
         "the question's passages first, then plain Q:/A: demonstrations (small models tend to repeat a demonstration)",
         demo_passages=False,
         passages_first=True,
+    ),
+    PromptFormat(
+        "kandpal-best-last",
+        "kandpal with the top-ranked passage last, nearest the question: a reader that copies the answer of the "
+        "nearest matching statement then reads the best one (the tiny world model: +4-6 EM points in 1-9)",
+        best_last=True,
     ),
     PromptFormat(
         "instruct",

@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from rag.artifacts import read_manifest
 from rag.corpus.store import PassageStore
 from rag.errors import ArtifactError, BadInputError
 from rag.registry import Registry
 from rag.types import Hit, Passage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.readers.compress import DocFreq
 
 # index kind -> Retriever subclass with `build(...)` and `load(folder, store)` classmethods
 INDEXES = Registry("index kind")
@@ -48,6 +51,11 @@ class Retriever(ABC):
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         return self.search_batch([query], k)[0]
+
+    def doc_freq(self) -> "DocFreq | None":
+        """Corpus document frequencies of BM25 tokens, for sentence selection (rag.readers.compress); None when
+        this index keeps none (dense)."""
+        return None
 
     def passages(self, hits: Sequence[Hit]) -> list[Passage]:
         return self.store.get_rows([h.row for h in hits])

@@ -96,6 +96,10 @@ class Engine(ABC):
     def load(cls, folder: Path, params: dict, n_passages: int) -> "Engine":
         """Open the files `build` wrote."""
 
+    def doc_freqs(self, stems: Sequence[str]) -> list[int] | None:
+        """Passages holding each stem (0 when unknown); None when the engine keeps no such statistic."""
+        return None
+
     @abstractmethod
     def topk(self, queries: list[list[str]], k: int, n_threads: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query (stems): (rows int64, scores), best first, ties by row, only passages matching a query stem."""
@@ -128,6 +132,11 @@ class BM25sEngine(Engine):
         if int(bm25.scores["num_docs"]) != n_passages:
             raise ArtifactError(f"{folder}: bm25s index holds {bm25.scores['num_docs']} passages, the manifest {n_passages}; rebuild")
         return cls(bm25)
+
+    def doc_freqs(self, stems):
+        # a stem's column of the (stem x passage) score matrix holds one entry per passage containing it
+        indptr, vocab = self.bm25.scores["indptr"], self.bm25.vocab_dict
+        return [int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0 for t in stems]
 
     def _floor(self, ids: list[int]) -> float:
         # bm25l / bm25+ give every passage a baseline for each query term; a passage matching nothing scores exactly it
@@ -319,6 +328,13 @@ class BM25Retriever(Retriever):
         tokenizer = Tokenizer.from_spec(manifest["tokenizer"])
         engine = ENGINES.get(manifest["engine"]).load(folder, manifest["parameters"], len(store))
         return cls(store, engine, tokenizer, manifest)
+
+    def doc_freq(self):
+        from rag.readers.compress import DocFreq
+
+        if self.engine.doc_freqs([]) is None:
+            return None
+        return DocFreq(len(self.store), self.engine.doc_freqs, self.tokenizer)
 
     def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         check_queries(queries, k)

@@ -183,6 +183,9 @@ class HybridRetriever(Retriever):
         p = manifest["parameters"]
         return cls(store, members, rrf_k=p["rrf_k"], weights=p["weights"], fusion_depth=p["fusion_depth"], manifest=manifest)
 
+    def doc_freq(self):
+        return next((d for d in (m.doc_freq() for m in self.members) if d is not None), None)
+
     def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         check_queries(queries, k)
         depth = max(k, self.fusion_depth)

@@ -41,8 +41,12 @@ class BenchConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     retrievers: tuple[str, ...] = RETRIEVERS
     encoder: str = "all-MiniLM-L6-v2"
-    k: int = 3
+    k: int = 10  # passages retrieved for the reader
     shots: int = 2
+    # what the reader is shown, chosen by measurement on this world (eval/results/world/NOTES.md): only the 3
+    # sentences of the top k passages that best match the question, the best passage nearest the question
+    prompt_format: str = "kandpal-best-last"
+    sentences: int | None = 3
     per_bucket: int | None = None  # None: every question
     counterfactual: int = 0  # facts (with count >= 10) whose documents a second model never sees
     avoid_names: str | None = None  # a name list / DBpedia surface forms the generated names must avoid
@@ -56,6 +60,11 @@ class BenchConfig:
             raise BadInputError(f"k must be >= 1 and shots >= 0, got k={self.k}, shots={self.shots}")
         if self.counterfactual < 0:
             raise BadInputError(f"counterfactual must be >= 0, got {self.counterfactual}")
+        from rag.readers.prompts import FORMATS
+
+        FORMATS.get(self.prompt_format)  # an unknown format is an error naming the choices
+        if self.sentences is not None and self.sentences < 1:
+            raise BadInputError(f"sentences must be positive (or None for whole passages), got {self.sentences}")
         if self.per_bucket is not None and self.per_bucket < 1:
             raise BadInputError(f"per_bucket must be positive, got {self.per_bucket}")
 
@@ -173,7 +182,8 @@ def _eval_config(cfg: BenchConfig, out: Path, model_dir: Path):
         counts=out / "counts",
         retrievers=[RetrieverConfig(name=r, index=out / r) for r in cfg.retrievers],
         reader=ReaderConfig(model=str(model_dir), backend="tiny-lm", shots=cfg.shots, demos=out / "world" / DEMOS,
-                            max_new_tokens=8, device="cpu", batch_size=16),
+                            max_new_tokens=8, device="cpu", batch_size=16, prompt_format=cfg.prompt_format,
+                            sentences=cfg.sentences),
         name="bench", k=cfg.k, per_bucket=cfg.per_bucket, seed=cfg.seed, batch_size=64, n_boot=1000,
         out=out / "eval",
     )

@@ -44,6 +44,7 @@ def test_minimal_preset_defaults(tmp_path):
         ("buckets: [0, 10, 5]\n", "strictly increasing"),
         ("adaptive: {retriever: dense}\n", "adaptive.retriever 'dense' is not one of"),
         ("per_bucket: -1\n", "per_bucket must be positive"),
+        ("reader: {sentences: 0}\n", "reader.sentences must be a positive integer or null"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path, extra, message):

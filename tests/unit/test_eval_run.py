@@ -321,3 +321,24 @@ def test_cli_config_errors(world, tmp_path, args, message):
     assert r.exit_code == 2 and message in r.output, r.output
     if "unknown key" in message or "expected int" in message:
         assert str(conf) in r.output  # the error names the file
+
+
+def test_reader_sees_only_the_selected_sentences(world, tmp_path):
+    cfg = load_config(write_config(world, tmp_path / "run", reader={
+        "model": "fake", "backend": "fake", "shots": 2, "options": {"known": KNOWN}, "sentences": 1}))
+    reader = CountingReader()
+    run_eval(cfg, progress=False, reader=reader, report=False)
+    rag_prompts = [p for batch in reader.calls for p in batch if p.count("Passage: ") > 2]
+    assert len(rag_prompts) == 12
+    # two demonstrations with their own (one-sentence) passage, then one sentence of the two passages retrieved
+    assert all(p.count("Passage: ") == 3 for p in rag_prompts)
+    demo_lines = [line for line in rag_prompts[0].split("\n") if line.startswith("Passage: ")][:2]
+    assert all(line.count(". ") == 0 for line in demo_lines)
+    recs = RecordStore(tmp_path / "run" / "records.jsonl").load()
+    oslo = recs[("qa-0", "rag:bm25")]
+    assert oslo["pids"] == ["Oslo#0"] and len(oslo["retrieved"]) == 2 and oslo["prediction"] == "Oslo"
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["identity"]["reader"]["sentences"] == 1
+    assert "compression" in json.loads((tmp_path / "run" / "timing.json").read_text())["sessions"][-1]["stages"]
+    with pytest.raises(BadInputError, match=r"different settings \(reader.sentences\)"):
+        run_eval(replace(cfg, reader=replace(cfg.reader, sentences=2)), progress=False, reader=CountingReader())

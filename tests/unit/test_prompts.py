@@ -39,7 +39,7 @@ def test_other_formats():
     assert pf == "Passage: Beta: beta text\n\nQ: who wrote hamlet\nA: Shakespeare\n\nQ: capital of france\nA: Paris\n\nQ: q?\nA:"
     ins = FORMATS.get("instruct").render(DEMOS[:1], "q?", [])
     assert ins.startswith("Answer each question") and ins.endswith("Q: who wrote hamlet\nA: Shakespeare\n\nQ: q?\nA:")
-    with pytest.raises(BadInputError, match="unknown prompt format 'nope'; choose one of: instruct, kandpal, passages-first"):
+    with pytest.raises(BadInputError, match="unknown prompt format 'nope'; choose one of: instruct, kandpal, kandpal-best-last, passages-first"):
         FORMATS.get("nope")
 
 
@@ -76,6 +76,18 @@ def test_fit_truncates_then_drops_last_passages_first():
     assert [p.pid for p in f.passages] == ["p#0", "p#1"]
     assert f.passages[0] == ps[0] and f.passages[1].text.endswith(" ...") and len(f.passages[1].text) < len(ps[1].text)
     assert f.n_dropped == 2 and f.n_truncated == 1
+
+
+def test_best_last_puts_the_top_passage_nearest_the_question_and_still_drops_the_worst():
+    fmt = FORMATS.get("kandpal-best-last")
+    ps = [Passage(f"p#{i}", "p", f"T{i}", words(100, f"p{i}_")) for i in range(3)]
+    text = fmt.render(DEMOS, "q?", ps)
+    assert text.index("T2:") < text.index("T1:") < text.index("T0:") < text.index("Q: q?")
+    assert text.replace("T0:", "").count("Passage:") == FORMATS.get("kandpal").render(DEMOS, "q?", ps).count("Passage:")
+    base = FakeReader().count_tokens([fmt.render(DEMOS, "q?", [], rag=True)])[0]
+    f = fit_prompt(FakeReader(n_ctx=base + 103 + 103 + 3 + 16), fmt, DEMOS, "q?", ps, max_new_tokens=16)
+    assert [p.pid for p in f.passages] == ["p#0", "p#1"]  # rank order kept: the worst one went
+    assert f.text.index("T1:") < f.text.index("T0:") < f.text.index("Q: q?") and "T2:" not in f.text
 
 
 def test_fit_drops_when_too_little_room_to_truncate():
