@@ -457,7 +457,8 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
 
 def _sentence_selector(cfg: EvalConfig, retrievers: dict):
     """questions, passages per question -> what the reader is shown (reader.sentences); None: whole passages.
-    Corpus statistics come from the first BM25 index of the run (opened if this session did not need it)."""
+    Corpus statistics come from the first BM25 index of the run, or a hybrid's BM25 member; a BM25 index this
+    session did not need is opened for them (cheap: memory-mapped), a dense or hybrid one is not."""
     if cfg.reader.sentences is None:
         return None
     from rag.readers.compress import select_batch
@@ -465,8 +466,10 @@ def _sentence_selector(cfg: EvalConfig, retrievers: dict):
 
     df = None
     for r in cfg.retrievers:
-        index = retrievers.get(r.name) or load_index(r.index, passages=r.passages)
-        df = index.doc_freq()
+        index = retrievers.get(r.name)
+        if index is None and read_manifest(r.index).get("kind") == "index/bm25":
+            index = load_index(r.index, passages=r.passages)
+        df = index.doc_freq() if index is not None else None
         if df is not None:
             break
     n = cfg.reader.sentences

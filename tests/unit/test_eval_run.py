@@ -323,7 +323,7 @@ def test_cli_config_errors(world, tmp_path, args, message):
         assert str(conf) in r.output  # the error names the file
 
 
-def test_reader_sees_only_the_selected_sentences(world, tmp_path):
+def test_reader_sees_only_the_selected_sentences(world, tmp_path, monkeypatch):
     cfg = load_config(write_config(world, tmp_path / "run", reader={
         "model": "fake", "backend": "fake", "shots": 2, "options": {"known": KNOWN}, "sentences": 1}))
     reader = CountingReader()
@@ -342,3 +342,15 @@ def test_reader_sees_only_the_selected_sentences(world, tmp_path):
     assert "compression" in json.loads((tmp_path / "run" / "timing.json").read_text())["sessions"][-1]["stages"]
     with pytest.raises(BadInputError, match=r"different settings \(reader.sentences\)"):
         run_eval(replace(cfg, reader=replace(cfg.reader, sentences=2)), progress=False, reader=CountingReader())
+    # a retriever added later: the finished BM25 index is opened only for its corpus statistics
+    from rag.retrievers.bm25 import BM25Retriever
+
+    stats = []
+    real = BM25Retriever.doc_freq
+    monkeypatch.setattr(BM25Retriever, "doc_freq", lambda self: stats.append(self) or real(self))
+    later = replace(cfg, retrievers=[*cfg.retrievers, replace(cfg.retrievers[0], name="other")])
+    reader = CountingReader()
+    assert run_eval(later, progress=False, reader=reader, report=False).computed == {"rag:other": 12}
+    assert len(stats) == 1 and stats[0].engine.doc_freqs(["oslo"]) == [1]
+    assert all(p.count("Passage: ") == 3 for batch in reader.calls for p in batch)
+    assert RecordStore(tmp_path / "run" / "records.jsonl").load()[("qa-0", "rag:other")]["pids"] == ["Oslo#0"]
