@@ -75,16 +75,14 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
 
     if per_bucket is not None and all_questions:
         raise BadInputError("--per-bucket and --all exclude each other")
-    overrides: dict = {}
-    for item in sets:
-        key, value = parse_set(item)
-        overrides[key] = value
+    explicit = dict(parse_set(item) for item in sets)
     flags = {"per_bucket": per_bucket, "seed": seed, "out": str(out) if out else None, "reader.model": model,
              "reader.backend": backend, "qa.limit": limit, "k": k}
     if exec_engine.is_ray:  # flags win over the config's engine block; without them the config decides
         flags.update({"engine.kind": "ray", "engine.address": exec_engine.address, "engine.workers": exec_engine.workers})
-    overrides.update({key: v for key, v in flags.items() if v is not None})
-    cfg = load_config(config_path, overrides)
+    # flags win over --set for the same key (as before); --set applies null too
+    explicit = {key: v for key, v in explicit.items() if flags.get(key) is None}
+    cfg = load_config(config_path, flags, explicit)
     if all_questions:
         from dataclasses import replace
 

@@ -170,8 +170,10 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> EvalConfig:
-    """Read a YAML preset, apply dotted-key `overrides` (None values are skipped), and check everything once.
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
+                explicit: dict[str, Any] | None = None) -> EvalConfig:
+    """Read a YAML preset, apply dotted-key `overrides` (None values are skipped: flags left unset) and then
+    `explicit` ones (--set KEY=VALUE: applied as given, so `null` clears a setting), and check everything once.
 
     Errors name the file and the offending key, e.g. "configs/x.yaml: config.reader: unknown key(s) 'modle'".
     """
@@ -191,6 +193,8 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     for key, value in (overrides or {}).items():
         if value is not None:
             set_dotted(data, key, value, where=str(path))
+    for key, value in (explicit or {}).items():
+        set_dotted(data, key, value, where=str(path))
     return config_from_dict(data, where=str(path))
 
 

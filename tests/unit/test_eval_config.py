@@ -77,6 +77,8 @@ def test_overrides_win_and_are_checked(tmp_path):
         load_config(path, {"qa.path.x": 1})
     assert parse_set("buckets=[0, 10, 1000]") == ("buckets", [0, 10, 1000])
     assert parse_set("reader.demos=null") == ("reader.demos", None)
+    cleared = load_config(write(tmp_path, MINIMAL + "reader: {sentences: 3}\n"), {"seed": None}, {"reader.sentences": None})
+    assert cleared.reader.sentences is None and cleared.seed == 0  # --set KEY=null clears; an unset flag does not
     with pytest.raises(BadInputError, match="KEY=VALUE"):
         parse_set("=3")
 
