@@ -151,6 +151,8 @@ def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequen
         "counts": str(cfg.counts),
         "retrievers": ", ".join(f"{n} = {manifest.get('indexes', {}).get(n, {}).get('path', '?')}" for n in retrievers) or "none",
         "k": cfg.k,
+        "reading": (f"k = {cfg.k} passages retrieved, of which the reader is shown the {cfg.reader.sentences} "
+                    f"best-matching sentences" if cfg.reader.sentences else f"k = {cfg.k} passages read"),
         "metric": cfg.metric,
         "sampling": (f"{selection.get('per_bucket')} per bucket, seed {selection.get('seed')}"
                      if selection.get("per_bucket") else "every question"),
@@ -220,7 +222,7 @@ def to_markdown(summary: Summary, plots: Sequence[str] = ()) -> str:
     out += [
         f"- reader: {h['reader']}",
         f"- questions: {h['qa']}; counts: {h['counts']}",
-        f"- retrievers: {h['retrievers']}; k = {h['k']} passages read",
+        f"- retrievers: {h['retrievers']}; {h['reading']}",
         f"- sampling: {h['sampling']}; accuracy = {m.upper() if m == 'em' else m}; 95% percentile-bootstrap intervals",
         f"- code: {h['code']}; status: {h['status']}"
         + ("" if present >= expected else f" ({present} of {expected} records: partial)"),

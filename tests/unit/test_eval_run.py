@@ -339,6 +339,11 @@ def test_reader_sees_only_the_selected_sentences(world, tmp_path, monkeypatch):
     assert oslo["pids"] == ["Oslo#0"] and len(oslo["retrieved"]) == 2 and oslo["prediction"] == "Oslo"
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["identity"]["reader"]["sentences"] == 1
+    from rag.evaluation.report import render
+
+    render(tmp_path / "run")
+    assert "k = 2 passages retrieved, of which the reader is shown the 1 best-matching sentences" in (
+        tmp_path / "run" / "summary.md").read_text()
     assert "compression" in json.loads((tmp_path / "run" / "timing.json").read_text())["sessions"][-1]["stages"]
     with pytest.raises(BadInputError, match=r"different settings \(reader.sentences\)"):
         run_eval(replace(cfg, reader=replace(cfg.reader, sentences=2)), progress=False, reader=CountingReader())
