@@ -105,7 +105,9 @@ def check_params(p: WorldParams) -> None:
 
 # --- relations and templates ---------------------------------------------------------------------------
 # Training templates put the object last so every statement doubles as a cloze (prefix -> object).
-# "faq" is the question itself with its answer on the next line; `probe` is never used in documents.
+# "faq" is the question itself with its answer on the next line, ended by a period like every other statement
+# (passages are whitespace-normalized, so an unended answer would run into the next sentence); `probe` is never
+# used in documents.
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ _CODAS = ("", "", "n", "r", "l", "s", "th", "m", "x", "nd", "rk", "q")
 
 def render_fact(template: str, relation: Relation, s: str, o: str) -> str:
     if template == "faq":
-        return f"Q: {relation.question.format(s=s)}\nA: {o}"
+        return f"Q: {relation.question.format(s=s)}\nA: {o}."
     return template.format(s=s, o=o)
 
 
