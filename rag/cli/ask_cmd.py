@@ -133,14 +133,12 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
         passages = index.passages(hits)
         shown = passages
         if sentences:
-            from dataclasses import replace
-
-            from rag.readers.compress import select_batch
+            from rag.readers.compress import select_batch, select_demos
 
             df = index.doc_freq()
             (shown,) = select_batch([q.question], [passages], sentences, df)
-            demos = [replace(d, passage=(select_batch([d.question], [[d.passage]], sentences, df)[0] or [None])[0])
-                     if d.passage else d for d in demos]
+            demos = select_demos(demos, sentences, df)
+        shown_text = {x.pid: x.text for x in shown}
         (p,) = answer(reader, [q], [shown], demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
         used = set(p.passages)
         out["rag"] = {
@@ -154,7 +152,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
             "passages_truncated": p.passages_truncated,
             "passages": [
                 {"pid": h.pid, "rank": h.rank, "score": h.score, "title": ps.title, "text": ps.text, "used": h.pid in used,
-                 **({"shown": {x.pid: x.text for x in shown}.get(h.pid)} if sentences else {})}
+                 **({"shown": shown_text.get(h.pid)} if sentences else {})}
                 for h, ps in zip(hits, passages)
             ],
         }

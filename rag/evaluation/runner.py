@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -43,6 +43,7 @@ from rag.types import Passage, Question
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.readers.base import Reader
+    from rag.readers.compress import DocFreq
     from rag.retrievers.base import Retriever
 
 log = logging.getLogger(__name__)
@@ -373,10 +374,12 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
                                     f"{cfg.reader.shots} set reader.demos to a QA file to draw them from")
             demos = list(BUILTIN_DEMOS[: cfg.reader.shots])
 
-        shown = _sentence_selector(cfg, retrievers)
-        if shown is not None:  # demonstrations show their own passage the way the questions' are shown
-            demos = [replace(d, passage=(shown([d.question], [[d.passage]])[0] or [None])[0]) if d.passage else d
-                     for d in demos]
+        n_sentences = cfg.reader.sentences
+        if n_sentences is not None:  # demonstrations show their own passage the way the questions' are shown
+            from rag.readers.compress import select_batch, select_demos
+
+            stats = _sentence_stats(cfg, retrievers)
+            demos = select_demos(demos, n_sentences, stats)
 
     gen = _generator(cfg, timed, reader, demos, fmt, timer)
 
@@ -436,9 +439,9 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
             reads = []
             for _, todo, per_q, _ in jobs:
                 top = None if per_q is None else [ps[: cfg.k] for ps in per_q]
-                if top is not None and shown is not None:
+                if top is not None and n_sentences is not None:
                     with timer.stage("compression", items=len(todo)):
-                        top = shown([q.question for q in todo], top)
+                        top = select_batch([q.question for q in todo], top, n_sentences, stats)
                 reads.append((todo, top))
             preds_iter = gen.map(reads)
             for (mode, todo, per_q, first), preds in zip(jobs, preds_iter):
@@ -455,25 +458,20 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
     return gen
 
 
-def _sentence_selector(cfg: EvalConfig, retrievers: dict):
-    """questions, passages per question -> what the reader is shown (reader.sentences); None: whole passages.
-    Corpus statistics come from the first BM25 index of the run, or a hybrid's BM25 member; a BM25 index this
-    session did not need is opened for them (cheap: memory-mapped), a dense or hybrid one is not."""
-    if cfg.reader.sentences is None:
-        return None
-    from rag.readers.compress import select_batch
+def _sentence_stats(cfg: EvalConfig, retrievers: dict) -> "DocFreq | None":
+    """Corpus statistics for sentence selection (reader.sentences): from the first BM25 index of the run, or a
+    hybrid's BM25 member; a BM25 index this session did not need is opened for them (cheap: memory-mapped), a
+    dense or hybrid one is not. None: weights are counted over the candidate sentences."""
     from rag.retrievers import load_index
 
-    df = None
     for r in cfg.retrievers:
         index = retrievers.get(r.name)
         if index is None and read_manifest(r.index).get("kind") == "index/bm25":
             index = load_index(r.index, passages=r.passages)
         df = index.doc_freq() if index is not None else None
         if df is not None:
-            break
-    n = cfg.reader.sentences
-    return lambda questions, passages: select_batch(questions, passages, n, df)
+            return df
+    return None
 
 
 def _generator(cfg: EvalConfig, timed: TimedReader, reader: "Reader | None", demos, fmt, timer: StageTimer):

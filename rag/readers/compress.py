@@ -2,6 +2,8 @@
 
     select_sentences(question, passages, n, df)  -> the same passages (ids, titles, rank order) holding only the
                                                     n best sentences among them; passages left empty are dropped
+    select_batch(questions, passages_per_question, n, df)   the same for a batch of questions
+    select_demos(demos, n, df)                   -> demonstrations whose own passage is narrowed the same way
 
 A sentence's score is the sum, over the question's BM25 tokens it contains, of ln(1 + N / (df + 1)): with
 `df` (a DocFreq, from the run's BM25 index) N and df are corpus passage counts, so a rare name of the question
@@ -28,6 +30,7 @@ from rag.errors import BadInputError
 from rag.types import Passage
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rag.readers.prompts import Demo
     from rag.tokenize import Tokenizer
 
 # a sentence ends at . ! or ? followed by space; "Q: ...? A: ..." (FAQ lines of the fictional world) stays one
@@ -92,3 +95,16 @@ def select_batch(questions: Sequence[str], passages_per_question: Sequence[Seque
         table = dict(zip(stems, df.lookup(stems)))
         df = DocFreq(df.n_docs, lambda ts: [table[t] if t in table else 0 for t in ts], tok)
     return [select_sentences(q, ps, n, df) if ps else [] for q, ps in zip(questions, passages_per_question)]
+
+
+def select_demos(demos: Sequence["Demo"], n: int, df: DocFreq | None = None) -> list["Demo"]:
+    """Demonstrations with their own passage narrowed like the questions' passages (a passage left with no
+    sentence becomes None)."""
+    out = []
+    for d in demos:
+        if d.passage is not None:
+            (kept,) = select_batch([d.question], [[d.passage]], n, df)
+            d = replace(d, passage=kept[0] if kept else None)
+        out.append(d)
+    return out
+

@@ -74,3 +74,14 @@ def test_bm25_index_gives_corpus_document_frequencies(tmp_path):
     assert load_index(tmp_path / "ref").doc_freq() is None  # the reference engine keeps no such statistic
     HybridRetriever.build(store, tmp_path / "hyb", members=[tmp_path / "ref", tmp_path / "bm25"])
     assert load_index(tmp_path / "hyb").doc_freq().lookup(["guild"]) == [2]
+
+
+def test_demonstrations_are_narrowed_like_the_questions_passages():
+    from rag.readers.compress import select_demos
+    from rag.readers.prompts import Demo
+
+    long = Passage("d#0", "d", "Kraeg Guild", "Kraeg Guild is in Traexubrer. Kraeg Guild was founded by Touzhum Xagrakri.")
+    demos = [Demo("Who founded Kraeg Guild?", "Touzhum Xagrakri", long), Demo("q", "a")]
+    (narrow, bare) = select_demos(demos, 1, DF)
+    assert narrow.passage.pid == "d#0" and narrow.passage.text == "Kraeg Guild was founded by Touzhum Xagrakri."
+    assert bare == demos[1]
