@@ -1,49 +1,45 @@
-"""Sovereign states (UN members and observers, plus a few widely recognised others) by Wikipedia title.
+"""The countries `exclude_countries` leaves out of a question's entities: Kandpal et al.'s own list, verbatim.
 
-Used by `exclude_countries` (Kandpal et al.'s option): a country named in a question is rarely the
-entity the question is about, and it co-occurs with nearly everything. Compared by form_key, so
-"United states" (a DBpedia-derived label) equals "United States".
+The list is the reference's (nkandpa2/long_tail_knowledge, relevant_docs/country_entities.py, commit
+c8d191e8), shipped as data/kandpal_countries.txt: 184 DBpedia resources, kept as they are, odd entries
+included (Arab_world, Aruba, Curaçao, Member_states_of_the_United_Nations, North_China_Plain,
+Sint_Maarten) and some sovereign states left out (People's_Republic_of_China is not there; China is not
+either). A question entity is dropped only when the reference would have dropped it.
+
+What a DBpedia-resource list means for our labels: a resource name is a Wikipedia title with spaces
+written as "_" (Georgia_(country)). Our entity labels are corpus titles or DBpedia labels, so both sides
+are compared by form_key after "_" -> " ": case, punctuation and runs of spaces do not matter
+("United states" equals United_States, "Georgia country" equals Georgia_(country)); a different title for
+the same country (e.g. "Republic of North Macedonia" for Republic_of_Macedonia) does not match, as in
+the reference, which compares resource URIs.
 """
 from __future__ import annotations
 
 import functools
+from importlib import resources
 
 from rag.entities.fold import form_key
 
-COUNTRIES = (
-    "Afghanistan", "Albania", "Algeria", "Andorra", "Angola", "Antigua and Barbuda", "Argentina", "Armenia",
-    "Australia", "Austria", "Azerbaijan", "The Bahamas", "Bahamas", "Bahrain", "Bangladesh", "Barbados",
-    "Belarus", "Belgium", "Belize", "Benin", "Bhutan", "Bolivia", "Bosnia and Herzegovina", "Botswana",
-    "Brazil", "Brunei", "Bulgaria", "Burkina Faso", "Burundi", "Cambodia", "Cameroon", "Canada",
-    "Cape Verde", "Central African Republic", "Chad", "Chile", "China", "People's Republic of China",
-    "Colombia", "Comoros", "Democratic Republic of the Congo", "Republic of the Congo", "Costa Rica",
-    "Ivory Coast", "Croatia", "Cuba", "Cyprus", "Czech Republic", "Denmark", "Djibouti", "Dominica",
-    "Dominican Republic", "East Timor", "Ecuador", "Egypt", "El Salvador", "Equatorial Guinea", "Eritrea",
-    "Estonia", "Eswatini", "Swaziland", "Ethiopia", "Federated States of Micronesia", "Fiji", "Finland",
-    "France", "Gabon", "The Gambia", "Georgia (country)", "Germany", "Ghana", "Greece", "Grenada",
-    "Guatemala", "Guinea", "Guinea-Bissau", "Guyana", "Haiti", "Honduras", "Hungary", "Iceland", "India",
-    "Indonesia", "Iran", "Iraq", "Republic of Ireland", "Israel", "Italy", "Jamaica", "Japan", "Jordan",
-    "Kazakhstan", "Kenya", "Kiribati", "North Korea", "South Korea", "Kosovo", "Kuwait", "Kyrgyzstan", "Laos",
-    "Latvia", "Lebanon", "Lesotho", "Liberia", "Libya", "Liechtenstein", "Lithuania", "Luxembourg",
-    "Madagascar", "Malawi", "Malaysia", "Maldives", "Mali", "Malta", "Marshall Islands", "Mauritania",
-    "Mauritius", "Mexico", "Moldova", "Monaco", "Mongolia", "Montenegro", "Morocco", "Mozambique", "Myanmar",
-    "Namibia", "Nauru", "Nepal", "Netherlands", "New Zealand", "Nicaragua", "Niger", "Nigeria",
-    "North Macedonia", "Republic of Macedonia", "Norway", "Oman", "Pakistan", "Palau", "State of Palestine",
-    "Panama", "Papua New Guinea", "Paraguay", "Peru", "Philippines", "Poland", "Portugal", "Qatar", "Romania",
-    "Russia", "Rwanda", "Saint Kitts and Nevis", "Saint Lucia", "Saint Vincent and the Grenadines", "Samoa",
-    "San Marino", "São Tomé and Príncipe", "Saudi Arabia", "Senegal", "Serbia", "Seychelles",
-    "Sierra Leone", "Singapore", "Slovakia", "Slovenia", "Solomon Islands", "Somalia", "South Africa",
-    "South Sudan", "Spain", "Sri Lanka", "Sudan", "Suriname", "Sweden", "Switzerland", "Syria", "Taiwan",
-    "Tajikistan", "Tanzania", "Thailand", "Togo", "Tonga", "Trinidad and Tobago", "Tunisia", "Turkey",
-    "Turkmenistan", "Tuvalu", "Uganda", "Ukraine", "United Arab Emirates", "United Kingdom", "United States",
-    "Uruguay", "Uzbekistan", "Vanuatu", "Vatican City", "Venezuela", "Vietnam", "Yemen", "Zambia", "Zimbabwe",
-)
+DATA_FILE = "data/kandpal_countries.txt"  # inside the rag.entities package; "#" lines are comments
+
+
+def _read_resources() -> tuple[str, ...]:
+    text = resources.files("rag.entities").joinpath(DATA_FILE).read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+# the reference's DBpedia resource names, without http://dbpedia.org/resource/ ("Georgia_(country)")
+COUNTRIES: tuple[str, ...] = _read_resources()
 
 
 @functools.lru_cache(maxsize=1)
 def country_keys() -> frozenset[str]:
-    return frozenset(form_key(c) for c in COUNTRIES)
+    """form_key of every listed resource, "_" read as a space."""
+    return frozenset(form_key(c.replace("_", " ")) for c in COUNTRIES)
 
 
 def is_country(label: str) -> bool:
+    """Is this entity label (a corpus title or DBpedia label) one of the reference's countries?
+
+    form_key folds "_" to a space too, so a resource name given as a label ("Sint_Maarten") also matches."""
     return form_key(label) in country_keys()
