@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from rag.errors import BadInputError
 from rag.metrics import (
     AnswerScores,
     contains_answer,
@@ -76,12 +75,12 @@ def test_contains_answer_on_token_boundaries():
 def test_regex_golds_curatedtrec_style():
     pats = [r"(?:Abraham\s+)?Lincoln", r"1[89]\d\d"]
     assert regex_exact_match(" abraham lincoln ", pats) == 1.0
-    assert regex_exact_match("Lincoln was president", pats) == 0.0
-    assert regex_contains("Lincoln was president", pats) == 1.0
+    assert regex_exact_match("Lincoln was president", pats) == 1.0  # DrQA: a match at the start counts
+    assert regex_exact_match("President Lincoln", pats) == 0.0
+    assert regex_contains("President Lincoln", pats) == 1.0
     assert regex_exact_match("1865", pats) == 1.0 and regex_exact_match("2065", pats) == 0.0
     assert score_answer("lincoln", pats, regex=True) == AnswerScores(em=1.0, f1=1.0, contains=1.0)
-    with pytest.raises(BadInputError, match="not a valid regular expression"):
-        regex_exact_match("x", ["(unclosed"])
+    assert regex_exact_match("x", ["(unclosed"]) == 0.0  # an invalid pattern matches nothing (tests/unit/test_regex_answers.py)
 
 
 def test_score_answer_record():
