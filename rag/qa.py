@@ -6,7 +6,15 @@ Formats (a key of FORMATS; `load_questions` guesses it from the path when not gi
                      in CSV quotes with doubled "" (TriviaQA), so rows are read with the csv module
     entityquestions  JSON list of `{"question", "answers": [str]}` per relation file `P<id>.test.json`,
                      or a folder of them (every relation, sorted by file name)
+    curatedtrec      JSONL `{"question": str, "answer": [pattern]}` (DrQA's CuratedTrec-test.txt): the answers
+                     are regular expressions
     jsonl            generic JSONL with configurable field names (`question_field`, `answers_field`, `id_field`)
+
+Match type (how golds are compared; `load_questions(match_type=...)`): "string" (answer strings) or "regex"
+(answer patterns, rag.metrics' regex mode). Default: regex for the curatedtrec format and for any file whose
+name holds "curatedtrec" (DPR's curatedtrec-test.csv is a dpr-tsv file of patterns), string otherwise.
+Regex questions carry meta["match_type"] = "regex" and meta["answer_aliases"], the literal strings their
+patterns stand for (rag.regex_golds; what entity linking reads instead of the patterns).
 
 Question ids are stable across runs:
     f"{dataset}-{n}"  n = the 0-based record number in the file (blank lines are not records), the same
@@ -14,7 +22,8 @@ Question ids are stable across runs:
                       (e.g. "nq-open.test"), or the `dataset` argument
     EntityQuestions   f"{dataset}-{relation}-{n}" with dataset "entityquestions" (file or folder alike)
     generic JSONL     the `id_field` value when given
-`Question.meta` holds "dataset", "index" (n) and, for EntityQuestions, "relation" (e.g. "P17").
+`Question.meta` holds "dataset", "index" (n), for EntityQuestions "relation" (e.g. "P17"), and for regex
+golds "match_type" and "answer_aliases".
 """
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ from typing import Callable, Iterator
 
 from rag.errors import BadInputError
 from rag.jsonl import json_objects
+from rag.regex_golds import REGEX, literal_answers
 from rag.registry import Registry
 from rag.types import Question
 
@@ -41,6 +51,7 @@ log = logging.getLogger(__name__)
 FORMATS = Registry("QA format")
 
 _RELATION = re.compile(r"^(P\d+)\.[\w.-]*json$")
+MATCH_TYPES = ("string", "regex")
 
 
 def _answers(value, where: str) -> tuple[str, ...]:
@@ -86,6 +97,12 @@ def load_jsonl(
 
 @FORMATS.register("nq-open")
 def load_nq_open(path: Path, dataset: str) -> Iterator[Question]:
+    return load_jsonl(path, dataset, question_field="question", answers_field="answer")
+
+
+@FORMATS.register("curatedtrec")
+def load_curatedtrec(path: Path, dataset: str) -> Iterator[Question]:
+    # the shape of NQ-open; that the answers are patterns is the match type's business (default_match_type)
     return load_jsonl(path, dataset, question_field="question", answers_field="answer")
 
 
@@ -152,9 +169,24 @@ def load_entityquestions(path: Path, dataset: str) -> Iterator[Question]:
             )
 
 
+def _is_curatedtrec(path: Path) -> bool:
+    return "curatedtrec" in path.name.lower().replace("_", "").replace("-", "")
+
+
+def _first_char(path: Path) -> str:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return line.strip()[0]
+    return ""
+
+
 def guess_format(path: Path) -> str:
     if path.is_dir() or _RELATION.match(path.name):
         return "entityquestions"
+    if _is_curatedtrec(path):
+        # DrQA's CuratedTrec-test.txt holds JSON lines, DPR's curatedtrec-test.csv TSV rows
+        return "curatedtrec" if _first_char(path) == "{" else "dpr-tsv"
     suffix = path.suffix.lower()
     if suffix in (".tsv", ".txt", ".csv"):
         return "dpr-tsv"
@@ -168,6 +200,12 @@ def guess_format(path: Path) -> str:
     )
 
 
+def default_match_type(path: str | os.PathLike, format: str | None = None) -> str:
+    """The match type a QA file's golds get unless told: regex for the curatedtrec format or a file named
+    *curatedtrec* (case, "-" and "_" ignored), else string."""
+    return "regex" if format == "curatedtrec" or _is_curatedtrec(Path(path)) else "string"
+
+
 def dataset_name(path: Path, format: str) -> str:
     if format == "entityquestions":
         return "entityquestions"
@@ -179,24 +217,31 @@ def load_questions(
     format: str | None = None,
     limit: int | None = None,
     dataset: str | None = None,
+    match_type: str | None = None,
     **options,
 ) -> list[Question]:
     """Read a QA file (or an EntityQuestions folder) into Questions, in file order.
 
-    `options` go to the format's loader (for "jsonl": question_field, answers_field, id_field).
+    `match_type` "string" or "regex" (None: default_match_type); regex questions get meta["match_type"] and
+    meta["answer_aliases"]. `options` go to the format's loader (for "jsonl": question_field, answers_field, id_field).
     """
     path = Path(path)
     if not path.exists():
         raise BadInputError(f"QA file {path} does not exist")
     if limit is not None and limit < 0:
         raise BadInputError(f"limit must be >= 0, got {limit}")
+    if match_type is not None and match_type not in MATCH_TYPES:
+        raise BadInputError(f"match_type must be one of {', '.join(MATCH_TYPES)}, got {match_type!r}")
     format = format or guess_format(path)
     loader: Callable[..., Iterator[Question]] = FORMATS.get(format)
     dataset = dataset or dataset_name(path, format)
+    regex = (match_type or default_match_type(path, format)) == "regex"
     out: list[Question] = []
     if limit == 0:
         return out
     for q in loader(path, dataset, **options):
+        if regex:
+            q.meta.update(match_type=REGEX, answer_aliases=literal_answers(q.answers))
         out.append(q)
         if limit is not None and len(out) >= limit:
             break

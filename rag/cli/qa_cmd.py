@@ -31,7 +31,7 @@ def download_cmd(name: str, out: Path, src: Path | None, no_verify: bool) -> Non
 
 @qa.command("info")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", default=None, help="nq-open, dpr-tsv, entityquestions or jsonl. Default: from the name.")
+@click.option("--format", "fmt", default=None, help="nq-open, dpr-tsv, entityquestions, curatedtrec or jsonl. Default: from the name.")
 @click.option("--show", type=int, default=3, show_default=True, help="How many questions to print.")
 def info(path: Path, fmt: str | None, show: int) -> None:
     """Load a QA file (or EntityQuestions folder) and print counts and the first questions with their ids."""
@@ -41,6 +41,9 @@ def info(path: Path, fmt: str | None, show: int) -> None:
 
     qs = load_questions(path, format=fmt)
     click.echo(f"{len(qs)} questions, {sum(len(q.answers) for q in qs) / len(qs):.2f} answers each on average")
+    if qs[0].meta.get("match_type") == "regex":
+        literal = sum(1 for q in qs if q.meta.get("answer_aliases"))
+        click.echo(f"answers are regular expressions; {literal} of {len(qs)} questions have literal aliases to link")
     relations = Counter(q.meta.get("relation") for q in qs if q.meta.get("relation"))
     if relations:
         click.echo(f"{len(relations)} relations: " + ", ".join(f"{r} {n}" for r, n in sorted(relations.items())))

@@ -37,6 +37,9 @@ class QAConfig:
     path: Path
     format: str | None = None  # a rag.qa.FORMATS name; None: guessed from the path
     limit: int | None = None  # the first N questions of the file only (before sampling)
+    # "string" or "regex" (golds are patterns: EM, contains and has_answer in rag.metrics' regex mode);
+    # None: regex for the curatedtrec format or a file named *curatedtrec*, string otherwise (rag.qa)
+    match_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ def _validate(c: EvalConfig) -> None:
         bad("batch_size and n_boot must be positive")
     if c.qa.limit is not None and c.qa.limit <= 0:
         bad(f"qa.limit must be positive, got {c.qa.limit}")
+    if c.qa.match_type not in (None, "string", "regex"):
+        bad(f"qa.match_type must be string, regex or null (from the QA format), got {c.qa.match_type!r}")
     names = [r.name for r in c.retrievers]
     if len(set(names)) != len(names):
         bad(f"retriever names must be unique, got {names}")

@@ -147,7 +147,9 @@ def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequen
         "reader": f"{reader.get('model', cfg.reader.model)} ({reader.get('backend', cfg.reader.backend)}, "
                   f"{cfg.reader.shots}-shot, format {cfg.reader.prompt_format or 'model default'})",
         "qa": f"{cfg.qa.path} ({manifest.get('qa', {}).get('n_questions', '?')} questions"
-              + (f", first {cfg.qa.limit}" if cfg.qa.limit else "") + ")",
+              + (f", first {cfg.qa.limit}" if cfg.qa.limit else "")
+              + (", regex golds: EM = match at the start (DrQA), recall = DPR regex has_answer"
+                 if manifest.get("identity", {}).get("qa", {}).get("match_type") == "regex" else "") + ")",
         "counts": str(cfg.counts),
         "retrievers": ", ".join(f"{n} = {manifest.get('indexes', {}).get(n, {}).get('path', '?')}" for n in retrievers) or "none",
         "k": cfg.k,

@@ -39,6 +39,7 @@ from rag.evaluation.counts import CountsTable, check_counts_match, load_counts, 
 from rag.evaluation.records import RECORDS, RecordStore
 from rag.evaluation.sampling import stratified_sample
 from rag.evaluation.timing import StageTimer, TimedReader
+from rag.regex_golds import is_regex
 from rag.types import Passage, Question
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,7 +149,7 @@ def prepare(cfg: EvalConfig) -> Prepared:
                 f"--out {r.index}` (README, section Evaluation), or leave it out with --retriever"
             )
         index_manifests[r.name] = read_manifest(r.index, kind="index/")
-    all_questions = load_questions(qa_path, cfg.qa.format, limit=cfg.qa.limit)
+    all_questions = load_questions(qa_path, cfg.qa.format, limit=cfg.qa.limit, match_type=cfg.qa.match_type)
     check_counts_match(counts, all_questions, qa_path)
 
     count_of = {q.qid: counts.count_of(q.qid) for q in all_questions}
@@ -166,6 +167,9 @@ def prepare(cfg: EvalConfig) -> Prepared:
         "k": cfg.k,
         "depth": cfg.depth,
     }
+    if any(is_regex(q) for q in all_questions):
+        # regex golds score differently; recorded only then, so runs made before the setting existed still resume
+        identity["qa"]["match_type"] = "regex"
     modes = {CLOSED: {}}
     for r in cfg.retrievers:
         modes[rag_mode(r.name)] = {"index": _index_fingerprint(Path(r.index)), "search": dict(r.search)}
@@ -241,8 +245,8 @@ def _write_start(folder: Path, p: Prepared, old: dict, reader_info: dict | None 
     )
 
 
-def _first_hit(answers: Sequence[str], passages: Sequence[Passage], ks: Sequence[int]) -> int | None:
-    """1-based rank of the first passage whose text holds a gold answer (DPR has_answer), or None.
+def _first_hit(answers: Sequence[str], passages: Sequence[Passage], ks: Sequence[int], regex: bool = False) -> int | None:
+    """1-based rank of the first passage whose text holds a gold answer (DPR has_answer; `regex`: its regex mode), or None.
 
     Checked in slices [1..k1], (k1..k2], ... so questions answered early skip tokenizing the deep passages.
     """
@@ -254,7 +258,7 @@ def _first_hit(answers: Sequence[str], passages: Sequence[Passage], ks: Sequence
     for k in sorted(set(ks)):
         chunk = passages[start:k]
         if chunk:
-            hits = has_answer_batch(answers, [p.text for p in chunk])
+            hits = has_answer_batch(answers, [p.text for p in chunk], regex=regex)
             for i, h in enumerate(hits):
                 if h:
                     return start + i + 1
@@ -408,14 +412,14 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
                     per_q.append(flat[at : at + len(hs)])
                     at += len(hs)
             with timer.stage("scoring", items=len(todo)):
-                first = [_first_hit(q.answers, ps, cfg.recall_ks) for q, ps in zip(todo, per_q)]
+                first = [_first_hit(q.answers, ps, cfg.recall_ks, regex=is_regex(q)) for q, ps in zip(todo, per_q)]
             jobs.append((mode, todo, per_q, first))
         return jobs
 
     def record(mode: str, todo: list[Question], per_q, first, preds) -> list[dict]:
         recs = []
         for i, (q, pr) in enumerate(zip(todo, preds)):
-            s = score_answer(pr.answer, q.answers)
+            s = score_answer(pr.answer, q.answers, regex=is_regex(q))
             rec = {**_base(q, p, mode), "prediction": pr.answer, "em": s.em, "f1": s.f1, "contains": s.contains,
                    "prompt_tokens": pr.prompt_tokens, "new_tokens": pr.new_tokens}
             if per_q is not None:

@@ -90,7 +90,7 @@ def test_bad_paths_and_formats(tmp_path):
         load_questions(tmp_path / "missing.jsonl")
     with pytest.raises(BadInputError, match="cannot tell the QA format"):
         load_questions(write(tmp_path / "x.parquet", "x"))
-    with pytest.raises(BadInputError, match="unknown QA format 'nope'; choose one of: dpr-tsv, entityquestions"):
+    with pytest.raises(BadInputError, match="unknown QA format 'nope'; choose one of: curatedtrec, dpr-tsv, entityquestions"):
         load_questions(write(tmp_path / "x.jsonl", '{"question": "q", "answers": ["a"]}\n'), format="nope")
     with pytest.raises(BadInputError, match="no EntityQuestions relation files"):
         load_questions(_empty_dir(tmp_path))
