@@ -106,12 +106,17 @@ def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_
               help="What a document is when postings are built here: an article (the paper's unit) or a passage.")
 @click.option("--exclude-countries", is_flag=True,
               help="Ignore countries among question entities (Kandpal et al.'s --exclude_countries).")
+@click.option("--surface-index", type=_P, default=None,
+              help="BM25 index over the same passages (`rag index build --kind bm25`). With it, a question whose subject "
+              "links no entity is counted from the text: the documents holding its exact subject phrase (its longest "
+              "proper-name span), intersected with the answer entity's documents or with those holding an answer string. "
+              "Each question records whether it was counted by entity or surface.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes for corpus linking; default: all cores.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 @linker_options
 @engine_options(own_workers=True)
-def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, unit, exclude_countries, workers, overwrite,
+def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, unit, exclude_countries, surface_index, workers, overwrite,
               no_progress, linker_name, linker_opts, exec_engine) -> None:
     """Count relevant documents for every question of --qa in --passages.
 
@@ -125,7 +130,8 @@ def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, un
     rows, manifest = build_counts(
         passages, questions, out, qa_path=qa, lexicon=lexicon, postings=postings, surface_forms=surface_forms,
         redirects=redirects, linker=linker_name, linker_options=linker_opts, unit=unit,
-        exclude_countries=exclude_countries, workers=workers, overwrite=overwrite, progress=not no_progress, engine=exec_engine,
+        exclude_countries=exclude_countries, phrase_index=surface_index, workers=workers, overwrite=overwrite,
+        progress=not no_progress, engine=exec_engine,
     )
     _print_summary(out, manifest["summary"])
 
@@ -136,13 +142,18 @@ def _print_summary(path, s: dict, top: int = 10) -> None:
     click.echo("status:")
     for k, v in s["status"].items():
         click.echo(f"  {k:<18} {v:>7,}  {v / max(n, 1):6.1%}")
-    click.echo("questions per log10 bucket of the count:")
+    by = s.get("buckets_by_method")
+    click.echo("questions per log10 bucket of the count" + (" (counted by entity / by surface phrase):" if by else ":"))
     for k, v in s["buckets"].items():
-        click.echo(f"  {k:<18} {v:>7,}  {v / max(n, 1):6.1%}")
-    for what in ("question", "answer"):
-        ents = s[f"top_{what}_entities"][:top]
+        split = ""
+        if by and k != "unlinked":
+            split = f"   entity {by[k].get('entity', 0):>6,}  surface {by[k].get('surface', 0):>6,}"
+        click.echo(f"  {k:<18} {v:>7,}  {v / max(n, 1):6.1%}{split}")
+    for what, key in (("question entities", "top_question_entities"), ("subject phrases", "top_subject_phrases"),
+                      ("answer entities", "top_answer_entities")):
+        ents = s.get(key, [])[:top]
         if ents:
-            click.echo(f"top {what} entities: " + ", ".join(f"{e} ({c})" for e, c in ents))
+            click.echo(f"top {what}: " + ", ".join(f"{e} ({c})" for e, c in ents))
 
 
 @counts.command("show")
@@ -189,3 +200,31 @@ def compare_cmd(path, external, topics, match_by, out) -> None:
     if out:
         write_json_atomic(out, asdict(c))
 
+
+
+@counts.command("evaluate")
+@click.argument("path", type=_P)
+@click.option("--templates", required=True, type=_P,
+              help="JSON {relation: template with [X]} (EntityQuestions' relation_query_templates.json, or your own): the "
+              "questions' gold subjects are recovered by matching their template.")
+@click.option("--out", type=_P, default=None, help="Also write the result as OUT.json and OUT.md.")
+@click.option("--examples", type=click.IntRange(min=0), default=5, show_default=True, help="Wrong links listed per class.")
+def evaluate_cmd(path, templates, out, examples) -> None:
+    """Score the question entities of the counts in PATH against gold subjects from question templates.
+
+    Each question's chosen question entity is exact (found by an entity link or by the surface fallback), a
+    sub-span of the subject, another entity, or unlinked; the answer entity likewise against the gold answers.
+    Per relation and overall.
+    """
+    from rag.artifacts import write_json_atomic, write_text_atomic
+    from rag.entities.counting import load_counts
+    from rag.entities.templates import evaluate_counts, load_templates, to_markdown
+
+    rows, _ = load_counts(path)
+    result = evaluate_counts(rows, load_templates(templates), examples=examples)
+    md = to_markdown(result)
+    click.echo(md)
+    if out:
+        out = Path(out)
+        write_json_atomic(out.with_suffix(".json"), result)
+        write_text_atomic(out.with_suffix(".md"), md)

@@ -22,6 +22,10 @@ def linker_options(f):
                   help="lexicon/spacy: matching engine. ngram-hash (numpy word n-gram hashing) and ahocorasick-rs (a character "
                   "automaton) find the same leftmost-longest matches, ngram-hash ~3x faster; pyahocorasick's iter_long can miss "
                   "a match right after a longer candidate that failed.")
+    @click.option("--name-spans/--no-name-spans", default=True, show_default=True,
+                  help="lexicon/spacy: do not link a capitalized mention that is a strict part of a longer proper-name "
+                  "span (\"Robert\" in \"Robert A. Miller\"; rules in rag/entities/spans.py). --no-name-spans links "
+                  "every part, as before.")
     @click.option("--ner-labels", default=None, metavar="L1,L2",
                   help="spacy: only these NER labels (e.g. PERSON,ORG,GPE,LOC,WORK_OF_ART); default all.")
     @click.option("--spotlight-url", default="http://localhost:2222/rest/annotate", show_default=True,
@@ -31,11 +35,13 @@ def linker_options(f):
     @click.option("--support", type=click.IntRange(min=0), default=20, show_default=True,
                   help="spotlight: minimum number of Wikipedia in-links of an entity (Kandpal et al. used 20).")
     @functools.wraps(f)
-    def wrapper(*args, linker_name, threshold, engine, ner_labels, spotlight_url, confidence, support, **kwargs):
+    def wrapper(*args, linker_name, threshold, engine, name_spans, ner_labels, spotlight_url, confidence, support, **kwargs):
         if linker_name == "spotlight":
             opts = {"url": spotlight_url, "confidence": confidence, "support": support}
         else:
             opts = {"threshold": threshold, "engine": engine}
+            if not name_spans:
+                opts["name_spans"] = False
             if linker_name == "spacy" and ner_labels:
                 opts["labels"] = [x.strip() for x in ner_labels.split(",") if x.strip()]
         return f(*args, linker_name=linker_name, linker_opts=opts, **kwargs)

@@ -12,10 +12,24 @@ For one question:
      is reported with count 0 (the reference reports no pair).
   5. q_occurrence = max over Q of |docs(q)|; a_occurrence = max over all answer entities (after step 2)
      of |docs(a)| (their `q_occurrence` / `a_occurrence` counts).
-Questions whose question or answer links nothing are kept, with count 0 and status "question-unlinked",
+Surface fallback (ours; the paper has none). Most long-tail subjects have no entity, so their questions link
+nothing and would drop out of every analysis. Given a BM25 index over the same passages (`phrases`), a side
+that links no entity is counted from the text instead (rag.entities.surface):
+  * question side: the subject phrase is the longest proper-name span of the question (rag.entities.spans;
+    first on ties); its documents are those holding the exact phrase;
+  * answer side: the documents holding any gold answer string (dates, numbers, common nouns that are not
+    entities), looked up inside the question side's documents;
+  * count = max over the question side's candidates of the intersection, as above.
+Each row records how it was counted: `method` "entity" (both sides linked entities: exactly the paper's
+count), "surface" (at least one side from the text) or "none" (then `status` and `why` say what was missing),
+and `q_source` / `a_source` ("entity" / "surface" / ""). `q_mention` / `a_mention` are the surface strings
+behind the chosen pair (the subject phrase itself for a surface side), so linking can be checked against
+gold subjects (rag.entities.templates).
+Questions that are counted by neither method are kept, with count 0 and status "question-unlinked",
 "answer-unlinked" or "both-unlinked", so reports can show them as their own bucket.
 
-Counts folder (format 1): counts.parquet (one row per question, the QuestionCount fields) + manifest.json.
+Counts folder (format 2): counts.parquet (one row per question, the QuestionCount fields) + manifest.json.
+Format 1 folders (before the surface fallback) are still read: their rows get method "entity" or "none".
 """
 from __future__ import annotations
 
@@ -34,15 +48,19 @@ from rag.entities.countries import is_country
 from rag.entities.linkers import EntityLinker
 from rag.entities.postings import Postings, intersect_count
 from rag.errors import ArtifactError, BadInputError
+from rag.regex_golds import NOT_LITERAL, is_regex, linking_answers
 from rag.types import Mention, Question
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)
 KIND = "counts"
 FILE = "counts.parquet"
 OK, Q_UNLINKED, A_UNLINKED, BOTH_UNLINKED = "ok", "question-unlinked", "answer-unlinked", "both-unlinked"
 STATUSES = (OK, Q_UNLINKED, A_UNLINKED, BOTH_UNLINKED)
+ENTITY, SURFACE, NONE = "entity", "surface", "none"
+METHODS = (ENTITY, SURFACE, NONE)
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,12 @@ class QuestionCount:
     a_entities: tuple[str, ...] = ()  # the tied most frequent answer entities
     q_occurrence: int = 0
     a_occurrence: int = 0
+    method: str = NONE  # how the count was obtained: entity / surface / none
+    q_source: str = ""  # entity / surface / "" (nothing found)
+    a_source: str = ""
+    q_mention: str | None = None  # question text behind q_entity (the subject phrase for a surface side)
+    a_mention: str | None = None  # answer text behind a_entity
+    why: str = ""  # for method none: what was missing
 
 
 def select_entities(q_labels: Sequence[str], a_labels: Sequence[str], exclude_countries: bool = False) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
@@ -101,6 +125,12 @@ def count_one(
 
 def link_questions(questions: Sequence[Question], linker: EntityLinker, batch_size: int = 2_000) -> list[tuple[list[str], list[str]]]:
     """(question entity labels, answer entity labels) per question, linked as the reference does."""
+    return [([m.entity for m in qm], [m.entity for m in am]) for qm, am in link_question_mentions(questions, linker, batch_size)]
+
+
+def link_question_mentions(questions: Sequence[Question], linker: EntityLinker, batch_size: int = 2_000) -> list[tuple[list[Mention], list[Mention]]]:
+    """(question mentions, answer mentions) per question; answer mentions carry offsets into the linked text
+    question + "\n" + "\n".join(answers)."""
     for q in questions:
         if not isinstance(q.question, str) or not q.question.strip():
             raise BadInputError(f"question {q.qid!r} has an empty question text")
@@ -109,12 +139,27 @@ def link_questions(questions: Sequence[Question], linker: EntityLinker, batch_si
     out: list[tuple[list[str], list[str]]] = []
     for i in range(0, len(questions), batch_size):
         qs = questions[i : i + batch_size]
-        texts = [q.question for q in qs] + [q.question + "\n" + "\n".join(q.answers) for q in qs]
+        texts = [q.question for q in qs] + [q.question + "\n" + "\n".join(linking_answers(q)) for q in qs]
         linked: list[list[Mention]] = linker.link_batch(texts)
         for k, q in enumerate(qs):
             cut = len(q.question) + 1
-            out.append(([m.entity for m in linked[k]], [m.entity for m in linked[len(qs) + k] if m.start >= cut]))
+            out.append((linked[k], [m for m in linked[len(qs) + k] if m.start >= cut]))
     return out
+
+
+def _first_surface(mentions: Sequence[Mention], entity: str | None) -> str | None:
+    return next((m.surface for m in mentions if m.entity == entity), None) if entity else None
+
+
+def subject_phrase(question: str) -> str | None:
+    """The question's longest proper-name span (first on ties): the subject phrase of the surface fallback."""
+    from rag.entities.spans import text_spans
+
+    best = None
+    for a, b in text_spans(question):
+        if best is None or b - a > best[1] - best[0]:
+            best = (a, b)
+    return question[best[0] : best[1]] if best else None
 
 
 def count_questions(
@@ -123,32 +168,101 @@ def count_questions(
     postings: Postings,
     exclude_countries: bool = False,
     batch_size: int = 2_000,
+    phrases: "PhraseDocs | None" = None,
 ) -> list[QuestionCount]:
-    """Link every question and count its relevant documents in `postings` (made by the same linker)."""
+    """Link every question and count its relevant documents in `postings` (made by the same linker); with
+    `phrases` (a PhraseDocs over the same passages), sides that link nothing are counted from the text."""
     postings.check_linker(linker)
+    if phrases is not None and phrases.unit != postings.unit:
+        raise BadInputError(f"the phrase lookup counts {phrases.unit}, the postings {postings.unit}")
     no_answers = [q.qid for q in questions if not q.answers]
     if no_answers:
         log.warning("%d question(s) have no answers and are labelled answer-unlinked (first: %s)", len(no_answers), no_answers[0])
+    linked = link_question_mentions(questions, linker, batch_size)
+    golds = [linking_answers(q) for q in questions]  # answer strings (literal aliases of regex golds)
+    sel = [select_entities([m.entity for m in qm], [m.entity for m in am], exclude_countries) for qm, am in linked]
+    # surface fallback, batched: subject phrases first, then answer strings inside the question side's documents
+    subj: dict[int, tuple[str, np.ndarray | str]] = {}
+    if phrases is not None:
+        todo = [(i, subject_phrase(q.question)) for i, (q, (qe, _, _)) in enumerate(zip(questions, sel)) if not qe]
+        todo = [(i, p) for i, p in todo if p]
+        for (i, p), d in zip(todo, phrases.docs_batch([p for _, p in todo])):
+            subj[i] = (p, d)
+    ans: dict[int, tuple[int, str | None, str | None]] = {}  # i -> (count, q label, answer string)
+    if phrases is not None:
+        reqs = []  # (question index, q label or phrase, q docs, answer string)
+        for i, (q, (qe, _, at)) in enumerate(zip(questions, sel)):
+            if at or not golds[i]:
+                continue
+            sides = [(e, postings.docs_of(e)) for e in qe] if qe else ([(subj[i][0], subj[i][1])] if i in subj and not isinstance(subj[i][1], str) else [])
+            for label, docs in sides:
+                if len(docs):
+                    reqs.extend((i, label, docs, a) for a in dict.fromkeys(x.strip() for x in golds[i]) if a)
+        found = phrases.docs_batch([a for *_, a in reqs], within=[d for _, _, d, _ in reqs]) if reqs else []
+        union: dict[tuple[int, str], list] = {}
+        for (i, label, _, a), d in zip(reqs, found):
+            if not isinstance(d, str) and len(d):
+                union.setdefault((i, label), []).append((a, d))
+        for (i, label), parts in union.items():
+            c = len(np.unique(np.concatenate([d for _, d in parts])))
+            if i not in ans or c > ans[i][0]:
+                ans[i] = (c, label, max(parts, key=lambda x: len(x[1]))[0])
     rows = []
-    for q, (ql, al) in zip(questions, link_questions(questions, linker, batch_size)):
-        q_ents, a_all, a_tied = select_entities(ql, al, exclude_countries)
-        count, qe, ae, q_occ, a_occ = count_one(q_ents, a_all, a_tied, postings.docs_of)
-        status = OK if q_ents and a_tied else BOTH_UNLINKED if not q_ents and not a_tied else Q_UNLINKED if not q_ents else A_UNLINKED
+    for i, (q, (qm, am), (q_ents, a_all, a_tied)) in enumerate(zip(questions, linked, sel)):
+        q_src = ENTITY if q_ents else SURFACE if i in subj and not isinstance(subj[i][1], str) else ""
+        a_src = ENTITY if a_tied else SURFACE if phrases is not None and golds[i] and q_src else ""
+        why = ""
+        if q_src == ENTITY and a_src == ENTITY:
+            count, qe, ae, q_occ, a_occ = count_one(q_ents, a_all, a_tied, postings.docs_of)
+            qmen, amen = _first_surface(qm, qe), _first_surface(am, ae)
+            q_docs, a_docs = postings.doc_count(qe) if qe else 0, postings.doc_count(ae) if ae else 0
+        elif q_src == SURFACE and a_src == ENTITY:
+            phrase, docs = subj[i]
+            best, ae = -1, None
+            for a in a_tied:
+                c = intersect_count(docs, postings.docs_of(a))
+                if c > best:
+                    best, ae = c, a
+            count, qe, qmen, amen = max(best, 0), phrase, phrase, _first_surface(am, ae)
+            q_occ, a_occ = len(docs), max((postings.doc_count(a) for a in a_all), default=0)
+            q_docs, a_docs = len(docs), postings.doc_count(ae) if ae else 0
+        elif a_src == SURFACE:
+            count, qe, ae = ans.get(i, (0, None, None))
+            if qe is None:  # the answer strings occur in none of the question side's documents
+                qe = q_ents[0] if q_ents else subj[i][0]
+                ae = next((a.strip() for a in golds[i] if a.strip()), None)
+            qmen = _first_surface(qm, qe) if q_src == ENTITY else qe
+            amen = ae
+            q_docs = postings.doc_count(qe) if q_src == ENTITY else len(subj[i][1])
+            q_occ = max((postings.doc_count(e) for e in q_ents), default=0) if q_src == ENTITY else q_docs
+            a_occ = a_docs = count
+        else:
+            count, qe, ae, q_occ, a_occ, q_docs, a_docs = 0, None, None, 0, 0, 0, 0
+            qmen = amen = None
+            if q_ents:
+                qe, qmen = q_ents[0], _first_surface(qm, q_ents[0])
+            if a_tied:
+                ae, amen = a_tied[0], _first_surface(am, a_tied[0])
+            if is_regex(q) and q.answers and not golds[i]:
+                why = NOT_LITERAL
+            elif not q.answers:
+                why = "no answers"
+            elif not q_src:
+                why = ("no question entity (no phrase lookup)" if phrases is None
+                       else f"subject phrase {subj[i][0]!r} has no searchable word" if i in subj else "no name span in the question")
+            else:
+                why = "no answer entity (no phrase lookup)"
+        method = ENTITY if q_src == ENTITY and a_src == ENTITY else SURFACE if q_src and a_src else NONE
+        if method == NONE:
+            status = BOTH_UNLINKED if not q_src and not a_tied else Q_UNLINKED if not q_src else A_UNLINKED
+        else:
+            status = OK
         rows.append(
             QuestionCount(
-                qid=q.qid,
-                question=q.question,
-                answers=tuple(q.answers),
-                q_entity=qe,
-                a_entity=ae,
-                count=count,
-                q_entity_docs=postings.doc_count(qe) if qe else 0,
-                a_entity_docs=postings.doc_count(ae) if ae else 0,
-                status=status,
-                q_entities=q_ents,
-                a_entities=a_tied,
-                q_occurrence=q_occ,
-                a_occurrence=a_occ,
+                qid=q.qid, question=q.question, answers=tuple(q.answers), q_entity=qe, a_entity=ae, count=int(count),
+                q_entity_docs=int(q_docs), a_entity_docs=int(a_docs), status=status, q_entities=q_ents, a_entities=a_tied,
+                q_occurrence=int(q_occ), a_occurrence=int(a_occ), method=method, q_source=q_src, a_source=a_src,
+                q_mention=qmen, a_mention=amen, why=why,
             )
         )
     return rows
@@ -165,7 +279,8 @@ def _schema():
         [
             ("qid", s), ("question", s), ("answers", ls), ("q_entity", s), ("a_entity", s), ("count", i),
             ("q_entity_docs", i), ("a_entity_docs", i), ("status", s), ("q_entities", ls), ("a_entities", ls),
-            ("q_occurrence", i), ("a_occurrence", i),
+            ("q_occurrence", i), ("a_occurrence", i), ("method", s), ("q_source", s), ("a_source", s),
+            ("q_mention", s), ("a_mention", s), ("why", s),
         ]
     )
 
@@ -197,9 +312,18 @@ def load_counts(folder: str | os.PathLike) -> tuple[list[QuestionCount], dict]:
     folder = Path(folder)
     if not folder.exists():
         raise ArtifactError(f"counts {folder} do not exist; build them with `rag counts build`")
-    manifest = read_manifest(folder, kind=KIND, format=FORMAT)
+    manifest = read_manifest(folder, kind=KIND)
+    if manifest.get("format") not in READS:
+        raise ArtifactError(f"{folder}: counts format {manifest.get('format')}, this rag reads {READS}; rebuild them")
     check_files(folder, manifest["files"])
     d = pq.read_table(folder / FILE).to_pydict()
+    n = len(d["qid"])
+    if manifest["format"] == 1:  # before the surface fallback: every count came from two entities
+        d["method"] = [ENTITY if st == OK else NONE for st in d["status"]]
+        d["q_source"] = [ENTITY if qe else "" for qe in d["q_entity"]]
+        d["a_source"] = [ENTITY if ae else "" for ae in d["a_entity"]]
+        d["q_mention"] = d["a_mention"] = [None] * n
+        d["why"] = [""] * n
     names = [f.name for f in fields(QuestionCount)]
     rows = [
         QuestionCount(**{k: tuple(v) if isinstance(v, list) else v for k, v in zip(names, vals)})
@@ -221,19 +345,25 @@ def summarize(rows: Sequence[QuestionCount], top: int = 10) -> dict:
     n = len(rows)
     status = Counter(r.status for r in rows)
     linked = [r for r in rows if r.status == OK]
+    by_method = Counter(r.method for r in rows)
     max_count = max((r.count for r in linked), default=0)
     buckets = Buckets(edges=log10_edges(max_count))
     labels = buckets.assign([r.count if r.status == OK else None for r in rows])
     per_bucket = Counter(labels)
+    split = Counter(zip(labels, (r.method for r in rows)))
     counts = np.array([r.count for r in linked], dtype=np.int64)
     return {
         "n_questions": n,
         "status": {s: status.get(s, 0) for s in STATUSES},
+        "method": {m: by_method.get(m, 0) for m in METHODS},
+        # questions per bucket and how they were counted (entity / surface); unlinked ones are "none"
+        "buckets_by_method": {lab: {m: split.get((lab, m), 0) for m in METHODS if split.get((lab, m), 0)} for lab in buckets.all_labels},
         "fraction_unlinked": round(1 - len(linked) / n, 4) if n else 0.0,
         "buckets": {lab: per_bucket.get(lab, 0) for lab in buckets.all_labels},
         "median_count_linked": float(np.median(counts)) if len(counts) else 0.0,
         "fraction_zero_linked": round(float(np.mean(counts == 0)), 4) if len(counts) else 0.0,
-        "top_question_entities": Counter(r.q_entity for r in linked).most_common(top),
+        "top_question_entities": Counter(r.q_entity for r in linked if r.q_source == ENTITY).most_common(top),
+        "top_subject_phrases": Counter(r.q_entity for r in linked if r.q_source == SURFACE).most_common(top),
         "top_answer_entities": Counter(r.a_entity for r in linked).most_common(top),
     }
 
@@ -297,6 +427,7 @@ def build_counts(
     linker_options: dict | None = None,
     unit: str = "articles",
     exclude_countries: bool = False,
+    phrase_index: str | os.PathLike | None = None,
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
@@ -306,6 +437,8 @@ def build_counts(
 
     `out` holds counts.parquet and manifest.json, and lexicon/ and postings/ when they were built here.
     `engine` (rag.engine.EngineConfig) chooses where corpus linking runs (local processes or Ray).
+    `phrase_index`: a BM25 index over the same passages; with it, sides that link no entity are counted from
+    the text (the surface fallback, module docstring); without it they stay unlinked.
     The sub-artifacts are built in `<out>.parts/` and kept there when a later step fails or is interrupted:
     rerunning the same command reuses a finished lexicon and postings (and sharded postings resume per
     shard); a rerun with other inputs or settings starts that folder afresh.
@@ -352,7 +485,12 @@ def build_counts(
         post = Postings.open(postings, store=store, linker=lk)
         if post.unit != unit:
             log.info("using the postings' document unit %r", post.unit)
-    rows = count_questions(questions, lk, post, exclude_countries=exclude_countries)
+    phrases = None
+    if phrase_index is not None:
+        from rag.entities.surface import PhraseDocs
+
+        phrases = PhraseDocs(store, phrase_index, unit=post.unit)
+    rows = count_questions(questions, lk, post, exclude_countries=exclude_countries, phrases=phrases)
     fields_ = dict(
         passages={"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)},
         qa={"path": str(qa_path) if qa_path else None, "fingerprint": quick_fingerprint(qa_path) if qa_path and Path(qa_path).is_file() else None},
@@ -360,6 +498,7 @@ def build_counts(
         postings={"path": "postings" if "postings" in built else str(postings), "fingerprint": post.manifest.get("fingerprint"), "unit": post.unit, "n_docs": post.n_docs},
         lexicon=("lexicon" if "lexicon" in built else str(lexicon)) if lexicon is not None else None,
         exclude_countries=exclude_countries,
+        surface_fallback=phrases.identity() if phrases is not None else None,
     )
     manifest = save_counts(rows, out, overwrite=overwrite, **fields_)
     for name in built:

