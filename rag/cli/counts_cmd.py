@@ -111,12 +111,16 @@ def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_
               "links no entity is counted from the text: the documents holding its exact subject phrase (its longest "
               "proper-name span), intersected with the answer entity's documents or with those holding an answer string. "
               "Each question records whether it was counted by entity or surface.")
+@click.option("--frames/--no-frames", default=True, show_default=True,
+              help="Induce question frames from the QA set (\"Where is ... located?\"); when the set looks template-generated "
+              "(half its questions fit a frame), each question's subject is what its frame leaves, and only an entity "
+              "mentioned as exactly that subject is its question entity. Natural QA sets (NQ, TriviaQA) are left alone.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes for corpus linking; default: all cores.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 @linker_options
 @engine_options(own_workers=True)
-def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, unit, exclude_countries, surface_index, workers, overwrite,
+def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, unit, exclude_countries, surface_index, frames, workers, overwrite,
               no_progress, linker_name, linker_opts, exec_engine) -> None:
     """Count relevant documents for every question of --qa in --passages.
 
@@ -130,7 +134,7 @@ def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, un
     rows, manifest = build_counts(
         passages, questions, out, qa_path=qa, lexicon=lexicon, postings=postings, surface_forms=surface_forms,
         redirects=redirects, linker=linker_name, linker_options=linker_opts, unit=unit,
-        exclude_countries=exclude_countries, phrase_index=surface_index, workers=workers, overwrite=overwrite,
+        exclude_countries=exclude_countries, phrase_index=surface_index, frames=frames, workers=workers, overwrite=overwrite,
         progress=not no_progress, engine=exec_engine,
     )
     _print_summary(out, manifest["summary"])

@@ -43,6 +43,10 @@ def eval_group() -> None:
 @click.option("--backend", default=None, help="Reader backend (overrides reader.backend): llama-cpp, transformers, fake.")
 @click.option("--limit", type=int, default=None, help="Only the first N questions of the QA file (overrides qa.limit).")
 @click.option("-k", "--k", "k", type=int, default=None, help="Passages given to the reader (overrides k).")
+@click.option("--count-method", type=click.Choice(["entity", "surface"]), default=None,
+              help="Only questions whose count was obtained this way (overrides count_method): entity = both sides "
+              "entity-linked (the paper's count), surface = subject phrase or answer string found in the text. The "
+              "report always splits each bucket by it.")
 @click.option("--retriever", "only", multiple=True,
               help="Run only this configured retriever (repeatable); others are left out of this session.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -51,7 +55,8 @@ def eval_group() -> None:
 @click.option("--overwrite", is_flag=True, help="Delete the run folder's results and start afresh instead of resuming.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @engine_options(shards=False)
-def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit, k, only, sets, overwrite, progress, exec_engine) -> None:
+def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit, k, count_method, only, sets, overwrite, progress,
+        exec_engine) -> None:
     """Run (or resume) the evaluation described by --config.
 
     For the same questions: closed-book answers, then retrieval-augmented answers with each retriever's
@@ -77,7 +82,7 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
         raise BadInputError("--per-bucket and --all exclude each other")
     explicit = dict(parse_set(item) for item in sets)
     flags = {"per_bucket": per_bucket, "seed": seed, "out": str(out) if out else None, "reader.model": model,
-             "reader.backend": backend, "qa.limit": limit, "k": k}
+             "reader.backend": backend, "qa.limit": limit, "k": k, "count_method": count_method}
     if exec_engine.is_ray:  # flags win over the config's engine block; without them the config decides
         flags.update({"engine.kind": "ray", "engine.address": exec_engine.address, "engine.workers": exec_engine.workers})
     # flags win over --set for the same key (as before); --set applies null too

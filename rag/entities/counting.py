@@ -15,8 +15,10 @@ For one question:
 Surface fallback (ours; the paper has none). Most long-tail subjects have no entity, so their questions link
 nothing and would drop out of every analysis. Given a BM25 index over the same passages (`phrases`), a side
 that links no entity is counted from the text instead (rag.entities.surface):
-  * question side: the subject phrase is the longest proper-name span of the question (rag.entities.spans;
-    first on ties); its documents are those holding the exact phrase;
+  * question side: the subject phrase is the question's framed subject when the QA set is template-generated
+    (rag.entities.frames: then only an entity whose mention is exactly that subject may be its question
+    entity), else its longest proper-name span (rag.entities.spans; first on ties); its documents are those
+    holding the exact phrase;
   * answer side: the documents holding any gold answer string (dates, numbers, common nouns that are not
     entities), looked up inside the question side's documents;
   * count = max over the question side's candidates of the intersection, as above.
@@ -45,6 +47,7 @@ import numpy as np
 
 from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, read_manifest, write_manifest
 from rag.entities.countries import is_country
+from rag.entities.frames import subject_key
 from rag.entities.linkers import EntityLinker
 from rag.entities.postings import Postings, intersect_count
 from rag.errors import ArtifactError, BadInputError
@@ -169,9 +172,12 @@ def count_questions(
     exclude_countries: bool = False,
     batch_size: int = 2_000,
     phrases: "PhraseDocs | None" = None,
+    frames: "Frames | None" = None,
 ) -> list[QuestionCount]:
     """Link every question and count its relevant documents in `postings` (made by the same linker); with
-    `phrases` (a PhraseDocs over the same passages), sides that link nothing are counted from the text."""
+    `phrases` (a PhraseDocs over the same passages), sides that link no entity are counted from the text;
+    with `frames` (rag.entities.frames, induced from a template-generated QA set), a question's subject is
+    its framed subject: only an entity whose mention is exactly that subject is its question entity."""
     postings.check_linker(linker)
     if phrases is not None and phrases.unit != postings.unit:
         raise BadInputError(f"the phrase lookup counts {phrases.unit}, the postings {postings.unit}")
@@ -180,11 +186,19 @@ def count_questions(
         log.warning("%d question(s) have no answers and are labelled answer-unlinked (first: %s)", len(no_answers), no_answers[0])
     linked = link_question_mentions(questions, linker, batch_size)
     golds = [linking_answers(q) for q in questions]  # answer strings (literal aliases of regex golds)
+    framed: dict[int, str] = {}
+    if frames is not None:
+        for i, q in enumerate(questions):
+            sp = frames.subject(q.question)
+            if sp is not None:
+                framed[i] = q.question[sp[0] : sp[1]]
+                key = subject_key(framed[i])
+                linked[i] = ([m for m in linked[i][0] if subject_key(m.surface) == key], linked[i][1])
     sel = [select_entities([m.entity for m in qm], [m.entity for m in am], exclude_countries) for qm, am in linked]
     # surface fallback, batched: subject phrases first, then answer strings inside the question side's documents
     subj: dict[int, tuple[str, np.ndarray | str]] = {}
     if phrases is not None:
-        todo = [(i, subject_phrase(q.question)) for i, (q, (qe, _, _)) in enumerate(zip(questions, sel)) if not qe]
+        todo = [(i, framed.get(i) or subject_phrase(q.question)) for i, (q, (qe, _, _)) in enumerate(zip(questions, sel)) if not qe]
         todo = [(i, p) for i, p in todo if p]
         for (i, p), d in zip(todo, phrases.docs_batch([p for _, p in todo])):
             subj[i] = (p, d)
@@ -428,6 +442,7 @@ def build_counts(
     unit: str = "articles",
     exclude_countries: bool = False,
     phrase_index: str | os.PathLike | None = None,
+    frames: bool = True,
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
@@ -439,6 +454,8 @@ def build_counts(
     `engine` (rag.engine.EngineConfig) chooses where corpus linking runs (local processes or Ray).
     `phrase_index`: a BM25 index over the same passages; with it, sides that link no entity are counted from
     the text (the surface fallback, module docstring); without it they stay unlinked.
+    `frames`: induce question frames from the questions (rag.entities.frames); they apply only to a QA set
+    that looks template-generated, and then fix each question's subject.
     The sub-artifacts are built in `<out>.parts/` and kept there when a later step fails or is interrupted:
     rerunning the same command reuses a finished lexicon and postings (and sharded postings resume per
     shard); a rerun with other inputs or settings starts that folder afresh.
@@ -490,7 +507,10 @@ def build_counts(
         from rag.entities.surface import PhraseDocs
 
         phrases = PhraseDocs(store, phrase_index, unit=post.unit)
-    rows = count_questions(questions, lk, post, exclude_countries=exclude_countries, phrases=phrases)
+    from rag.entities.frames import Frames
+
+    fr = Frames.induce([q.question for q in questions]) if frames else None
+    rows = count_questions(questions, lk, post, exclude_countries=exclude_countries, phrases=phrases, frames=fr)
     fields_ = dict(
         passages={"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)},
         qa={"path": str(qa_path) if qa_path else None, "fingerprint": quick_fingerprint(qa_path) if qa_path and Path(qa_path).is_file() else None},
@@ -499,6 +519,7 @@ def build_counts(
         lexicon=("lexicon" if "lexicon" in built else str(lexicon)) if lexicon is not None else None,
         exclude_countries=exclude_countries,
         surface_fallback=phrases.identity() if phrases is not None else None,
+        frames=fr.describe() if fr is not None else None,
     )
     manifest = save_counts(rows, out, overwrite=overwrite, **fields_)
     for name in built:

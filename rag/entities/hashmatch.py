@@ -201,11 +201,13 @@ class FormTable:
     def nbytes(self) -> int:
         return self.table.nbytes
 
-    def find(self, folded: np.ndarray, line_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def find(self, folded: np.ndarray, line_starts: np.ndarray, words: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Leftmost-longest non-overlapping form matches in a batch: (start, end exclusive, form id) in
         code-point offsets of `folded`, sorted by start. folded: folded code points, words are its characters
-        above SPACE (letters and digits); line_starts: sorted positions of the breaks, the first at 0."""
-        start, end = words_of(folded > SPACE)
+        above SPACE (letters and digits); line_starts: sorted positions of the breaks, the first at 0;
+        words: words_of(folded > SPACE) when the caller has it."""
+        start, end = words if words is not None else words_of(folded > SPACE)
         n = len(start)
         if n == 0:
             e = np.zeros(0, np.int64)

@@ -41,6 +41,7 @@ import numpy as np
 
 from rag.entities.fold import SEP, SPACE, codepoints, fold_codepoints, tables, to_str
 from rag.entities.lexicon import STOPWORDS, Lexicon
+from rag.entities.hashmatch import words_of
 from rag.entities.spans import VERSION as SPANS_VERSION
 from rag.entities.spans import name_spans as find_name_spans
 from rag.errors import BadInputError, RagError, require
@@ -296,8 +297,9 @@ class LexiconLinker(EntityLinker):
         # a line starts at its break character: a line break or a text separator
         line_starts = np.union1d(np.flatnonzero(cps == 10), np.append(base - 2, len(cps) - 1))
         folded = fold_codepoints(cps)
+        words = words_of(folded > SPACE) if self.engine == "ngram-hash" or self.name_spans else None
         if self.engine == "ngram-hash":
-            start, end, form = self.automaton.find(folded, line_starts)
+            start, end, form = self.automaton.find(folded, line_starts, words=words)
         else:
             brk = np.zeros(len(cps), bool)
             brk[line_starts] = True
@@ -306,7 +308,7 @@ class LexiconLinker(EntityLinker):
             # a capitalized mention inside a longer proper-name span names a part, not the thing
             up = tables()[2][cps[start]]
             part = np.zeros(len(start), bool)
-            part[up] = find_name_spans(cps, folded).strict_part(start[up], end[up])
+            part[up] = find_name_spans(cps, folded, words=words).strict_part(start[up], end[up])
             keep = ~part
             start, end, form = start[keep], end[keep], form[keep]
         return self._accept(base, cps, line_starts, start, end, form, apply_case, stats)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from rag.entities.fold import form_key
+from rag.entities.frames import subject_key
 from rag.errors import BadInputError
 
 Q_CLASSES = ("exact_entity", "exact_surface", "sub_span", "other", "unlinked")
@@ -71,9 +71,7 @@ def match(question: str, qid: str, templates: Sequence[Template]) -> tuple[str, 
     return next((h for h in hits if h[0] in parts), hits[0])
 
 
-def _key(s: str | None) -> str:
-    k = form_key(s or "")
-    return k[4:] if k.startswith("the ") else k
+_key = subject_key
 
 
 def _part_of(part: str, whole: str) -> bool:

@@ -78,6 +78,9 @@ class EvalConfig:
     qa: QAConfig
     counts: Path  # counts folder (rag counts build) made for the same QA file
     retrievers: list[RetrieverConfig]
+    # keep only questions whose count was obtained this way: "entity" (both sides entity-linked, the paper's
+    # count) or "surface" (a subject phrase or answer string found in the text); None: every question
+    count_method: str | None = None
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     name: str = "eval"
     k: int = 5  # passages given to the reader
@@ -124,6 +127,8 @@ def _validate(c: EvalConfig) -> None:
         bad(f"qa.limit must be positive, got {c.qa.limit}")
     if c.qa.match_type not in (None, "string", "regex"):
         bad(f"qa.match_type must be string, regex or null (from the QA format), got {c.qa.match_type!r}")
+    if c.count_method not in (None, "entity", "surface"):
+        bad(f"count_method must be entity, surface or null (every question), got {c.count_method!r}")
     names = [r.name for r in c.retrievers]
     if len(set(names)) != len(names):
         bad(f"retriever names must be unique, got {names}")

@@ -4,7 +4,8 @@ Two kinds of counts folder are read (each a folder with manifest.json):
   - made by `rag counts build` (rag.entities.counting, manifest kind "counts" with "files"): read through
     rag.entities.counting.load_counts; a question whose status is not "ok" is unlinked;
   - any other table counts.parquet / counts.jsonl / counts.tsv (external counts, hand-made tables), one row
-    per question with columns qid, count (int, or null = unlinked) and optionally status and question.
+    per question with columns qid, count (int, or null = unlinked) and optionally status, question and
+    method (how the count was obtained; "external" when absent).
 The manifest's "qa" block ({"path", "fingerprint" or "sha256"}) says which QA file the table was made for.
 """
 from __future__ import annotations
@@ -40,6 +41,11 @@ class CountsTable:
     counts: dict[str, int | None]  # qid -> count (None: unlinked)
     status: dict[str, str] = field(default_factory=dict)
     questions: dict[str, str] = field(default_factory=dict)  # qid -> question text, for the QA check
+    # qid -> how the count was obtained: entity / surface / none (rag.entities.counting); "external" for tables
+    method: dict[str, str] = field(default_factory=dict)
+
+    def method_of(self, qid: str) -> str:
+        return self.method.get(qid, "external" if self.counts.get(qid) is not None else "none")
 
     def count_of(self, qid: str) -> int | None:
         return self.counts[qid]
@@ -103,7 +109,7 @@ def _from_counting(folder: Path):
     counts = {r.qid: (r.count if r.status == OK else None) for r in rows}
     if len(counts) != len(rows):
         raise ArtifactError(f"{folder}: question ids appear more than once; rebuild the counts")
-    return counts, {r.qid: r.status for r in rows}, {r.qid: r.question for r in rows}
+    return counts, {r.qid: r.status for r in rows}, {r.qid: r.question for r in rows}, {r.qid: r.method for r in rows}
 
 
 def _from_table(table: Path):
@@ -126,7 +132,9 @@ def _from_table(table: Path):
         if s not in ("ok", "linked", "") and counts.get(q) is not None:
             counts[q] = None
     questions = {str(q): str(t) for q, t in zip(rows[qcol], rows[tcol])} if tcol else {}
-    return counts, status, questions
+    mcol = _pick(cols, ("method", "count_method"), "method", table, required=False)
+    method = {str(q): str(m) for q, m in zip(rows[qcol], rows[mcol]) if m} if mcol else {}
+    return counts, status, questions, method
 
 
 def load_counts(folder: str | os.PathLike) -> CountsTable:
@@ -142,12 +150,12 @@ def load_counts(folder: str | os.PathLike) -> CountsTable:
     if table is None:
         raise ArtifactError(f"{folder}: no counts table ({', '.join(TABLE_NAMES)}); rebuild the counts")
     if manifest.get("kind") == "counts" and "files" in manifest:
-        counts, status, questions = _from_counting(folder)
+        counts, status, questions, method = _from_counting(folder)
     else:
-        counts, status, questions = _from_table(table)
+        counts, status, questions, method = _from_table(table)
     h = hashlib.sha256((folder / MANIFEST).read_bytes())
     h.update(quick_fingerprint(table).encode())
-    return CountsTable(folder, manifest, h.hexdigest()[:32], counts, status, questions)
+    return CountsTable(folder, manifest, h.hexdigest()[:32], counts, status, questions, method)
 
 
 def _folder_fingerprint(path: Path) -> str:

@@ -13,6 +13,7 @@ QA set; with no sampling it is the plain mean). Every bucket is listed, with n =
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -52,6 +53,9 @@ class Summary:
     adaptive: dict | None
     header: dict  # name, reader, qa, counts, ... for the Markdown
     complete: tuple[int, int]  # (records present, records expected)
+    # the accuracy rows again, split by how each question's count was obtained (entity / surface / ...):
+    # Row.system is "<system>|<method>"; empty when every question was counted one way
+    by_method: list[Row] = dataclasses.field(default_factory=list)
 
     def get(self, bucket: str, system: str, measure: str) -> Row | None:
         return self._index.get((bucket, system, measure))
@@ -138,6 +142,7 @@ def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequen
             add_rates(f"retriever:{r}", f"recall@{k}",
                       {q: float(rec.get("first_hit") is not None and rec["first_hit"] <= k) for q, rec in recs.items()})
 
+    by_method = _split_by_method(cfg, selection, buckets, by_mode, label_of, retrievers)
     n_present = sum(len(v) for v in by_mode.values())
     adaptive = _adaptive(cfg, retrievers, by_mode, qids, count_of)
     reader = manifest.get("reader", {})
@@ -163,7 +168,32 @@ def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequen
     }
     sample = {b: {"population": population[b], "n": sum(1 for q in evaluated if label_of[q] == b)} for b in labels}
     return Summary(rows, [*labels, LINKED, ALL], retrievers, list(cfg.recall_ks), cfg.metric, sample, adaptive, header,
-                   (n_present, len(qids) * len(modes)))
+                   (n_present, len(qids) * len(modes)), by_method)
+
+
+def _split_by_method(cfg, selection: dict, buckets: Buckets, by_mode: dict, label_of: dict, retrievers) -> list[Row]:
+    """Per bucket and count method: closed-book and RAG accuracy (cfg.metric) with intervals, and populations."""
+    method_of: dict[str, str] = {}
+    for recs in by_mode.values():
+        for qid, rec in recs.items():
+            if rec.get("count_method"):
+                method_of.setdefault(qid, rec["count_method"])
+    methods = sorted(set(method_of.values()))
+    if len(methods) < 2 and "surface" not in methods:
+        return []
+    pop = defaultdict(int)
+    pc, pm = selection.get("population_counts"), selection.get("population_methods")
+    if pc is not None and pm is not None and len(pc) == len(pm):
+        for b, m in zip(buckets.assign(pc), pm):
+            pop[(b, m)] += 1
+    out = []
+    for system in ["closed", *(f"rag:{r}" for r in retrievers)]:
+        recs = by_mode[system]
+        for b in buckets.all_labels:
+            for m in methods:
+                x = [float(rec[cfg.metric]) for q, rec in recs.items() if label_of.get(q) == b and method_of.get(q) == m]
+                out.append(Row(b, pop[(b, m)], len(x), f"{system}|{m}", cfg.metric, bootstrap_mean(x, n_boot=cfg.n_boot, seed=cfg.seed)))
+    return out
 
 
 def _adaptive(cfg, retrievers: list[str], by_mode: dict, qids: Sequence[str], count_of: dict) -> dict | None:
@@ -263,6 +293,24 @@ def to_markdown(summary: Summary, plots: Sequence[str] = ()) -> str:
             for r in summary.retrievers:
                 row += [_cell(summary.get(b, f"retriever:{r}", f"recall@{k}")) for k in summary.recall_ks]
             body.append(row)
+        out += [_table(head, body), ""]
+
+    if summary.by_method:
+        methods = sorted({r.system.split("|", 1)[1] for r in summary.by_method})
+        idx = {(r.bucket, r.system): r for r in summary.by_method}
+        out += [f"## By how the count was obtained ({m})", "",
+                "entity: both sides entity-linked (the paper's count); surface: the subject phrase and/or an answer "
+                "string found in the text (rag.entities.surface); none: not counted (the unlinked bucket). Cells: % [95% CI], "
+                "unweighted within each bucket.", ""]
+        head = ["bucket", "counted by", "n / population", "closed-book", *(f"RAG {r}" for r in summary.retrievers)]
+        body = []
+        for b in summary.buckets:
+            for meth in methods:
+                c = idx.get((b, f"closed|{meth}"))
+                if c is None or (c.population == 0 and c.n == 0):
+                    continue
+                body.append([b, meth, f"{c.n} / {c.population}", _cell(c),
+                             *(_cell(idx.get((b, f"rag:{r}|{meth}"))) for r in summary.retrievers)])
         out += [_table(head, body), ""]
 
     out += ["## All metrics, whole QA set (population-weighted)", ""]

@@ -151,6 +151,10 @@ def prepare(cfg: EvalConfig) -> Prepared:
         index_manifests[r.name] = read_manifest(r.index, kind="index/")
     all_questions = load_questions(qa_path, cfg.qa.format, limit=cfg.qa.limit, match_type=cfg.qa.match_type)
     check_counts_match(counts, all_questions, qa_path)
+    if cfg.count_method is not None:  # the population is the questions counted this way
+        all_questions = [q for q in all_questions if counts.method_of(q.qid) == cfg.count_method]
+        if not all_questions:
+            raise BadInputError(f"no question of {qa_path} was counted by {cfg.count_method!r} in {cfg.counts}")
 
     count_of = {q.qid: counts.count_of(q.qid) for q in all_questions}
     labels = Buckets(tuple(cfg.buckets)).assign([count_of[q.qid] for q in all_questions])
@@ -167,6 +171,8 @@ def prepare(cfg: EvalConfig) -> Prepared:
         "k": cfg.k,
         "depth": cfg.depth,
     }
+    if cfg.count_method is not None:  # recorded only when set, so earlier runs still resume
+        identity["count_method"] = cfg.count_method
     if any(is_regex(q) for q in all_questions):
         # regex golds score differently; recorded only then, so runs made before the setting existed still resume
         identity["qa"]["match_type"] = "regex"
@@ -215,7 +221,9 @@ def _write_start(folder: Path, p: Prepared, old: dict, reader_info: dict | None 
         {"seed": cfg.seed, "per_bucket": cfg.per_bucket, "limit": cfg.qa.limit, "buckets": list(cfg.buckets),
          "sample": p.sample, "qids": [q.qid for q in p.questions],
          # every question's count (null: unlinked), so a report can re-bucket the population with other edges
-         "population_counts": [p.count_of[q.qid] for q in p.all_questions]},
+         "population_counts": [p.count_of[q.qid] for q in p.all_questions],
+         # and how each was counted (entity / surface / none / external), for the report's split
+         "population_methods": [p.counts.method_of(q.qid) for q in p.all_questions]},
     )
     modes = {**old.get("modes", {}), **p.modes}
     indexes = {**old.get("indexes", {})}
@@ -276,6 +284,7 @@ def _base(q: Question, p: Prepared, mode: str) -> dict:
         "answers": list(q.answers),
         "count": p.count_of[q.qid],
         "status": p.counts.status.get(q.qid, "ok" if p.count_of[q.qid] is not None else "unlinked"),
+        "count_method": p.counts.method_of(q.qid),
     }
 
 

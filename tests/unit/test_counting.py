@@ -10,7 +10,7 @@ import pytest
 
 from rag.corpus.store import PassageStore
 from rag.entities.counting import (
-    A_UNLINKED, BOTH_UNLINKED, OK, Q_UNLINKED, count_one, count_questions, load_counts, log10_edges, save_counts,
+    A_UNLINKED, BOTH_UNLINKED, OK, Q_UNLINKED, build_counts, count_one, count_questions, load_counts, log10_edges, save_counts,
     select_entities, summarize,
 )
 from rag.entities.lexicon import build_lexicon
@@ -274,3 +274,125 @@ def test_postings_with_a_label_linker(tiny_store, tmp_path):
     assert postings_as_sets(p) == want
     rows = count_questions([Question("w", "Where was Mozart born?", ("Salzburg",))], lk, p)
     assert rows[0].q_entities == ("Where", "Mozart") and rows[0].count == len(want["Mozart"] & want["Salzburg"])
+
+
+# --- surface fallback, count methods, format 1 ------------------------------------------------------------
+
+
+SURFACE_DOCS = {
+    "a": ("Fishing towns", ["Crow Harbour, New Brunswick is a fishing village in Canada. Its boats land cod.",
+                             "Crow Harbour, New Brunswick lies on the Bay of Fundy."]),
+    "b": ("Canada", ["Canada is a country. New Brunswick is a province of Canada."]),
+    "c": ("Bay of Fundy", ["The Bay of Fundy has high tides. Crow Harbour is not mentioned in full here."]),
+    "d": ("New Brunswick", ["New Brunswick borders the Bay of Fundy and Quebec."]),
+}
+
+
+@pytest.fixture(scope="module")
+def surface_world(tmp_path_factory):
+    from rag.entities.surface import PhraseDocs
+    from rag.retrievers.bm25 import BM25Retriever
+
+    root = tmp_path_factory.mktemp("surface")
+    store_dir = write_store(root / "passages", docs=SURFACE_DOCS, redirects=[("Harbour", "Fishing towns")])
+    store = PassageStore(store_dir)
+    qs = [Question("s-0", "Which country is Crow Harbour, New Brunswick located in?", ("Canada",)),
+          Question("s-1", "What does Crow Harbour, New Brunswick land?", ("cod",)),
+          Question("s-2", "Where is Xyzzy Quux located?", ("Canada",)),
+          Question("s-3", "where is it?", ("Canada",)),
+          Question("s-4", "Which bay is New Brunswick on?", ("Bay of Fundy",)),
+          Question("s-5", "Which country is Crow Harbour, New Brunswick located in?", ())]
+    lex = build_lexicon(root / "lex", passages=store_dir, questions=qs, case_sample=100)
+    lk = LexiconLinker(lex)
+    post = build_postings(store, lk, root / "post", workers=1)
+    BM25Retriever.build(store, root / "bm25", progress=False)
+    return {"store": store, "linker": lk, "postings": post, "phrases": PhraseDocs(store, root / "bm25"), "questions": qs, "root": root}
+
+
+def test_surface_fallback_counts(surface_world):
+    from rag.entities.counting import ENTITY, NONE, SURFACE
+
+    w = surface_world
+    rows = count_questions(w["questions"], w["linker"], w["postings"], phrases=w["phrases"])
+    by = {r.qid: r for r in rows}
+    ids = w["postings"].doc_ids()
+    a = ids.index("a")
+    # no entity for the subject ("Harbour" and "New Brunswick" are parts of one name): the exact phrase is
+    # in document a only, which also links Canada
+    r = by["s-0"]
+    assert (r.method, r.q_source, r.a_source) == (SURFACE, SURFACE, ENTITY)
+    assert r.q_entity == r.q_mention == "Crow Harbour, New Brunswick" and r.a_entity == "Canada"
+    assert r.count == 1 and r.q_entity_docs == 1 and r.status == OK
+    assert w["phrases"].docs_batch(["Crow Harbour, New Brunswick"])[0].tolist() == [a]
+    # the answer is no entity: documents holding the string "cod" among the subject's documents
+    r = by["s-1"]
+    assert (r.method, r.q_source, r.a_source, r.count, r.a_entity) == (SURFACE, SURFACE, SURFACE, 1, "cod")
+    # a phrase found nowhere is a count of 0, not an unlinked question
+    r = by["s-2"]
+    assert (r.method, r.q_source, r.count, r.status) == (SURFACE, SURFACE, 0, OK)
+    # no name span at all (an uncased question): unlinked, and the row says why
+    r = by["s-3"]
+    assert (r.method, r.status) == (NONE, "question-unlinked") and r.why == "no name span in the question"
+    # both sides entities: exactly the paper's count
+    r = by["s-4"]
+    assert (r.method, r.q_entity, r.a_entity) == (ENTITY, "New Brunswick", "Bay of Fundy")
+    assert r.count == intersect_count(w["postings"].docs_of("New Brunswick"), w["postings"].docs_of("Bay of Fundy"))
+    assert by["s-5"].why == "no answers" and by["s-5"].status == "answer-unlinked"
+    # without the phrase lookup nothing is counted from text
+    plain = {r.qid: r for r in count_questions(w["questions"], w["linker"], w["postings"])}
+    assert plain["s-0"].method == NONE and plain["s-0"].why == "no question entity (no phrase lookup)"
+    assert plain["s-4"] == r
+
+
+def test_summary_and_show_split_by_method(surface_world, tmp_path):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    w = surface_world
+    rows = count_questions(w["questions"], w["linker"], w["postings"], phrases=w["phrases"])
+    s = summarize(rows)
+    assert s["method"] == {"entity": 1, "surface": 3, "none": 2}
+    assert s["buckets_by_method"][">=1"] == {"entity": 1, "surface": 2} and s["buckets_by_method"]["0"] == {"surface": 1}
+    assert s["top_subject_phrases"][0] == ("Crow Harbour, New Brunswick", 2)
+    save_counts(rows, tmp_path / "c")
+    out = CliRunner().invoke(main, ["counts", "show", str(tmp_path / "c")]).output
+    assert "entity      1  surface      2" in out and "top subject phrases: Crow Harbour, New Brunswick (2)" in out
+
+
+def test_counts_build_with_surface_index_and_frames(surface_world, tmp_path):
+    w = surface_world
+    rows, manifest = build_counts(w["store"].folder, w["questions"], tmp_path / "counts", lexicon=w["root"] / "lex",
+                                  postings=w["root"] / "post", phrase_index=w["root"] / "bm25")
+    assert manifest["format"] == 2 and manifest["surface_fallback"]["kind"] == "bm25"
+    assert manifest["frames"]["applies"] is False  # six questions of no common template
+    back, _ = load_counts(tmp_path / "counts")
+    assert back == rows
+
+
+def test_phrase_lookup_refuses_another_store(surface_world, tiny_store):
+    from rag.entities.surface import PhraseDocs
+
+    with pytest.raises(ArtifactError, match="other passages|built from"):
+        PhraseDocs(PassageStore(tiny_store), surface_world["root"] / "bm25")
+
+
+def test_format_1_counts_are_still_read(tmp_path, linker, postings):
+    """A counts folder written before the surface fallback (format 1, no method columns) loads with methods."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rag.artifacts import file_sizes, write_manifest
+
+    rows = count_questions(QUESTIONS, linker, postings)
+    old_cols = ["qid", "question", "answers", "q_entity", "a_entity", "count", "q_entity_docs", "a_entity_docs", "status",
+                "q_entities", "a_entities", "q_occurrence", "a_occurrence"]
+    folder = tmp_path / "old"
+    folder.mkdir()
+    pq.write_table(pa.table({c: [list(v) if isinstance(v, tuple) else v for v in (getattr(r, c) for r in rows)] for c in old_cols}),
+                   folder / "counts.parquet")
+    write_manifest(folder, kind="counts", format=1, files=file_sizes(folder, ["counts.parquet"]))
+    back, _ = load_counts(folder)
+    assert [(r.qid, r.count, r.status) for r in back] == [(r.qid, r.count, r.status) for r in rows]
+    assert [r.method for r in back] == [r.method for r in rows]
+    assert {r.method for r in back} == {"entity", "none"}

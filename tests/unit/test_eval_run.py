@@ -359,3 +359,33 @@ def test_reader_sees_only_the_selected_sentences(world, tmp_path, monkeypatch):
     assert len(stats) == 1 and stats[0].engine.doc_freqs(["oslo"]) == [1]
     assert all(p.count("Passage: ") == 3 for batch in reader.calls for p in batch)
     assert RecordStore(tmp_path / "run" / "records.jsonl").load()[("qa-0", "rag:other")]["pids"] == ["Oslo#0"]
+
+
+def test_count_method_split_and_restriction(world, tmp_path):
+    """Counts that say how each was obtained: the report splits every bucket by it; count_method restricts."""
+    methods = ["entity", "surface"] * 5 + ["none", "none"]
+    write_counts(tmp_path / "counts", [{"qid": f"qa-{i}", "question": w[2], "count": w[4], "method": m}
+                                       for i, (w, m) in enumerate(zip(WORLD, methods))], qa_path=world / "qa.jsonl")
+    cfg = load_config(write_config(world, tmp_path / "run", counts=str(tmp_path / "counts")))
+    run_eval(cfg, progress=False, reader=CountingReader())
+    recs = RecordStore(tmp_path / "run" / "records.jsonl").load()
+    assert recs[("qa-1", "closed")]["count_method"] == "surface" and recs[("qa-10", "closed")]["count_method"] == "none"
+    md = (tmp_path / "run" / "summary.md").read_text()
+    assert "## By how the count was obtained (em)" in md
+    assert "| >=1000 | entity | 1 / 1 | 0.0 [0.0, 0.0] |" in md  # Oslo (answered Bergen)
+    assert "| >=1000 | surface | 1 / 1 | 100.0 [100.0, 100.0] |" in md  # Canberra
+    only = load_config(write_config(world, tmp_path / "surface", counts=str(tmp_path / "counts"), count_method="surface"))
+    res = run_eval(only, progress=False, reader=CountingReader())
+    assert res.computed == {"closed": 5, "rag:bm25": 5}
+    assert {q for q, _ in RecordStore(tmp_path / "surface" / "records.jsonl").load()} == {f"qa-{i}" for i in (1, 3, 5, 7, 9)}
+    sel = json.loads((tmp_path / "surface" / "selection.json").read_text())
+    assert sel["population_methods"] == ["surface"] * 5
+    with pytest.raises(BadInputError, match="different settings"):  # the restriction is part of the run's identity
+        run_eval(load_config(write_config(world, tmp_path / "surface", counts=str(tmp_path / "counts"))), progress=False,
+                 reader=CountingReader())
+    with pytest.raises(BadInputError, match="count_method must be"):
+        load_config(write_config(world, tmp_path / "bad", count_method="guess"))
+    r = CliRunner().invoke(main, ["eval", "run", "--config", str(write_config(world, tmp_path / "cli", counts=str(tmp_path / "counts"))),
+                                  "--count-method", "entity", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert len(RecordStore(tmp_path / "cli" / "records.jsonl").load()) == 10
