@@ -28,14 +28,19 @@ from rag.errors import ArtifactError, BadInputError
 
 log = logging.getLogger(__name__)
 
-_NON_WORD = re.compile(r"[\W_]+")
+_WORD = re.compile(r"[^\W_]+")
+_SEP = r"[^\pL\pN]"  # RE2: a character that is no letter or digit
 _EMPTY = np.zeros(0, np.int64)
 NO_STEMS = "no-searchable-words"
+TAKE_ROWS = 200_000  # candidate passages whose texts are held at once
 
 
-def cased_key(s: str) -> str:
-    """Punctuation and runs of spaces folded to one space, case kept: the form phrases are verified in."""
-    return " ".join(_NON_WORD.sub(" ", s).split())
+def phrase_pattern(phrase: str) -> str | None:
+    """RE2 pattern of a phrase: its words in order, separated by non-alphanumerics, on word boundaries."""
+    words = _WORD.findall(phrase)
+    if not words:
+        return None
+    return f"(?:^|{_SEP})" + f"{_SEP}+".join(map(re.escape, words)) + f"(?:{_SEP}|$)"
 
 
 def doc_of_row(store, unit: str) -> np.ndarray:
@@ -72,7 +77,8 @@ class PhraseDocs:
         self.vocab = bm25.vocab_dict
         self.unit = unit
         self.doc_of_row = doc_of_row(store, unit)
-        self._texts: dict[int, str] = {}
+        self._title = store.table.column("title")
+        self._text = store.table.column("text")
 
     def identity(self) -> dict:
         return {"path": str(self.folder), "kind": "bm25", "fingerprint": self.manifest.get("fingerprint") or self.manifest["files"]}
@@ -95,41 +101,49 @@ class PhraseDocs:
             rows = rows[np.isin(rows, other, assume_unique=True)]
         return np.sort(rows)
 
-    def _read(self, rows: np.ndarray) -> None:
-        from rag.corpus.store import passage_text
+    def _texts(self, rows: np.ndarray):
+        """Indexed texts (title + "\\n" + text) of the given rows, as one Arrow array (one take for many phrases)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        need = [r for r in rows.tolist() if r not in self._texts]
-        if not need:
-            return
-        t = self.store.table.take(need).select(["title", "text"]).to_pydict()
-        for r, ti, tx in zip(need, t["title"], t["text"]):
-            self._texts[r] = " " + cased_key(passage_text(ti, tx)) + " "
+        idx = pa.array(rows, pa.int64())
+        return pc.binary_join_element_wise(pc.take(self._title, idx), pc.take(self._text, idx), "\n")
 
     def docs_batch(self, phrases: Sequence[str], within: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray | str]:
         """Sorted unique document numbers holding each phrase (restricted to the sorted document set `within[i]`
         when given), or NO_STEMS when the phrase has no searchable word."""
+        import pyarrow.compute as pc
+
         within = within if within is not None else [None] * len(phrases)
         stems = self.tokenizer.tokenize_batch(list(phrases))
         cands: list[np.ndarray | None] = []
-        for st, w in zip(stems, within):
+        patterns = []
+        for phrase, st, w in zip(phrases, stems, within):
             rows = self._rows_with_stems(st)
-            if rows is not None and w is not None and len(rows):
+            pattern = phrase_pattern(phrase)
+            if rows is None or pattern is None:
+                rows = None
+            elif w is not None and len(rows):
                 rows = rows[np.isin(self.doc_of_row[rows], w)]
             cands.append(rows)
-        todo = [c for c in cands if c is not None and len(c)]
-        if todo:
-            self._read(np.unique(np.concatenate(todo)))
-        out: list[np.ndarray | str] = []
-        for phrase, rows in zip(phrases, cands):
-            if rows is None:
-                out.append(NO_STEMS)
-                continue
-            key = " " + cased_key(phrase) + " "
-            if key.strip() == "":
-                out.append(NO_STEMS)
-                continue
-            hit = [r for r in rows.tolist() if key in self._texts[r]]
-            out.append(np.unique(self.doc_of_row[np.asarray(hit, np.int64)]) if hit else _EMPTY)
-        if len(self._texts) > 2_000_000:  # bound the text cache on huge batches
-            self._texts.clear()
+            patterns.append(pattern)
+        out: list[np.ndarray | str] = [NO_STEMS if c is None else _EMPTY for c in cands]
+        todo = [i for i, c in enumerate(cands) if c is not None and len(c)]
+        # candidates' texts are taken in groups of about TAKE_ROWS rows, then each phrase's slice is matched
+        start = 0
+        while start < len(todo):
+            end, n = start, 0
+            while end < len(todo) and (n == 0 or n + len(cands[todo[end]]) <= TAKE_ROWS):
+                n += len(cands[todo[end]])
+                end += 1
+            group = todo[start:end]
+            texts = self._texts(np.concatenate([cands[i] for i in group]))
+            off = 0
+            for i in group:
+                rows = cands[i]
+                hit = pc.match_substring_regex(texts.slice(off, len(rows)), patterns[i]).to_numpy(zero_copy_only=False)
+                off += len(rows)
+                h = rows[hit.astype(bool)]
+                out[i] = np.unique(self.doc_of_row[h]) if len(h) else _EMPTY
+            start = end
         return out
