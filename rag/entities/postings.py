@@ -124,6 +124,22 @@ class Postings:
             return f.read().split("\n")[:-1]
 
 
+def _documents(store: PassageStore, unit: str) -> tuple[np.ndarray, list[str] | None]:
+    """(document number of every passage row, doc_id of every document or None for passage units): articles
+    are numbered in order of first appearance, passages by row."""
+    if unit == "passages":
+        return np.arange(len(store), dtype=np.int64), None
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(store.table.column("doc_id")).combine_chunks()
+    return enc.indices.to_numpy().astype(np.int64), enc.dictionary.to_pylist()
+
+
+def doc_of_row(store: PassageStore, unit: str) -> np.ndarray:
+    """Document number of every passage row, as postings over `store` number them."""
+    return _documents(store, unit)[0]
+
+
 def intersect_count(a: np.ndarray, b: np.ndarray) -> int:
     """|a ∩ b| for sorted unique int arrays: binary search of the shorter in the longer."""
     if len(a) > len(b):
@@ -200,7 +216,6 @@ def build_postings(
     engine: None / local: forked worker processes on this machine (`workers`). ray (or engine.shards): row-range
     shards linked by actors that each build the linker's automaton once, resumable per shard
     (rag.entities.postings_shards); the postings are identical to the local engine's."""
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     if unit not in UNITS:
@@ -211,15 +226,8 @@ def build_postings(
     workers = cpu_threads() if workers is None else int(workers)
     if workers < 1:
         raise BadInputError(f"workers must be >= 1, got {workers}")
-    if unit == "articles":
-        enc = pc.dictionary_encode(store.table.column("doc_id")).combine_chunks()
-        doc_of_row = enc.indices.to_numpy().astype(np.int64)
-        doc_ids = enc.dictionary.to_pylist()
-        n_docs = len(doc_ids)
-    else:
-        doc_of_row = np.arange(len(store), dtype=np.int64)
-        doc_ids = None
-        n_docs = len(store)
+    doc_of_row, doc_ids = _documents(store, unit)
+    n_docs = len(doc_ids) if doc_ids is not None else len(store)
     sharded = engine is not None and (engine.is_ray or engine.shards is not None)
     # build the automaton and the title lookup once here; forked workers share them (shard workers build their own)
     for lk in (linker, getattr(linker, "base", None)):

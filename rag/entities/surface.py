@@ -7,9 +7,10 @@ documents. Lookup goes through an index already built over the same passages, a 
     1. candidates: the passages holding every stem of the phrase (the BM25 tokenizer's stems; the stem x
        passage score matrix's column of a stem lists exactly those passages), rarest stem first;
     2. verify: the phrase occurs in the passage's indexed text (title + "\\n" + text) as a whole-word,
-       case-sensitive match after punctuation is folded to spaces ("Crow Harbour, New Brunswick" matches
-       "Crow Harbour, New Brunswick" and "Crow Harbour New Brunswick", not "crow harbour"). Case is kept
-       because a subject such as "Time to Come" is also a common phrase in lower case;
+       case-sensitive match with any run of non-alphanumeric characters between its words ("Crow Harbour,
+       New Brunswick" matches "Crow Harbour, New Brunswick" and "Crow Harbour New Brunswick", not "crow
+       harbour"): one RE2 expression per phrase over the candidates' texts in Arrow, no Python loop over
+       passages. Case is kept because a subject such as "Time to Come" is also a common phrase in lower case;
     3. documents: the verified passages' articles (or the passages themselves, for passage-level postings),
        numbered as the entity postings number them, so the two kinds of document sets intersect directly.
 
@@ -24,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rag.entities.postings import doc_of_row
 from rag.errors import ArtifactError, BadInputError
 
 log = logging.getLogger(__name__)
@@ -41,17 +43,6 @@ def phrase_pattern(phrase: str) -> str | None:
     if not words:
         return None
     return f"(?:^|{_SEP})" + f"{_SEP}+".join(map(re.escape, words)) + f"(?:{_SEP}|$)"
-
-
-def doc_of_row(store, unit: str) -> np.ndarray:
-    """Document number of every passage row, as the entity postings number documents (articles in order of
-    first appearance; passages: the row itself)."""
-    if unit == "passages":
-        return np.arange(len(store), dtype=np.int64)
-    import pyarrow.compute as pc
-
-    enc = pc.dictionary_encode(store.table.column("doc_id")).combine_chunks()
-    return enc.indices.to_numpy().astype(np.int64)
 
 
 class PhraseDocs:
@@ -76,7 +67,7 @@ class PhraseDocs:
         self.indices = bm25.scores["indices"]
         self.vocab = bm25.vocab_dict
         self.unit = unit
-        self.doc_of_row = doc_of_row(store, unit)
+        self.doc_of_row = doc_of_row(store, unit)  # numbered as the entity postings number documents
         self._title = store.table.column("title")
         self._text = store.table.column("text")
 
