@@ -396,3 +396,23 @@ def test_format_1_counts_are_still_read(tmp_path, linker, postings):
     assert [(r.qid, r.count, r.status) for r in back] == [(r.qid, r.count, r.status) for r in rows]
     assert [r.method for r in back] == [r.method for r in rows]
     assert {r.method for r in back} == {"entity", "none"}
+
+
+def test_regex_golds_link_their_literal_aliases(tiny_store, tmp_path):
+    """CuratedTREC-style golds: a plain alternation links as its literals; any other pattern is answer-unlinked."""
+    from rag.regex_golds import NOT_LITERAL
+
+    meta = {"match_type": "regex"}
+    qs = [Question("r-0", "where was mozart born", (r"Salzburg|Salzburg,\s*Austria",), dict(meta)),
+          Question("r-1", "where was mozart born", (r"\bSalzburg\b|Wien",), dict(meta)),
+          Question("r-2", "where did beethoven move to", (r"Vien+a",), dict(meta))]
+    lex = build_lexicon(tmp_path / "lex", passages=tiny_store, questions=qs, case_sample=100)
+    # no lexicon alias is made of a pattern's text
+    assert not lex.candidates("salzburg s austria") and not lex.candidates("vien a")
+    lk = LexiconLinker(lex)
+    post = build_postings(tiny_store, lk, tmp_path / "post", workers=1)
+    rows = {r.qid: r for r in count_questions(qs, lk, post)}
+    assert rows["r-0"].status == A_UNLINKED and rows["r-0"].why == NOT_LITERAL  # "\s*" makes the pattern non-literal
+    assert (rows["r-1"].q_entity, rows["r-1"].a_entity, rows["r-1"].status) == ("Wolfgang Amadeus Mozart", "Salzburg", OK)
+    assert rows["r-1"].answers == (r"\bSalzburg\b|Wien",)  # the row keeps the patterns themselves
+    assert rows["r-2"].status == A_UNLINKED and rows["r-2"].why == NOT_LITERAL
