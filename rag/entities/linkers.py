@@ -12,7 +12,8 @@ Lexicon matching (LexiconLinker):
   * Leftmost-longest, non-overlapping matches of whole words. A longest match that then fails a case
     rule below is dropped, not replaced by a shorter one inside it.
   * Name spans (name_spans=True, the default; rag.entities.spans defines a proper-name span): a match that
-    starts with an upper-case letter and is a strict part of a longer proper-name span is dropped, so
+    starts with an upper-case letter and is a strict part of a longer proper-name span, or cuts across the
+    boundary of one ("The Divine" of "The Divine Comedy"), is dropped, so
     "Robert" in "Robert A. Miller", "Charles" in "Charles de Freycinet" or "Harbour" in "Crow Harbour, New
     Brunswick" link nothing unless the whole name is a form. Passages and questions go through the same
     code. Recorded in identity(), so postings linked under other rules are refused.

@@ -1,7 +1,8 @@
 """Proper-name spans: the stretches of text that name one thing, found the same way in passages and questions.
 
 The linker drops a capitalized mention that is a strict part of a longer proper-name span ("Robert" in
-"Robert A. Miller", "Harbour" in "Crow Harbour, New Brunswick"), and the surface fallback of counting takes
+"Robert A. Miller", "Harbour" in "Crow Harbour, New Brunswick") or that cuts across a span's boundary ("The
+Divine" of "The Divine Comedy"), and the surface fallback of counting takes
 a question's unlinked span as its subject phrase. Both use `name_spans` below, so a question and a passage
 that share a name split it identically.
 
@@ -54,7 +55,7 @@ import numpy as np
 from rag.entities.fold import SEP, SPACE, codepoints, fold_codepoints, tables
 from rag.entities.hashmatch import words_of
 
-VERSION = 1  # recorded in the linker identity: postings linked under other span rules are refused
+VERSION = 2  # recorded in the linker identity: postings linked under other span rules are refused
 CONNECTORS = frozenset(
     "of the de del della der des di da du dos das do van von den ter ten la le bin ibn ben al el y i e zu zur af "
     "ua mac ap".split()
@@ -142,20 +143,21 @@ class Spans:
         return list(zip(a[keep].tolist(), b[keep].tolist()))
 
     def strict_part(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        """For matches [start, end) on word boundaries: is each a strict part of one longer name? A match inside
-        the Region of a "Place, Region" pair is; one that is exactly the Place is not (it names the place)."""
+        """For matches [start, end) on word boundaries: does each cut a longer name? True when the match starts
+        inside a span after its first word, or ends inside a span before its last word (a strict part of one
+        span, or a match across a name's boundary: "The Divine" of "The Divine Comedy", "Bertrand born" of
+        "Jean-Michel Bertrand born"), or lies in the Region of a "Place, Region" pair. A match that is exactly
+        a span, or exactly the Place, is not."""
         if not len(start) or not len(self.span_first):
             return np.zeros(len(start), bool)
-        ws = np.searchsorted(self.word_start, start)
-        we = np.searchsorted(self.word_end, end)
-        ws = np.minimum(ws, len(self.word_start) - 1)
-        we = np.minimum(we, len(self.word_end) - 1)
-        s = self.span[ws]
-        same = (s >= 0) & (s == self.span[we])
-        ss = np.maximum(s, 0)
-        part = same & ((self.span_first[ss] < ws) | (self.span_last[ss] > we))
+        last = len(self.word_start) - 1
+        ws = np.minimum(np.searchsorted(self.word_start, start), last)
+        we = np.minimum(np.searchsorted(self.word_end, end), last)
+        s1, s2 = self.span[ws], self.span[we]
+        part = (s1 >= 0) & (self.span_first[np.maximum(s1, 0)] < ws)
+        part |= (s2 >= 0) & (self.span_last[np.maximum(s2, 0)] > we)
         if len(self.region):
-            part |= same & np.isin(ss, self.region)
+            part |= (s1 >= 0) & (s1 == s2) & np.isin(s1, self.region)
         return part
 
 

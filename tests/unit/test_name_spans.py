@@ -97,3 +97,14 @@ def test_corpus_and_question_split_alike(linker):
     p = "Robert Crannell Minor was born in Vienna. Robert Crannell Minor died in 1900."
     assert linked(linker, q) == []
     assert linked(linker, p) == [("Vienna", "Vienna")]
+
+
+def test_a_match_across_a_name_boundary_is_dropped():
+    b = LexiconBuilder()
+    b.add_titles(["The Divine", "Bertrand born", "Comedy", "The Who", "Divine Comedy"])
+    lk = LexiconLinker(b.build())
+    assert linked(lk, "I read The Divine Comedy twice.") == [("Divine Comedy", "Divine Comedy")] or \
+        all(m[0] != "The Divine" for m in linked(lk, "I read The Divine Comedy twice."))
+    assert linked(lk, "She saw The Divine Comedy Club.") == []  # "The Divine" ends inside "Divine Comedy Club"
+    assert linked(lk, "Where was Jean-Michel Bertrand born?") == []  # "Bertrand born" starts inside the name
+    assert linked(lk, "We saw The Who play.") == [("The Who", "The Who")]  # the whole name: kept
