@@ -179,7 +179,7 @@ def _split_by_method(cfg, selection: dict, buckets: Buckets, by_mode: dict, labe
             if rec.get("count_method"):
                 method_of.setdefault(qid, rec["count_method"])
     methods = sorted(set(method_of.values()))
-    if len(methods) < 2 and "surface" not in methods:
+    if len(set(methods) - {"none"}) < 2:  # every counted question counted one way: nothing to split
         return []
     pop = defaultdict(int)
     pc, pm = selection.get("population_counts"), selection.get("population_methods")
