@@ -108,8 +108,8 @@ def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_
               help="Ignore countries among question entities (Kandpal et al.'s --exclude_countries).")
 @click.option("--surface-index", type=_P, default=None,
               help="BM25 index over the same passages (`rag index build --kind bm25`). With it, a question whose subject "
-              "links no entity is counted from the text: the documents holding its exact subject phrase (its longest "
-              "proper-name span), intersected with the answer entity's documents or with those holding an answer string. "
+              "links no entity is counted from the text: the documents holding its exact subject phrase (its framed "
+              "subject, see --frames, else its longest proper-name span), intersected with the answer entity's documents or with those holding an answer string. "
               "Each question records whether it was counted by entity or surface.")
 @click.option("--frames/--no-frames", default=True, show_default=True,
               help="Induce question frames from the QA set (\"Where is ... located?\"); when the set looks template-generated "
