@@ -58,7 +58,7 @@ def gold_subjects(ix: Path) -> dict:
                  "after": "after: name-span rule + surface fallback + question frames (default)"}[name]
         (RESULTS / f"linking-gold-subjects-{name}.md").write_text(
             f"# Linking against gold subjects, {title}\n\nCounts: `{folder}` over both Wikipedia extracts; "
-            f"`rag counts evaluate {folder} --templates {TEMPLATES.relative_to(SHARED.parent)}`.\n\n" + to_markdown(res),
+            f"`rag counts evaluate indexes/{folder} --templates ../shared/{TEMPLATES.relative_to(SHARED.parent)}`.\n\n" + to_markdown(res),
             encoding="utf-8")
     return out
 

@@ -165,6 +165,54 @@ def subject_phrase(question: str) -> str | None:
     return question[best[0] : best[1]] if best else None
 
 
+def _frame_subjects(questions: Sequence[Question], linked: list, frames: "Frames | None") -> dict[int, str]:
+    """Framed subject per question index; keeps (in place) only question mentions that are exactly it."""
+    framed: dict[int, str] = {}
+    if frames is None:
+        return framed
+    for i, q in enumerate(questions):
+        sp = frames.subject(q.question)
+        if sp is not None:
+            framed[i] = q.question[sp[0] : sp[1]]
+            key = subject_key(framed[i])
+            linked[i] = ([m for m in linked[i][0] if subject_key(m.surface) == key], linked[i][1])
+    return framed
+
+
+def _surface_subjects(questions, sel, framed, phrases) -> dict[int, tuple[str, np.ndarray | str]]:
+    """Question index -> (subject phrase, its documents or NO_STEMS), for the questions with no question entity."""
+    todo = [(i, framed.get(i) or subject_phrase(q.question)) for i, (q, (qe, _, _)) in enumerate(zip(questions, sel)) if not qe]
+    todo = [(i, p) for i, p in todo if p]
+    return {i: (p, d) for (i, p), d in zip(todo, phrases.docs_batch([p for _, p in todo]))}
+
+
+def _surface_answers(sel, golds, subj, postings, phrases) -> dict[int, tuple[int, str, str]]:
+    """Question index -> (count, question side label, answer string) for the questions whose answer links no
+    entity: documents holding any answer string inside each question side candidate's documents (max over them)."""
+    reqs = []  # (question index, question side label, its documents, answer string)
+    for i, (qe, _, at) in enumerate(sel):
+        if at or not golds[i]:
+            continue
+        if qe:
+            sides = [(e, postings.docs_of(e)) for e in qe]
+        else:
+            sides = [subj[i]] if i in subj and not isinstance(subj[i][1], str) else []
+        for label, docs in sides:
+            if len(docs):
+                reqs.extend((i, label, docs, a) for a in dict.fromkeys(x.strip() for x in golds[i]) if a)
+    found = phrases.docs_batch([a for *_, a in reqs], within=[d for _, _, d, _ in reqs]) if reqs else []
+    union: dict[tuple[int, str], list] = {}
+    for (i, label, _, a), d in zip(reqs, found):
+        if not isinstance(d, str) and len(d):
+            union.setdefault((i, label), []).append((a, d))
+    out: dict[int, tuple[int, str, str]] = {}
+    for (i, label), parts in union.items():
+        c = len(np.unique(np.concatenate([d for _, d in parts])))
+        if i not in out or c > out[i][0]:
+            out[i] = (c, label, max(parts, key=lambda x: len(x[1]))[0])
+    return out
+
+
 def count_questions(
     questions: Sequence[Question],
     linker: EntityLinker,
@@ -186,100 +234,64 @@ def count_questions(
         log.warning("%d question(s) have no answers and are labelled answer-unlinked (first: %s)", len(no_answers), no_answers[0])
     linked = link_question_mentions(questions, linker, batch_size)
     golds = [linking_answers(q) for q in questions]  # answer strings (literal aliases of regex golds)
-    framed: dict[int, str] = {}
-    if frames is not None:
-        for i, q in enumerate(questions):
-            sp = frames.subject(q.question)
-            if sp is not None:
-                framed[i] = q.question[sp[0] : sp[1]]
-                key = subject_key(framed[i])
-                linked[i] = ([m for m in linked[i][0] if subject_key(m.surface) == key], linked[i][1])
+    framed = _frame_subjects(questions, linked, frames)
     sel = [select_entities([m.entity for m in qm], [m.entity for m in am], exclude_countries) for qm, am in linked]
     # surface fallback, batched: subject phrases first, then answer strings inside the question side's documents
-    subj: dict[int, tuple[str, np.ndarray | str]] = {}
-    if phrases is not None:
-        todo = [(i, framed.get(i) or subject_phrase(q.question)) for i, (q, (qe, _, _)) in enumerate(zip(questions, sel)) if not qe]
-        todo = [(i, p) for i, p in todo if p]
-        for (i, p), d in zip(todo, phrases.docs_batch([p for _, p in todo])):
-            subj[i] = (p, d)
-    ans: dict[int, tuple[int, str | None, str | None]] = {}  # i -> (count, q label, answer string)
-    if phrases is not None:
-        reqs = []  # (question index, q label or phrase, q docs, answer string)
-        for i, (q, (qe, _, at)) in enumerate(zip(questions, sel)):
-            if at or not golds[i]:
-                continue
-            sides = [(e, postings.docs_of(e)) for e in qe] if qe else ([(subj[i][0], subj[i][1])] if i in subj and not isinstance(subj[i][1], str) else [])
-            for label, docs in sides:
-                if len(docs):
-                    reqs.extend((i, label, docs, a) for a in dict.fromkeys(x.strip() for x in golds[i]) if a)
-        found = phrases.docs_batch([a for *_, a in reqs], within=[d for _, _, d, _ in reqs]) if reqs else []
-        union: dict[tuple[int, str], list] = {}
-        for (i, label, _, a), d in zip(reqs, found):
-            if not isinstance(d, str) and len(d):
-                union.setdefault((i, label), []).append((a, d))
-        for (i, label), parts in union.items():
-            c = len(np.unique(np.concatenate([d for _, d in parts])))
-            if i not in ans or c > ans[i][0]:
-                ans[i] = (c, label, max(parts, key=lambda x: len(x[1]))[0])
+    subj = _surface_subjects(questions, sel, framed, phrases) if phrases is not None else {}
+    ans = _surface_answers(sel, golds, subj, postings, phrases) if phrases is not None else {}
     rows = []
     for i, (q, (qm, am), (q_ents, a_all, a_tied)) in enumerate(zip(questions, linked, sel)):
         q_src = ENTITY if q_ents else SURFACE if i in subj and not isinstance(subj[i][1], str) else ""
         a_src = ENTITY if a_tied else SURFACE if phrases is not None and golds[i] and q_src else ""
-        why = ""
-        if q_src == ENTITY and a_src == ENTITY:
+        f = dict(q_entity=None, a_entity=None, count=0, q_entity_docs=0, a_entity_docs=0, q_occurrence=0, a_occurrence=0,
+                 q_mention=None, a_mention=None, why="")
+        if q_src == ENTITY and a_src == ENTITY:  # the paper's count
             count, qe, ae, q_occ, a_occ = count_one(q_ents, a_all, a_tied, postings.docs_of)
-            qmen, amen = _first_surface(qm, qe), _first_surface(am, ae)
-            q_docs, a_docs = postings.doc_count(qe) if qe else 0, postings.doc_count(ae) if ae else 0
-        elif q_src == SURFACE and a_src == ENTITY:
+            f.update(q_entity=qe, a_entity=ae, count=count, q_occurrence=q_occ, a_occurrence=a_occ,
+                     q_entity_docs=postings.doc_count(qe) if qe else 0, a_entity_docs=postings.doc_count(ae) if ae else 0,
+                     q_mention=_first_surface(qm, qe), a_mention=_first_surface(am, ae))
+        elif q_src == SURFACE and a_src == ENTITY:  # subject phrase x answer entity
             phrase, docs = subj[i]
-            best, ae = -1, None
-            for a in a_tied:
-                c = intersect_count(docs, postings.docs_of(a))
-                if c > best:
-                    best, ae = c, a
-            count, qe, qmen, amen = max(best, 0), phrase, phrase, _first_surface(am, ae)
-            q_occ, a_occ = len(docs), max((postings.doc_count(a) for a in a_all), default=0)
-            q_docs, a_docs = len(docs), postings.doc_count(ae) if ae else 0
-        elif a_src == SURFACE:
+            best, ae = max(((intersect_count(docs, postings.docs_of(a)), a) for a in a_tied), key=lambda x: x[0])
+            f.update(q_entity=phrase, a_entity=ae, count=best, q_entity_docs=len(docs), a_entity_docs=postings.doc_count(ae),
+                     q_occurrence=len(docs), a_occurrence=max(postings.doc_count(a) for a in a_all),
+                     q_mention=phrase, a_mention=_first_surface(am, ae))
+        elif a_src == SURFACE:  # question entity or subject phrase x answer strings
             count, qe, ae = ans.get(i, (0, None, None))
             if qe is None:  # the answer strings occur in none of the question side's documents
                 qe = q_ents[0] if q_ents else subj[i][0]
                 ae = next((a.strip() for a in golds[i] if a.strip()), None)
-            qmen = _first_surface(qm, qe) if q_src == ENTITY else qe
-            amen = ae
             q_docs = postings.doc_count(qe) if q_src == ENTITY else len(subj[i][1])
-            q_occ = max((postings.doc_count(e) for e in q_ents), default=0) if q_src == ENTITY else q_docs
-            a_occ = a_docs = count
+            f.update(q_entity=qe, a_entity=ae, count=count, q_entity_docs=q_docs, a_entity_docs=count, a_occurrence=count,
+                     q_occurrence=max(postings.doc_count(e) for e in q_ents) if q_src == ENTITY else q_docs,
+                     q_mention=_first_surface(qm, qe) if q_src == ENTITY else qe, a_mention=ae)
         else:
-            count, qe, ae, q_occ, a_occ, q_docs, a_docs = 0, None, None, 0, 0, 0, 0
-            qmen = amen = None
             if q_ents:
-                qe, qmen = q_ents[0], _first_surface(qm, q_ents[0])
+                f.update(q_entity=q_ents[0], q_mention=_first_surface(qm, q_ents[0]))
             if a_tied:
-                ae, amen = a_tied[0], _first_surface(am, a_tied[0])
-            if is_regex(q) and q.answers and not golds[i]:
-                why = NOT_LITERAL
-            elif not q.answers:
-                why = "no answers"
-            elif not q_src:
-                why = ("no question entity (no phrase lookup)" if phrases is None
-                       else f"subject phrase {subj[i][0]!r} has no searchable word" if i in subj else "no name span in the question")
-            else:
-                why = "no answer entity (no phrase lookup)"
+                f.update(a_entity=a_tied[0], a_mention=_first_surface(am, a_tied[0]))
+            f["why"] = _why_not_counted(q, golds[i], q_src, subj.get(i), phrases is not None)
         method = ENTITY if q_src == ENTITY and a_src == ENTITY else SURFACE if q_src and a_src else NONE
-        if method == NONE:
-            status = BOTH_UNLINKED if not q_src and not a_tied else Q_UNLINKED if not q_src else A_UNLINKED
-        else:
+        if method != NONE:
             status = OK
-        rows.append(
-            QuestionCount(
-                qid=q.qid, question=q.question, answers=tuple(q.answers), q_entity=qe, a_entity=ae, count=int(count),
-                q_entity_docs=int(q_docs), a_entity_docs=int(a_docs), status=status, q_entities=q_ents, a_entities=a_tied,
-                q_occurrence=int(q_occ), a_occurrence=int(a_occ), method=method, q_source=q_src, a_source=a_src,
-                q_mention=qmen, a_mention=amen, why=why,
-            )
-        )
+        else:
+            status = BOTH_UNLINKED if not q_src and not a_tied else Q_UNLINKED if not q_src else A_UNLINKED
+        rows.append(QuestionCount(qid=q.qid, question=q.question, answers=tuple(q.answers), status=status, q_entities=q_ents,
+                                  a_entities=a_tied, method=method, q_source=q_src, a_source=a_src,
+                                  **{k: (int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v) for k, v in f.items()}))
     return rows
+
+
+def _why_not_counted(q: Question, golds, q_src: str, subj, lookup: bool) -> str:
+    if is_regex(q) and q.answers and not golds:
+        return NOT_LITERAL
+    if not q.answers:
+        return "no answers"
+    if not q_src:
+        if not lookup:
+            return "no question entity (no phrase lookup)"
+        return f"subject phrase {subj[0]!r} has no searchable word" if subj else "no name span in the question"
+    return "no answer entity (no phrase lookup)"
 
 
 # --- artifact ----------------------------------------------------------------------------------------------
