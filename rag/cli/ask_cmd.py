@@ -29,10 +29,22 @@ def _snippet(text: str, width: int = 160) -> str:
 @click.option("-k", "--k", "k", type=int, default=5, show_default=True,
               help="How many retrieved passages go into the prompt (fewer if they do not fit the context).")
 @click.option("--model", default=None,
-              help="Named model (see `rag models list`; default smollm2-135m), a .gguf file, or with "
-                   "--backend transformers a local model folder or Hugging Face id.")
+              help="Named model (see `rag models list`; default smollm2-135m), a .gguf file, with --backend "
+                   "transformers or vllm a local model folder or Hugging Face id, with --backend openai the server's "
+                   "model id.")
 @click.option("--backend", default="llama-cpp", show_default=True,
-              help="Reader backend: llama-cpp (GGUF, fast on CPU) or transformers.")
+              help="Reader backend: llama-cpp (GGUF, fast on CPU), transformers, openai (any OpenAI-compatible "
+                   "server: see --base-url) or vllm (offline vLLM on a CUDA GPU, pip install 'rag[vllm]').")
+@click.option("--base-url", default=None,
+              help="[openai] The server's OpenAI API root, e.g. http://127.0.0.1:8080/v1 (llama.cpp), "
+                   "http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1 (Ollama). Default: $OPENAI_BASE_URL. "
+                   "--model is the server's model id (default: the one model it serves).")
+@click.option("--api-key-env", default=None, metavar="NAME",
+              help="[openai] Environment variable holding the API key (default: OPENAI_API_KEY when set). The key "
+                   "itself is never accepted on the command line nor written anywhere.")
+@click.option("--chat", is_flag=True,
+              help="[openai] Use the chat completions endpoint: the same few-shot prompt sent as chat turns, through "
+                   "the server's chat template. Default: the plain completions endpoint with the exact prompt.")
 @click.option("--shots", type=int, default=3, show_default=True,
               help="Number of few-shot demonstrations in the prompt (0 = none).")
 @click.option("--demos", "demos_path", type=click.Path(path_type=Path), default=None,
@@ -57,8 +69,8 @@ def _snippet(text: str, width: int = 160) -> str:
               help="Show only the N sentences of the top-k passages that best match the question (extractive "
                    "compression, rag.readers.compress). Default: whole passages.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def ask(question, mode, index_path, retriever, passages_path, k, model, backend, shots, demos_path, seed,
-        prompt_format, max_new_tokens, n_ctx, threads, device, quant, sentences, as_json) -> None:
+def ask(question, mode, index_path, retriever, passages_path, k, model, backend, base_url, api_key_env, chat, shots,
+        demos_path, seed, prompt_format, max_new_tokens, n_ctx, threads, device, quant, sentences, as_json) -> None:
     """Answer QUESTION with a local LLM, closed-book and/or from retrieved passages.
 
     Both modes use the same few-shot "Q: ... / A: ..." prompt; retrieval-augmented prompts add the
@@ -70,6 +82,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
       rag ask "who wrote the origin of species"
       rag ask "who wrote the origin of species" --mode both --index indexes/bm25 -k 5
       rag ask "..." --model qwen2.5-coder-0.5b --shots 4 --json
+      rag ask "..." --backend openai --base-url http://127.0.0.1:8080/v1 --model smollm2-135m
     """
     from rag.readers import DEFAULT_MODEL, READERS, answer, default_format, draw_demos, load_reader
     from rag.readers.prompts import BUILTIN_DEMOS, FORMATS
@@ -88,10 +101,16 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
     if max_new_tokens <= 0:
         raise BadInputError(f"--max-new-tokens must be positive, got {max_new_tokens}")
     READERS.get(backend)
-    model = model or DEFAULT_MODEL
-    fmt = FORMATS.get(prompt_format or default_format(model))
+    served = backend == "openai"  # the model is whatever the server serves: its id, or None for its only one
+    if not served and (base_url or api_key_env or chat):
+        raise BadInputError("--base-url, --api-key-env and --chat apply to the openai backend only")
+    model = model or (None if served else DEFAULT_MODEL)
+    if prompt_format or not served:
+        fmt = FORMATS.get(prompt_format or default_format(model))
 
     options = {"n_ctx": n_ctx, "device": device}
+    if served:
+        options.update(base_url=base_url, api_key_env=api_key_env, chat=chat)
     if threads is not None:
         if backend != "llama-cpp":
             raise BadInputError("--threads applies to the llama-cpp backend only")
@@ -101,6 +120,9 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
             raise BadInputError("--quant applies to the llama-cpp backend only")
         options["quant"] = quant
     reader = load_reader(model, backend=backend, **options)
+    if served:
+        model = reader.model
+        fmt = FORMATS.get(prompt_format or reader.prompt_format)
 
     index = None
     if mode != "closed":
@@ -125,6 +147,8 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
 
     out: dict = {"question": q.question, "model": model, "backend": backend, "prompt_format": fmt.name, "shots": shots,
                  "demos": [d.qid for d in demos]}
+    if served:
+        out["server"] = reader.url
     if mode in ("closed", "both"):
         (p,) = answer(reader, [q], None, demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
         out["closed"] = {"answer": p.answer, "prompt_tokens": p.prompt_tokens, "new_tokens": p.new_tokens}

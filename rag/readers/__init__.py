@@ -1,12 +1,12 @@
 """Readers: a local LLM answers closed-book or from passages, through one code path.
 
-Importing this package registers the built-in backends (llama-cpp, transformers, fake); heavy
-libraries load only when a model is opened.
+Importing this package registers the built-in backends (llama-cpp, transformers, openai, fake);
+heavy libraries load only when a model is opened.
 """
-from rag.readers import fake, llama_cpp, transformers  # noqa: F401  (register built-in backends)
+from rag.readers import fake, llama_cpp, openai_compat, transformers  # noqa: F401  (register built-in backends)
 from rag.world import tinylm  # noqa: F401,E402  (registers "tiny-lm", the model `rag bench` trains)
 from rag.readers.answer import answer
-from rag.readers.base import READERS, Generation, Reader
+from rag.readers.base import READERS, Generation, Reader, Score, ScoringNotSupported
 from rag.readers.models import DEFAULT_MODEL, NAMED_MODELS, NamedModel, is_installed, model_path
 from rag.readers.prompts import BUILTIN_DEMOS, FORMATS, Demo, PromptFormat, draw_demos, fit_prompt
 
@@ -14,7 +14,8 @@ DEFAULT_BACKEND = "llama-cpp"
 
 
 def load_reader(model: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, **options) -> Reader:
-    """Open `model` (a named model, a .gguf path, or for transformers a folder / hub id) with `backend`."""
+    """Open `model` (a named model, a .gguf path, for transformers a folder or hub id, for openai the
+    server's model id) with `backend`."""
     return READERS.get(backend).load(model, **options)
 
 
@@ -25,6 +26,6 @@ def default_format(model: str) -> str:
 
 __all__ = [
     "BUILTIN_DEMOS", "DEFAULT_BACKEND", "DEFAULT_MODEL", "FORMATS", "NAMED_MODELS", "READERS", "Demo", "Generation",
-    "NamedModel", "PromptFormat", "Reader", "answer", "default_format", "draw_demos", "fit_prompt", "is_installed",
+    "NamedModel", "PromptFormat", "Reader", "Score", "ScoringNotSupported", "answer", "default_format", "draw_demos", "fit_prompt", "is_installed",
     "load_reader", "model_path",
 ]

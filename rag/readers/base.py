@@ -1,6 +1,7 @@
 """The reader interface (prompts in, first-line answers out) and the backend registry.
 
 Every backend decodes greedily and stops at the first newline; the answer is the stripped first line.
+Backends that can also score a given continuation (a gold answer's log-probability) override `score_batch`.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
 
-from rag.errors import BadInputError
+from rag.errors import BadInputError, RagError
 from rag.registry import Registry
 
 # backend name -> Reader subclass with a `load(model, **options)` classmethod
@@ -23,6 +24,23 @@ class Generation:
     text: str
     prompt_tokens: int
     new_tokens: int
+
+
+@dataclass(frozen=True)
+class Score:
+    """Log-probability (natural log) of a continuation teacher-forced after a prompt.
+
+    `tokens` are the continuation's tokens as the model split prompt + continuation, `token_logprobs` their
+    log-probabilities each given everything before it; `logprob` is their sum.
+    """
+
+    logprob: float
+    token_logprobs: tuple[float, ...]
+    tokens: tuple[str, ...]
+
+
+class ScoringNotSupported(RagError):
+    """The backend (or the server behind it) cannot return a continuation's log-probability."""
 
 
 def first_line(text: str) -> str:
@@ -55,6 +73,18 @@ class Reader(ABC):
     def generate(self, prompt: str, max_new_tokens: int = 16) -> Generation:
         return self.generate_batch([prompt], max_new_tokens)[0]
 
+    def score_batch(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
+        """Log-probability of each continuation (e.g. " Jane Austen") right after its prompt (optional)."""
+        raise ScoringNotSupported(f"the {self.backend} reader backend does not score continuations")
+
+    def score(self, prompt: str, continuation: str) -> Score:
+        return self.score_batch([prompt], [continuation])[0]
+
+    @property
+    def backend(self) -> str:
+        """The name this class is registered under in READERS (its class name if unregistered)."""
+        return next((k for k, v in READERS.items() if v is type(self)), type(self).__name__)
+
     @classmethod
     @abstractmethod
     def load(cls, model: str, **options) -> "Reader":
@@ -62,6 +92,13 @@ class Reader(ABC):
 
     def close(self) -> None:
         """Free the model (optional)."""
+
+
+def check_scoring(prompts: Sequence[str], continuations: Sequence[str]) -> None:
+    if isinstance(prompts, str) or isinstance(continuations, str):
+        raise BadInputError("score_batch takes lists of prompts and continuations, not single strings")
+    if len(prompts) != len(continuations):
+        raise BadInputError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one per prompt")
 
 
 def check_prompts(prompts: Sequence[str], max_new_tokens: int) -> None:
