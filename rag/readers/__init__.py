@@ -1,9 +1,9 @@
 """Readers: a local LLM answers closed-book or from passages, through one code path.
 
-Importing this package registers the built-in backends (llama-cpp, transformers, openai, fake);
+Importing this package registers the built-in backends (llama-cpp, transformers, openai, vllm, fake);
 heavy libraries load only when a model is opened.
 """
-from rag.readers import fake, llama_cpp, openai_compat, transformers  # noqa: F401  (register built-in backends)
+from rag.readers import fake, llama_cpp, openai_compat, transformers, vllm  # noqa: F401  (register built-in backends)
 from rag.world import tinylm  # noqa: F401,E402  (registers "tiny-lm", the model `rag bench` trains)
 from rag.readers.answer import answer
 from rag.readers.base import READERS, Generation, Reader, Score, ScoringNotSupported
@@ -14,7 +14,7 @@ DEFAULT_BACKEND = "llama-cpp"
 
 
 def load_reader(model: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, **options) -> Reader:
-    """Open `model` (a named model, a .gguf path, for transformers a folder or hub id, for openai the
+    """Open `model` (a named model, a .gguf path, for transformers / vllm a folder or hub id, for openai the
     server's model id) with `backend`."""
     return READERS.get(backend).load(model, **options)
 

@@ -16,10 +16,10 @@ QS = [Question("q0", "who wrote hamlet", ("Shakespeare",)), Question("q1", "wher
 
 
 def test_registry_has_builtin_backends_and_lists_choices():
-    assert {"llama-cpp", "transformers", "openai", "fake"} <= set(READERS)
+    assert {"llama-cpp", "transformers", "openai", "vllm", "fake"} <= set(READERS)
     with pytest.raises(BadInputError, match="unknown reader backend 'nonesuch'; choose one of: ") as e:
         load_reader("x", backend="nonesuch")
-    assert all(name in str(e.value) for name in ("fake", "llama-cpp", "openai", "transformers"))
+    assert all(name in str(e.value) for name in ("fake", "llama-cpp", "openai", "transformers", "vllm"))
 
 
 def test_single_form_is_derived_from_the_batch_method():
@@ -89,7 +89,7 @@ def test_bad_input():
 
 
 def test_importing_readers_loads_no_heavy_library():
-    code = "import sys, rag.readers, rag.metrics, rag.qa; print([m for m in ('llama_cpp', 'torch', 'transformers', 'httpx') if m in sys.modules])"
+    code = "import sys, rag.readers, rag.metrics, rag.qa; print([m for m in ('llama_cpp', 'torch', 'transformers', 'httpx', 'vllm') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
