@@ -82,7 +82,8 @@ class RayGenerator:
 
         from rag.engine.ray_engine import OrderedPool, plan_resources
 
-        uses_gpu = cfg.reader.device != "cpu" and cfg.reader.backend != "fake"
+        # a served model (openai backend) computes on its server: its actors need no GPU of their own
+        uses_gpu = cfg.reader.device != "cpu" and cfg.reader.backend not in ("fake", "openai")
         res = plan_resources(engine, uses_gpu, n_items=engine.workers or 10**9)
         with timer.stage("load"):
             self.pool = OrderedPool(ReaderActor, {"cfg": cfg, "reader": reader, "demos": demos, "fmt": fmt,

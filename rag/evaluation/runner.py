@@ -91,11 +91,17 @@ def _index_fingerprint(folder: Path) -> str:
     return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()[:32]
 
 
+TRANSPORT_OPTIONS = ("base_url", "api_key_env", "max_concurrency", "timeout", "max_retries", "backoff")
+
+
 def _reader_identity(cfg: EvalConfig) -> dict:
     r = to_dict(cfg)["reader"]
     # settings that change speed but not answers are left out, so a resumed run may change them
     for k in ("batch_size", "device", "n_threads"):
         r.pop(k, None)
+    # a model server's transport settings too (where it is, how hard to retry); the model name stays
+    for k in TRANSPORT_OPTIONS:
+        r.get("options", {}).pop(k, None)
     model = Path(cfg.reader.model)
     if model.is_file():
         r["model_fingerprint"] = quick_fingerprint(model)

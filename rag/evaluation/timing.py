@@ -124,6 +124,12 @@ class TimedReader(Reader):
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(texts)
 
+    def score_batch(self, prompts, continuations):
+        t = time.perf_counter()
+        out = self.inner.score_batch(prompts, continuations)
+        self.timer.add("scoring", time.perf_counter() - t, items=len(prompts))
+        return out
+
     @classmethod
     def load(cls, model: str, **options) -> "TimedReader":  # pragma: no cover - wraps an opened reader instead
         raise TypeError("TimedReader wraps an opened reader: TimedReader(reader, timer)")

@@ -389,3 +389,14 @@ def test_count_method_split_and_restriction(world, tmp_path):
                                   "--count-method", "entity", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert len(RecordStore(tmp_path / "cli" / "records.jsonl").load()) == 10
+
+
+def test_model_server_transport_settings_do_not_block_resume(world, tmp_path):
+    from rag.evaluation.runner import _reader_identity
+
+    def ident(**options):
+        return _reader_identity(load_config(write_config(world, tmp_path / "x", reader={"model": "m", "backend": "openai", "options": options})))
+
+    assert ident(base_url="http://a:1/v1", timeout=5, max_retries=1) == ident(base_url="http://b:2/v1", max_concurrency=2)
+    assert ident(chat=True) != ident(chat=False)  # answers depend on it
+    assert _reader_identity(load_config(write_config(world, tmp_path / "y", reader={"model": "other", "backend": "openai"}))) != ident()
