@@ -94,14 +94,22 @@ def _index_fingerprint(folder: Path) -> str:
 TRANSPORT_OPTIONS = ("base_url", "api_key_env", "max_concurrency", "timeout", "max_retries", "backoff")
 
 
+def _comparable(identity: dict) -> dict:
+    """A run identity without a model server's transport settings (where it is, how hard to retry), which are
+    recorded in the manifest but may change between sessions of one run; the model name stays."""
+    opts = identity.get("reader", {}).get("options")
+    if not opts:
+        return identity
+    reader = {**identity["reader"], "options": {k: v for k, v in opts.items() if k not in TRANSPORT_OPTIONS}}
+    return {**identity, "reader": reader}
+
+
 def _reader_identity(cfg: EvalConfig) -> dict:
     r = to_dict(cfg)["reader"]
     # settings that change speed but not answers are left out, so a resumed run may change them
     for k in ("batch_size", "device", "n_threads"):
         r.pop(k, None)
-    # a model server's transport settings too (where it is, how hard to retry); the model name stays
-    for k in TRANSPORT_OPTIONS:
-        r.get("options", {}).pop(k, None)
+
     model = Path(cfg.reader.model)
     if model.is_file():
         r["model_fingerprint"] = quick_fingerprint(model)
@@ -202,7 +210,7 @@ def _open_folder(p: Prepared, overwrite: bool) -> tuple[Path, dict]:
                 raise ArtifactError(f"{out} has records but no {MANIFEST}; pass --overwrite to start afresh")
             raise BadInputError(f"{out} exists and is not a run folder; choose another --out")
         old = read_manifest(out, kind=KIND, format=FORMAT)
-        diff = _diff(old.get("identity", {}), p.identity)
+        diff = _diff(_comparable(old.get("identity", {})), _comparable(p.identity))
         for mode, ident in p.modes.items():
             if mode in old.get("modes", {}):
                 diff += [f"{mode}.{d}" for d in _diff(old["modes"][mode], ident)]

@@ -392,11 +392,13 @@ def test_count_method_split_and_restriction(world, tmp_path):
 
 
 def test_model_server_transport_settings_do_not_block_resume(world, tmp_path):
-    from rag.evaluation.runner import _reader_identity
+    from rag.evaluation.runner import _comparable, _reader_identity
 
     def ident(**options):
-        return _reader_identity(load_config(write_config(world, tmp_path / "x", reader={"model": "m", "backend": "openai", "options": options})))
+        cfg = load_config(write_config(world, tmp_path / "x", reader={"model": "m", "backend": "openai", "options": options}))
+        return _comparable({"reader": _reader_identity(cfg)})
 
     assert ident(base_url="http://a:1/v1", timeout=5, max_retries=1) == ident(base_url="http://b:2/v1", max_concurrency=2)
     assert ident(chat=True) != ident(chat=False)  # answers depend on it
-    assert _reader_identity(load_config(write_config(world, tmp_path / "y", reader={"model": "other", "backend": "openai"}))) != ident()
+    other = load_config(write_config(world, tmp_path / "y", reader={"model": "other", "backend": "openai"}))
+    assert _comparable({"reader": _reader_identity(other)}) != ident()
