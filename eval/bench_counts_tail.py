@@ -65,7 +65,7 @@ def gold_subjects(ix: Path) -> dict:
 
 def bucket_moves(ix: Path) -> dict:
     from rag.entities.counting import OK, load_counts
-    from rag.evaluation.buckets import DEFAULT_EDGES, Buckets
+    from rag.buckets import DEFAULT_EDGES, Buckets
 
     b = Buckets(tuple(DEFAULT_EDGES))
     rows = {}

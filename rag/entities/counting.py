@@ -36,7 +36,6 @@ Format 1 folders (before the surface fallback) are still read: their rows get me
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
@@ -46,6 +45,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, read_manifest, write_manifest
+from rag.buckets import Buckets, log10_edges
 from rag.entities.countries import is_country
 from rag.entities.frames import subject_key
 from rag.entities.linkers import EntityLinker
@@ -358,16 +358,8 @@ def load_counts(folder: str | os.PathLike) -> tuple[list[QuestionCount], dict]:
     return rows, manifest
 
 
-def log10_edges(max_count: int) -> tuple[int, ...]:
-    """0, 1, 10, 100, ... up to the bucket holding max_count."""
-    k = 0 if max_count < 1 else int(math.floor(math.log10(max_count)))
-    return (0, *(10**i for i in range(k + 1)))
-
-
 def summarize(rows: Sequence[QuestionCount], top: int = 10) -> dict:
     """Questions per status and per log10 bucket of the count, fraction unlinked, most frequent entities."""
-    from rag.evaluation.buckets import Buckets
-
     n = len(rows)
     status = Counter(r.status for r in rows)
     linked = [r for r in rows if r.status == OK]

@@ -13,7 +13,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.evaluation.buckets import UNLINKED, Buckets
+from rag.buckets import UNLINKED, Buckets
 from rag.evaluation.stats import (Rate, bootstrap_diff, bootstrap_diff_independent, bootstrap_mean,
                                   stratified_bootstrap_diff_independent, stratified_bootstrap_mean)
 

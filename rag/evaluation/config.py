@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.buckets import DEFAULT_EDGES, Buckets
 from rag.config import from_dict
 from rag.engine.base import EngineConfig
 from rag.errors import BadInputError
-from rag.evaluation.buckets import DEFAULT_EDGES
 
 METRICS = ("em", "f1", "contains")
 DEFAULT_RECALL_KS = (1, 5, 20, 100)
@@ -147,8 +147,6 @@ def _validate(c: EvalConfig) -> None:
         bad(f"adaptive.unlinked must be retrieve, closed or learn, got {a.unlinked!r}")
     if a.retriever is not None and a.retriever not in names:
         bad(f"adaptive.retriever {a.retriever!r} is not one of the retrievers ({', '.join(names) or 'none'})")
-    from rag.evaluation.buckets import Buckets
-
     Buckets(tuple(c.buckets))  # checks the edges
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import require
-from rag.evaluation.buckets import UNLINKED
+from rag.buckets import UNLINKED
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.evaluation.report import Summary

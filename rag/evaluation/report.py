@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from rag.evaluation.buckets import UNLINKED, Buckets
+from rag.buckets import UNLINKED, Buckets
 from rag.evaluation.config import METRICS
 from rag.evaluation.stats import Rate, bootstrap_mean, stratified_bootstrap_mean
 

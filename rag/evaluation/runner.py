@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from rag.artifacts import MANIFEST, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
+from rag.buckets import Buckets
 from rag.errors import ArtifactError, BadInputError
-from rag.evaluation.buckets import Buckets
 from rag.evaluation.config import EvalConfig, to_dict
 from rag.evaluation.counts import CountsTable, check_counts_match, load_counts, qa_fingerprint
 from rag.evaluation.records import RECORDS, RecordStore

@@ -150,7 +150,7 @@ def count_agreement(counts_rows, truth: Sequence[dict]) -> dict:
 
 
 def _bucket(c: int) -> str:
-    from rag.evaluation.buckets import Buckets
+    from rag.buckets import Buckets
 
     return Buckets().assign([c])[0]
 
@@ -324,7 +324,7 @@ def plot_probes(probes: dict, path: Path) -> Path | None:
     except ImportError:  # pragma: no cover - plots are optional
         log.warning("matplotlib is not installed (pip install 'rag[plots]'); no probe plot")
         return None
-    from rag.evaluation.buckets import Buckets
+    from rag.buckets import Buckets
 
     order = Buckets().labels
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))

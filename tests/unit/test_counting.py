@@ -8,9 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from rag.buckets import log10_edges
 from rag.corpus.store import PassageStore
 from rag.entities.counting import (
-    A_UNLINKED, BOTH_UNLINKED, OK, Q_UNLINKED, build_counts, count_one, count_questions, load_counts, log10_edges, save_counts,
+    A_UNLINKED, BOTH_UNLINKED, OK, Q_UNLINKED, build_counts, count_one, count_questions, load_counts, save_counts,
     select_entities, summarize,
 )
 from rag.entities.lexicon import build_lexicon
