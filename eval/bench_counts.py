@@ -68,7 +68,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from rag.corpus.store import PassageStore
-    from rag.entities.counting import count_questions, save_counts, summarize
+    from rag.counts import save_counts, summarize
+    from rag.entities.counting import count_questions
     from rag.entities.evaluate import evaluate_linker, load_labelled
     from rag.entities.external import compare, load_external
     from rag.entities.lexicon import Lexicon, build_lexicon

@@ -40,7 +40,7 @@ VARIANTS = {"before": "counts-eq-before", "spans": "counts-eq-after-noframes", "
 
 
 def gold_subjects(ix: Path) -> dict:
-    from rag.entities.counting import load_counts
+    from rag.counts import load_counts
     from rag.entities.templates import evaluate_counts, load_templates, to_markdown
 
     tpl = load_templates(TEMPLATES)
@@ -64,7 +64,7 @@ def gold_subjects(ix: Path) -> dict:
 
 
 def bucket_moves(ix: Path) -> dict:
-    from rag.entities.counting import OK, load_counts
+    from rag.counts import OK, load_counts
     from rag.buckets import DEFAULT_EDGES, Buckets
 
     b = Buckets(tuple(DEFAULT_EDGES))
@@ -82,7 +82,7 @@ def bucket_moves(ix: Path) -> dict:
 
 
 def natural_sets(ix: Path) -> dict:
-    from rag.entities.counting import load_counts, summarize
+    from rag.counts import load_counts, summarize
     from rag.entities.external import compare, load_external
 
     out = {}

@@ -167,7 +167,7 @@ def _print_summary(path, s: dict, top: int = 10) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def show(path, top, examples, as_json) -> None:
     """Summarize a counts folder: questions per log10 bucket, fraction unlinked, top entities."""
-    from rag.entities.counting import load_counts, summarize
+    from rag.counts import load_counts, summarize
 
     rows, manifest = load_counts(path)
     s = summarize(rows, top=top)
@@ -193,7 +193,7 @@ def compare_cmd(path, external, topics, match_by, out) -> None:
     from dataclasses import asdict
 
     from rag.artifacts import write_json_atomic
-    from rag.entities.counting import load_counts
+    from rag.counts import load_counts
     from rag.entities.external import compare, load_external
 
     rows, _ = load_counts(path)
@@ -221,7 +221,7 @@ def evaluate_cmd(path, templates, out, examples) -> None:
     Per relation and overall.
     """
     from rag.artifacts import write_json_atomic, write_text_atomic
-    from rag.entities.counting import load_counts
+    from rag.counts import load_counts
     from rag.entities.templates import evaluate_counts, load_templates, to_markdown
 
     rows, _ = load_counts(path)

@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Sequence
 
 from rag.artifacts import MANIFEST, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
 from rag.buckets import Buckets
+from rag.counts import CountsTable
 from rag.errors import ArtifactError, BadInputError
 from rag.evaluation.config import EvalConfig, to_dict
-from rag.evaluation.counts import CountsTable, check_counts_match, load_counts, qa_fingerprint
 from rag.evaluation.records import RECORDS, RecordStore
 from rag.evaluation.sampling import stratified_sample
 from rag.evaluation.timing import StageTimer, TimedReader
+from rag.qa import load_questions, qa_fingerprint
 from rag.regex_golds import is_regex
 from rag.types import Passage, Question
 
@@ -132,14 +133,13 @@ class Prepared:
 
 def prepare(cfg: EvalConfig) -> Prepared:
     """Read and check the inputs (QA file, counts, index manifests) and draw the sample; loads no model."""
-    from rag.qa import load_questions
     from rag.readers import READERS
 
     READERS.get(cfg.reader.backend)
     qa_path = Path(cfg.qa.path)
     if not qa_path.exists():
         raise BadInputError(f"QA file {qa_path} does not exist (qa.path in the config)")
-    counts = load_counts(cfg.counts)
+    counts = CountsTable.open(cfg.counts)
     index_manifests = {}
     for r in cfg.retrievers:
         if not Path(r.index).exists():
@@ -150,7 +150,7 @@ def prepare(cfg: EvalConfig) -> Prepared:
             )
         index_manifests[r.name] = read_manifest(r.index, kind="index/")
     all_questions = load_questions(qa_path, cfg.qa.format, limit=cfg.qa.limit, match_type=cfg.qa.match_type)
-    check_counts_match(counts, all_questions, qa_path)
+    counts.check_matches(all_questions, qa_path)
     if cfg.count_method is not None:  # the population is the questions counted this way
         all_questions = [q for q in all_questions if counts.method_of(q.qid) == cfg.count_method]
         if not all_questions:
@@ -373,8 +373,6 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
             if any((q.qid, rag_mode(r.name)) not in done for q in pending_q):
                 retrievers[r.name] = load_index(r.index, passages=r.passages).configure(**r.search)
         if cfg.reader.demos is not None:
-            from rag.qa import load_questions
-
             pool = load_questions(cfg.reader.demos)
             first = next(iter(retrievers.values()), None) if cfg.retrievers else None
             if first is None and cfg.retrievers:

@@ -232,7 +232,8 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     """Run (or resume) the whole benchmark in `out`; returns the bench.json summary."""
     from rag.corpus.build import build_passages
     from rag.corpus.store import PassageStore
-    from rag.entities.counting import build_counts, load_counts
+    from rag.counts import load_counts
+    from rag.entities.counting import build_counts
     from rag.evaluation import run_eval
     from rag.qa import load_questions
     from rag.retrievers import INDEXES

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from rag.cli import main
-from rag.entities.counting import OK, QuestionCount, load_counts
+from rag.counts import OK, QuestionCount, load_counts
 from rag.entities.external import compare, load_external, normalize_question, read_qrels
 from rag.errors import BadInputError
 from tests.unit.entities_helpers import QUESTIONS, tiny_store, write_store  # noqa: F401 (fixture)
