@@ -45,8 +45,8 @@ from rag.types import Passage, Question
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.readers.base import Reader
-    from rag.readers.compress import DocFreq
     from rag.retrievers.base import Retriever
+    from rag.tokenize import DocFreq
 
 log = logging.getLogger(__name__)
 
