@@ -12,8 +12,10 @@ from typing import Sequence
 from rag.errors import BadInputError
 from rag.registry import Registry
 
-# backend name -> Reader subclass with a `load(model, **options)` classmethod
-READERS = Registry("reader backend")
+# backend name -> Reader subclass with a `load(model, **options)` classmethod; backends defined above this
+# package are named with the module that registers them, imported on first use (READERS.get)
+LAZY_BACKENDS = {"tiny-lm": "rag.world.tinylm"}  # the model `rag bench` trains
+READERS = Registry("reader backend", modules=LAZY_BACKENDS)
 
 
 @dataclass(frozen=True)

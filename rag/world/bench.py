@@ -282,8 +282,6 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     steps.run("train", out / "model", lambda: train_model([d["text"] for d in docs], out / "model", vocab_texts=vocab_texts,
                                                           model_cfg=cfg.model, train_cfg=cfg.train, progress=progress,
                                                           world={"fingerprint": wm["fingerprint"]}))
-    import rag.world.tinylm  # noqa: F401  (registers the tiny-lm reader backend)
-
     ecfg = _eval_config(cfg, out, out / "model")
     # the evaluation resumes on its own: finished (question, mode) records are kept, new retrievers added
     res = steps.run("eval", None, lambda: run_eval(ecfg, progress=progress))
