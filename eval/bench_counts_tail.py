@@ -64,8 +64,8 @@ def gold_subjects(ix: Path) -> dict:
 
 
 def bucket_moves(ix: Path) -> dict:
-    from rag.counts import OK, load_counts
     from rag.buckets import DEFAULT_EDGES, Buckets
+    from rag.counts import OK, load_counts
 
     b = Buckets(tuple(DEFAULT_EDGES))
     rows = {}

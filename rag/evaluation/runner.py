@@ -21,7 +21,6 @@ superset of a smaller one, and a new retriever only adds its own records).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import subprocess
@@ -36,7 +35,9 @@ from rag.buckets import Buckets
 from rag.counts import CountsTable
 from rag.errors import ArtifactError, BadInputError
 from rag.evaluation.config import EvalConfig, to_dict
+from rag.evaluation.generation import LocalGenerator, RayGenerator, open_reader
 from rag.evaluation.records import RECORDS, RecordStore
+from rag.evaluation.run_folder import FORMAT, KIND
 from rag.evaluation.sampling import stratified_sample
 from rag.evaluation.timing import StageTimer, TimedReader
 from rag.qa import load_questions, qa_fingerprint
@@ -50,8 +51,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-KIND = "run/eval"
-FORMAT = 1
 CLOSED = "closed"
 
 
@@ -288,20 +287,6 @@ def _base(q: Question, p: Prepared, mode: str) -> dict:
     }
 
 
-def _open_reader(cfg: EvalConfig) -> "Reader":
-    from rag.readers import load_reader
-
-    r = cfg.reader
-    options = {"device": r.device, **r.options}
-    if r.n_ctx is not None:
-        options["n_ctx"] = r.n_ctx
-    if r.n_threads is not None:
-        if r.backend != "llama-cpp":
-            raise BadInputError("reader.n_threads applies to the llama-cpp backend only")
-        options["n_threads"] = r.n_threads
-    return load_reader(r.model, backend=r.backend, **options)
-
-
 def run_eval(
     cfg: EvalConfig,
     overwrite: bool = False,
@@ -364,7 +349,7 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
     with timer.stage("load"):
         timed = None
         if not cfg.engine.is_ray:  # on ray the reader actors load the model; this process needs none
-            inner = reader if reader is not None else _open_reader(cfg)
+            inner = reader if reader is not None else open_reader(cfg)
             timed = TimedReader(inner, timer)
             timed.info = {"name": inner.name, "n_ctx": inner.n_ctx, "n_params": inner.n_params, "class": type(inner).__name__}
         fmt = FORMATS.get(cfg.reader.prompt_format or default_format(cfg.reader.model))
@@ -487,31 +472,6 @@ def _sentence_stats(cfg: EvalConfig, retrievers: dict) -> "DocFreq | None":
 
 def _generator(cfg: EvalConfig, timed: TimedReader, reader: "Reader | None", demos, fmt, timer: StageTimer):
     """Local: the run's reader in this process. Ray: reader actors (the given test reader, pickled, or cfg.reader)."""
-    from rag.evaluation.generation import LocalGenerator, RayGenerator
-
     if not cfg.engine.is_ray:
         return LocalGenerator(timed, demos, fmt, cfg, timer)
     return RayGenerator(cfg.engine, cfg, reader, demos, fmt, timer)
-
-
-def summary_text(folder: Path) -> str:
-    """The Markdown summary a run wrote (for printing)."""
-    path = Path(folder) / "summary.md"
-    return path.read_text(encoding="utf-8") if path.exists() else ""
-
-
-def load_run(folder: str | Path) -> tuple[dict, EvalConfig, dict, dict]:
-    """(manifest, config, selection, records) of a run folder."""
-    from rag.evaluation.config import config_from_dict
-
-    import yaml
-
-    folder = Path(folder)
-    manifest = read_manifest(folder, kind=KIND, format=FORMAT)
-    try:
-        cfg = config_from_dict(yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")), where=str(folder / "config.yaml"))
-        selection = json.loads((folder / "selection.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ArtifactError(f"{folder}: missing {Path(e.filename).name}; this run folder is incomplete") from None
-    records = RecordStore(folder / RECORDS).load(repair=False)
-    return manifest, cfg, selection, records
