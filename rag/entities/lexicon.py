@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import lzma
 import os
 import re
 from collections import Counter
@@ -46,6 +45,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, quick_fingerprint, read_manifest, write_manifest
+from rag.compressed import open_text
 from rag.entities.fold import fold_many, form_key
 from rag.errors import ArtifactError, BadInputError
 from rag.types import Question
@@ -410,21 +410,6 @@ def _is_list(key: str, known: set[str]) -> bool:
     return len(parts) > 1 and any(p in known for p in parts)
 
 
-def _open_text(path: Path):
-    name = path.name.lower()
-    if name.endswith(".xz"):
-        return lzma.open(path, "rt", encoding="utf-8")
-    if name.endswith(".bz2"):
-        import bz2
-
-        return bz2.open(path, "rt", encoding="utf-8")
-    if name.endswith(".gz"):
-        import gzip
-
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def build_lexicon(
     out: str | os.PathLike,
     *,
@@ -487,7 +472,7 @@ def sample_texts(store, n: int, batch: int = 2_000) -> list[str]:
 
 def _tsv_pairs(path: Path, shape: str, strict: bool = False) -> Iterator[tuple[str, str]]:
     """(left, right) per non-blank `left<TAB>right` line; strict: the right field is non-empty and tab-free."""
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line_no, line in enumerate(f, 1):
             line = line.rstrip("\n\r")
             if not line:
