@@ -105,7 +105,8 @@ def natural_sets(ix: Path) -> dict:
 
 def throughput(ix: Path) -> dict:
     from rag.corpus.store import PassageStore
-    from rag.entities.lexicon import Lexicon, sample_texts
+    from rag.entities.lexicon import Lexicon
+    from rag.entities.lexicon_build import sample_texts
     from rag.entities.linkers import LexiconLinker
 
     store = PassageStore(ix / "wiki-both")

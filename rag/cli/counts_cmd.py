@@ -50,7 +50,7 @@ def _questions(qa: Path):
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def lexicon_cmd(out, passages, surface_forms, redirects, qa_files, case_sample, overwrite) -> None:
     """Build a versioned lexicon: surface forms -> entities with priors."""
-    from rag.entities.lexicon import build_lexicon
+    from rag.entities.lexicon_build import build_lexicon
 
     if passages is None and not surface_forms and not redirects and not qa_files:
         raise click.UsageError("give at least one source: --passages, --surface-forms, --redirects or --qa")

@@ -337,7 +337,7 @@ def build_counts(
 
     from rag.artifacts import partial_dir, quick_fingerprint
     from rag.corpus.store import PassageStore
-    from rag.entities.lexicon import build_lexicon
+    from rag.entities.lexicon_build import build_lexicon
     from rag.entities.linkers import make_linker
     from rag.entities.postings import build_postings
 

@@ -22,8 +22,8 @@ prominence when no anchor-text counts exist); P(e | form) = score / sum of the f
 links a form to its best entity only when P >= threshold and the best is strictly ahead of the runner-up.
 
 Case statistics (n_lower, n_upper per form) come from a sample of the corpus: how often the form is written
-in lower case versus capitalized away from a sentence start. The linker's case rules use them
-(rag.entities.linkers).
+in lower case versus capitalized away from a sentence start, counted by the linker itself when the whole
+lexicon is built (rag.entities.lexicon_build). The linker's case rules use them (rag.entities.linkers).
 
 Folder layout (format 1):
     entities.parquet    label string, in_corpus bool                   (row = entity id)
@@ -410,66 +410,6 @@ def _is_list(key: str, known: set[str]) -> bool:
     return len(parts) > 1 and any(p in known for p in parts)
 
 
-def build_lexicon(
-    out: str | os.PathLike,
-    *,
-    passages: str | os.PathLike | None = None,
-    surface_forms: Sequence[str | os.PathLike] = (),
-    redirects: Sequence[str | os.PathLike] = (),
-    questions: Sequence[Question] = (),
-    qa_name: str = "qa",
-    case_sample: int = 20_000,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> Lexicon:
-    """Build and save a lexicon from any of: a passage store (titles, its redirects.tsv, case statistics
-    from `case_sample` of its passages), DBpedia surface-form files, extra redirect TSVs, QA answer aliases."""
-    from rag.corpus.store import PassageStore
-
-    b = LexiconBuilder()
-    store = None
-    if passages is not None:
-        store = PassageStore(passages)
-        import pyarrow.compute as pc
-
-        titles = pc.unique(store.table.column("title")).to_pylist()
-        b.add_titles(titles)
-        b.add_redirects(store.redirects(), name=f"{store.folder}/redirects.tsv")
-    for path in redirects:
-        b.add_redirects(_read_redirects(Path(path)), name=str(path))
-    for path in surface_forms:
-        b.add_surface_forms(path)
-    if questions:
-        b.add_aliases(questions, name=qa_name)
-    lex = b.build()
-    if store is not None and case_sample > 0:
-        from rag.entities.linkers import LexiconLinker
-
-        texts = sample_texts(store, case_sample)
-        n_lower, n_upper = LexiconLinker(lex).case_stats(texts)
-        lex.n_lower, lex.n_upper = n_lower, n_upper
-    fields = {
-        "sources": b.sources,
-        "case_sample": case_sample if store is not None else 0,
-    }
-    if store is not None:
-        fields["passages"] = {"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)}
-    lex.save(out, overwrite=overwrite, **fields)
-    return lex
-
-
-def sample_texts(store, n: int, batch: int = 2_000) -> list[str]:
-    """About n passage texts spread evenly over the store (every k-th batch)."""
-    step = max(1, len(store) // max(n, 1))
-    out: list[str] = []
-    for i, (_, cols) in enumerate(store.iter_batches(batch_size=batch, columns=("text",))):
-        if i % step == 0:
-            out.extend(cols["text"])
-        if len(out) >= n:
-            break
-    return out[:n]
-
-
 def _tsv_pairs(path: Path, shape: str, strict: bool = False) -> Iterator[tuple[str, str]]:
     """(left, right) per non-blank `left<TAB>right` line; strict: the right field is non-empty and tab-free."""
     with open_text(path) as f:
@@ -483,7 +423,7 @@ def _tsv_pairs(path: Path, shape: str, strict: bool = False) -> Iterator[tuple[s
             yield left, right
 
 
-def _read_redirects(path: Path) -> Iterable[tuple[str, str]]:
+def read_redirects(path: Path) -> Iterable[tuple[str, str]]:
     if not path.exists():
         raise BadInputError(f"redirects file {path} does not exist")
     yield from _tsv_pairs(path, "alias<TAB>target")

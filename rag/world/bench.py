@@ -109,7 +109,8 @@ def build_world_lexicon(world: Path, passages: Path, out: Path, case_sample: int
     """A lexicon of the world's entities: canonical names (as titles), their aliases (as redirects) and
     the QA set's answer aliases; case statistics from the passages, as `build_lexicon` does."""
     from rag.corpus.store import PassageStore
-    from rag.entities.lexicon import LexiconBuilder, sample_texts
+    from rag.entities.lexicon import LexiconBuilder
+    from rag.entities.lexicon_build import sample_texts
     from rag.entities.linkers import LexiconLinker
     from rag.qa import load_questions
 

@@ -22,7 +22,7 @@ from rag.entities.counting import count_questions
 from rag.entities.evaluate import evaluate_linker, load_labelled
 from rag.entities.external import compare, load_external
 from rag.entities.fold import fold_many, form_key
-from rag.entities.lexicon import build_lexicon
+from rag.entities.lexicon_build import build_lexicon
 from rag.entities.linkers import LexiconLinker
 from rag.entities.postings import build_postings
 from rag.qa import load_questions

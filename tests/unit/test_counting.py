@@ -12,7 +12,7 @@ from rag.buckets import log10_edges
 from rag.corpus.store import PassageStore
 from rag.counts import A_UNLINKED, BOTH_UNLINKED, OK, Q_UNLINKED, load_counts, save_counts, summarize
 from rag.entities.counting import build_counts, count_one, count_questions, select_entities
-from rag.entities.lexicon import build_lexicon
+from rag.entities.lexicon_build import build_lexicon
 from rag.entities.linkers import LexiconLinker
 from rag.entities.postings import Postings, build_postings, intersect_count
 from rag.errors import ArtifactError, BadInputError
