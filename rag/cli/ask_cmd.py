@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from rag.errors import BadInputError
+from rag.readers import DEFAULT_BACKEND, DEFAULT_MODEL
+from rag.readers.base import DEFAULT_N_CTX
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -29,9 +31,9 @@ def _snippet(text: str, width: int = 160) -> str:
 @click.option("-k", "--k", "k", type=int, default=5, show_default=True,
               help="How many retrieved passages go into the prompt (fewer if they do not fit the context).")
 @click.option("--model", default=None,
-              help="Named model (see `rag models list`; default smollm2-135m), a .gguf file, or with "
+              help=f"Named model (see `rag models list`; default {DEFAULT_MODEL}), a .gguf file, or with "
                    "--backend transformers a local model folder or Hugging Face id.")
-@click.option("--backend", default="llama-cpp", show_default=True,
+@click.option("--backend", default=DEFAULT_BACKEND, show_default=True,
               help="Reader backend: llama-cpp (GGUF, fast on CPU) or transformers.")
 @click.option("--shots", type=int, default=3, show_default=True,
               help="Number of few-shot demonstrations in the prompt (0 = none).")
@@ -44,7 +46,7 @@ def _snippet(text: str, width: int = 160) -> str:
 @click.option("--max-new-tokens", type=int, default=16, show_default=True,
               help="Most tokens the model may write; decoding is greedy and stops at the first newline.")
 @click.option("--n-ctx", type=int, default=None,
-              help="Context size prompts are fitted to (passages truncated or dropped). Default: the model's setting (2048).")
+              help=f"Context size prompts are fitted to (passages truncated or dropped). Default: the model's setting ({DEFAULT_N_CTX}).")
 @click.option("--threads", type=int, default=None,
               help="[llama-cpp] CPU threads. Default: every core this process may use.")
 @click.option("--device", default="auto", show_default=True,
@@ -71,7 +73,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
       rag ask "who wrote the origin of species" --mode both --index indexes/bm25 -k 5
       rag ask "..." --model qwen2.5-coder-0.5b --shots 4 --json
     """
-    from rag.readers import DEFAULT_MODEL, READERS, answer, default_format, draw_demos, load_reader
+    from rag.readers import READERS, answer, default_format, draw_demos, load_reader
     from rag.readers.prompts import BUILTIN_DEMOS, FORMATS
     from rag.types import Question
 
