@@ -183,14 +183,20 @@ COLUMNS = {
 REQUIRED = ("qid", "count")
 
 
-def read_table(path: str | os.PathLike) -> dict[str, list]:
-    """column -> values of a .parquet, .jsonl or .tsv table (a folder: its counts.parquet/.jsonl/.tsv)."""
+def table_file(path: str | os.PathLike) -> Path:
+    """The table file itself: `path`, or a folder's counts.parquet / counts.jsonl / counts.tsv."""
     path = Path(path)
     if path.is_dir():
         found = next((path / f"counts{s}" for s in TABLE_SUFFIXES if (path / f"counts{s}").exists()), None)
         if found is None:
             raise BadInputError(f"{path}: no counts table in the folder (looked for counts{', counts'.join(TABLE_SUFFIXES)})")
-        path = found
+        return found
+    return path
+
+
+def read_table(path: str | os.PathLike) -> dict[str, list]:
+    """column -> values of a .parquet, .jsonl or .tsv table (a folder: its counts.parquet/.jsonl/.tsv)."""
+    path = table_file(path)
     if not path.exists():
         raise BadInputError(f"table {path} does not exist")
     if path.suffix == ".parquet":
@@ -258,7 +264,7 @@ def import_table(
     from rag.counts import different_questions, from_records, load_counts, qa_block, save_counts
     from rag.qa import load_questions
 
-    table, qa_path = Path(table), Path(qa_path)
+    table, qa_path = table_file(table), Path(qa_path)
     data = read_table(table)
     cols = table_columns(list(data), dict(columns or {}), str(table))
     n = len(data[cols["qid"]])
@@ -286,6 +292,6 @@ def import_table(
     if missing:
         log.warning("%s: %d of the %d questions of %s have no row; evaluating them will be refused", table, missing,
                     len(questions), qa_path)
-    source = {"path": str(table), "fingerprint": quick_fingerprint(table) if table.is_file() else None, "columns": cols}
+    source = {"path": str(table), "fingerprint": quick_fingerprint(table), "columns": cols}
     save_counts(rows, out, overwrite=overwrite, qa=qa_block(qa_path), source=source)
     return load_counts(out)

@@ -101,7 +101,8 @@ def test_hand_made_folder_is_refused_then_imported(qa_file, tmp_path):
     (old / "manifest.json").write_text(json.dumps({"kind": "counts", "format": 1}), encoding="utf-8")
     with pytest.raises(ArtifactError, match=r"hand-made table counts.parquet.*rag counts import .*old.counts.parquet --qa QA_FILE"):
         CountsTable.open(old)
-    rows, _ = import_table(old, qa_file, tmp_path / "new")
+    rows, manifest = import_table(old, qa_file, tmp_path / "new")
+    assert manifest["source"]["path"] == str(old / "counts.parquet") and manifest["source"]["fingerprint"]
     assert [r.count for r in rows] == [4, 0, 1] and CountsTable.open(tmp_path / "new").counts["tiny-1"] is None
     with pytest.raises(ArtifactError, match="rag counts import TABLE --qa QA_FILE"):
         CountsTable.open(tmp_path / "missing")
