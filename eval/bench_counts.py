@@ -37,7 +37,7 @@ def peak_mb() -> float:
 
 
 def sample_passages(store, n: int) -> list[str]:
-    from rag.entities.lexicon import sample_texts
+    from rag.entities.lexicon_build import sample_texts
 
     return sample_texts(store, n)
 
@@ -68,10 +68,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from rag.corpus.store import PassageStore
-    from rag.entities.counting import count_questions, save_counts, summarize
+    from rag.counts import save_counts, summarize
+    from rag.entities.counting import count_questions
     from rag.entities.evaluate import evaluate_linker, load_labelled
     from rag.entities.external import compare, load_external
-    from rag.entities.lexicon import Lexicon, build_lexicon
+    from rag.entities.lexicon import Lexicon
+    from rag.entities.lexicon_build import build_lexicon
     from rag.entities.linkers import LexiconLinker
     from rag.entities.postings import build_postings
     from rag.qa import load_questions

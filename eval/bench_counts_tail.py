@@ -40,7 +40,7 @@ VARIANTS = {"before": "counts-eq-before", "spans": "counts-eq-after-noframes", "
 
 
 def gold_subjects(ix: Path) -> dict:
-    from rag.entities.counting import load_counts
+    from rag.counts import load_counts
     from rag.entities.templates import evaluate_counts, load_templates, to_markdown
 
     tpl = load_templates(TEMPLATES)
@@ -64,8 +64,8 @@ def gold_subjects(ix: Path) -> dict:
 
 
 def bucket_moves(ix: Path) -> dict:
-    from rag.entities.counting import OK, load_counts
-    from rag.evaluation.buckets import DEFAULT_EDGES, Buckets
+    from rag.buckets import DEFAULT_EDGES, Buckets
+    from rag.counts import OK, load_counts
 
     b = Buckets(tuple(DEFAULT_EDGES))
     rows = {}
@@ -82,7 +82,7 @@ def bucket_moves(ix: Path) -> dict:
 
 
 def natural_sets(ix: Path) -> dict:
-    from rag.entities.counting import load_counts, summarize
+    from rag.counts import load_counts, summarize
     from rag.entities.external import compare, load_external
 
     out = {}
@@ -105,7 +105,8 @@ def natural_sets(ix: Path) -> dict:
 
 def throughput(ix: Path) -> dict:
     from rag.corpus.store import PassageStore
-    from rag.entities.lexicon import Lexicon, sample_texts
+    from rag.entities.lexicon import Lexicon
+    from rag.entities.lexicon_build import sample_texts
     from rag.entities.linkers import LexiconLinker
 
     store = PassageStore(ix / "wiki-both")

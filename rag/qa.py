@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from rag.artifacts import file_sha256, quick_fingerprint
 from rag.errors import BadInputError
 from rag.jsonl import json_objects
 from rag.regex_golds import REGEX, literal_answers
@@ -250,6 +252,32 @@ def load_questions(
     return out
 
 
+def _folder_fingerprint(path: Path) -> str:
+    """A QA folder (EntityQuestions: one file per relation): its files' names and quick fingerprints."""
+    h = hashlib.sha256()
+    for p in sorted(path.iterdir()):
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(quick_fingerprint(p).encode())
+    return h.hexdigest()
+
+
+def qa_fingerprint(path: Path) -> str:
+    """The fingerprint a run or counts manifest records for its QA input (file or folder)."""
+    return _folder_fingerprint(path)[:32] if path.is_dir() else file_sha256(path)[:32]
+
+
+def qa_fingerprints(path: Path) -> set[str]:
+    """Every fingerprint spelling a counts builder may have recorded for the QA input (full or cut sha256,
+    quick fingerprint)."""
+    if path.is_dir():
+        full = _folder_fingerprint(path)
+        return {full, full[:32]}
+    sha = file_sha256(path)
+    q = quick_fingerprint(path)
+    return {sha, sha[:32], sha[:16], q, q[:16]}
+
+
 # --- downloads -----------------------------------------------------------------------------------------
 
 _NQ = "https://raw.githubusercontent.com/google-research-datasets/natural-questions/master/nq_open"
@@ -319,12 +347,6 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def _sha256(path: Path) -> str:
-    from rag.artifacts import file_sha256
-
-    return file_sha256(path)
-
-
 def _fetch(url: str, dest: Path, timeout: float = 60.0) -> None:
     """Stream `url` into `dest` (the caller makes the write atomic)."""
     import urllib.error
@@ -342,7 +364,7 @@ def _fetch(url: str, dest: Path, timeout: float = 60.0) -> None:
 def _check_hash(path: Path, expected: str | None, what: str) -> None:
     if expected is None:
         return
-    got = _sha256(path)
+    got = file_sha256(path)
     if got != expected:
         raise BadInputError(
             f"{what}: sha256 {got} does not match the expected {expected}; the file is damaged or a different "

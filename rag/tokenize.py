@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 
 from rag.errors import ArtifactError, BadInputError
 
@@ -110,3 +111,14 @@ class Tokenizer:
                 ids = [i for i in map(vocab.get, stems) if i is not None]
             out.append(ids)
         return out
+
+
+@dataclass(frozen=True)
+class DocFreq:
+    """Corpus statistics of stems: passages in the corpus, passages holding each stem (`lookup`: stems -> counts),
+    and the tokenizer those stems come from. A BM25 index gives them (Retriever.doc_freq); sentence selection
+    (rag.readers.compress) weighs question words by them."""
+
+    n_docs: int
+    lookup: Callable[[Sequence[str]], list[int]]
+    tokenizer: Tokenizer

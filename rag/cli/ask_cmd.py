@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from rag.errors import BadInputError
+from rag.readers import DEFAULT_BACKEND, DEFAULT_MODEL
+from rag.readers.base import DEFAULT_N_CTX
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -29,10 +31,10 @@ def _snippet(text: str, width: int = 160) -> str:
 @click.option("-k", "--k", "k", type=int, default=5, show_default=True,
               help="How many retrieved passages go into the prompt (fewer if they do not fit the context).")
 @click.option("--model", default=None,
-              help="Named model (see `rag models list`; default smollm2-135m), a .gguf file, with --backend "
+              help=f"Named model (see `rag models list`; default {DEFAULT_MODEL}), a .gguf file, with --backend "
                    "transformers or vllm a local model folder or Hugging Face id, with --backend openai the server's "
                    "model id.")
-@click.option("--backend", default="llama-cpp", show_default=True,
+@click.option("--backend", default=DEFAULT_BACKEND, show_default=True,
               help="Reader backend: llama-cpp (GGUF, fast on CPU), transformers, openai (any OpenAI-compatible "
                    "server: see --base-url) or vllm (offline vLLM on a CUDA GPU, pip install 'rag[vllm]').")
 @click.option("--base-url", default=None,
@@ -56,7 +58,7 @@ def _snippet(text: str, width: int = 160) -> str:
 @click.option("--max-new-tokens", type=int, default=16, show_default=True,
               help="Most tokens the model may write; decoding is greedy and stops at the first newline.")
 @click.option("--n-ctx", type=int, default=None,
-              help="Context size prompts are fitted to (passages truncated or dropped). Default: the model's setting (2048).")
+              help=f"Context size prompts are fitted to (passages truncated or dropped). Default: the model's setting ({DEFAULT_N_CTX}).")
 @click.option("--threads", type=int, default=None,
               help="[llama-cpp] CPU threads. Default: every core this process may use.")
 @click.option("--device", default="auto", show_default=True,
@@ -84,7 +86,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
       rag ask "..." --model qwen2.5-coder-0.5b --shots 4 --json
       rag ask "..." --backend openai --base-url http://127.0.0.1:8080/v1 --model smollm2-135m
     """
-    from rag.readers import DEFAULT_MODEL, READERS, answer, default_format, draw_demos, load_reader
+    from rag.readers import READERS, answer, default_format, draw_demos, load_reader
     from rag.readers.prompts import BUILTIN_DEMOS, FORMATS
     from rag.types import Question
 

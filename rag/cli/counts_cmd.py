@@ -1,4 +1,4 @@
-"""`rag counts ...`: relevant-document counts per question (lexicon, postings, counts, summary, external)."""
+"""`rag counts ...`: relevant-document counts per question (lexicon, postings, counts, summary, import, external)."""
 from __future__ import annotations
 
 import json
@@ -24,6 +24,7 @@ def counts() -> None:
       rag counts show runs/nq-counts
     The steps can also be run one by one: `lexicon`, `postings`, then `build` with --lexicon/--postings.
     An interrupted `build` rerun with the same arguments reuses its finished lexicon and postings.
+    Counts computed elsewhere enter through `import`, which checks them against their QA file.
     """
 
 
@@ -49,7 +50,7 @@ def _questions(qa: Path):
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def lexicon_cmd(out, passages, surface_forms, redirects, qa_files, case_sample, overwrite) -> None:
     """Build a versioned lexicon: surface forms -> entities with priors."""
-    from rag.entities.lexicon import build_lexicon
+    from rag.entities.lexicon_build import build_lexicon
 
     if passages is None and not surface_forms and not redirects and not qa_files:
         raise click.UsageError("give at least one source: --passages, --surface-forms, --redirects or --qa")
@@ -147,11 +148,14 @@ def _print_summary(path, s: dict, top: int = 10) -> None:
     for k, v in s["status"].items():
         click.echo(f"  {k:<18} {v:>7,}  {v / max(n, 1):6.1%}")
     by = s.get("buckets_by_method")
-    click.echo("questions per log10 bucket of the count" + (" (counted by entity / by surface phrase):" if by else ":"))
+    # entity and surface always (the counting pipeline's); another method (external: an imported table) when present
+    shown = ["entity", "surface", *(m for m, c in s.get("method", {}).items() if c and m not in ("entity", "surface", "none"))]
+    how = " / ".join({"entity": "by entity", "surface": "by surface phrase"}.get(m, m) for m in shown)
+    click.echo("questions per log10 bucket of the count" + (f" (counted {how}):" if by else ":"))
     for k, v in s["buckets"].items():
         split = ""
         if by and k != "unlinked":
-            split = f"   entity {by[k].get('entity', 0):>6,}  surface {by[k].get('surface', 0):>6,}"
+            split = "   " + "  ".join(f"{m} {by[k].get(m, 0):>6,}" for m in shown)
         click.echo(f"  {k:<18} {v:>7,}  {v / max(n, 1):6.1%}{split}")
     for what, key in (("question entities", "top_question_entities"), ("subject phrases", "top_subject_phrases"),
                       ("answer entities", "top_answer_entities")):
@@ -167,7 +171,7 @@ def _print_summary(path, s: dict, top: int = 10) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def show(path, top, examples, as_json) -> None:
     """Summarize a counts folder: questions per log10 bucket, fraction unlinked, top entities."""
-    from rag.entities.counting import load_counts, summarize
+    from rag.counts import load_counts, summarize
 
     rows, manifest = load_counts(path)
     s = summarize(rows, top=top)
@@ -178,6 +182,40 @@ def show(path, top, examples, as_json) -> None:
     for r in rows[:examples]:
         click.echo(f"[{r.status}] {r.question} | answers {list(r.answers)[:3]} | {r.q_entity} x {r.a_entity} = {r.count} "
                    f"(docs {r.q_entity_docs} / {r.a_entity_docs})")
+
+
+@counts.command("import")
+@click.argument("table", type=_P)
+@click.option("--qa", required=True, type=_P, help="The QA file (or EntityQuestions folder) the table was made for.")
+@click.option("--out", "-o", required=True, type=_P, help="Counts folder to write (counts.parquet + manifest.json).")
+@click.option("--qa-format", default=None, help="Format of --qa (nq-open, dpr-tsv, entityquestions, curatedtrec, jsonl). Default: from the name.")
+@click.option("--qid-column", default=None, help="Column holding the question ids. Default: qid, question_id or id.")
+@click.option("--count-column", default=None,
+              help="Column holding the counts (an integer; null or empty = no count). Default: count, cooccurrence, co_count or n_docs.")
+@click.option("--status-column", default=None,
+              help="Optional column: a status other than ok (or linked) marks the question unlinked. Default: status or label if present.")
+@click.option("--question-column", default=None,
+              help="Optional column of question texts, checked against the QA file. Default: question or text if present.")
+@click.option("--method-column", default=None,
+              help="Optional column saying how each count was obtained. Default: method or count_method if present, else \"external\".")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def import_cmd(table, qa, out, qa_format, qid_column, count_column, status_column, question_column, method_column, overwrite) -> None:
+    """Import TABLE, per-question counts made elsewhere, as a counts folder that `rag eval` reads.
+
+    \b
+    TABLE is a .parquet, .jsonl or .tsv file (or a folder holding counts.parquet/.jsonl/.tsv) with one row
+    per question: its id as rag numbers the questions of --qa (`rag qa info`) and its count. The ids and any
+    question texts are checked against --qa; the folder records the QA file's fingerprint, so an evaluation
+    of another QA file refuses it. Each question's method is "external" unless a method column says otherwise.
+    """
+    from rag.entities.external import COLUMNS, import_table
+
+    cols = {"qid": qid_column, "count": count_column, "status": status_column, "question": question_column, "method": method_column}
+    rows, manifest = import_table(table, qa, out, columns=cols, qa_format=qa_format, overwrite=overwrite)
+    used = manifest["source"]["columns"]
+    used = ", ".join(f"{k} <- {used[k]}" for k in COLUMNS if k in used)
+    click.echo(f"imported {len(rows):,} questions from {table} ({used})")
+    _print_summary(out, manifest["summary"])
 
 
 @counts.command("compare")
@@ -193,7 +231,7 @@ def compare_cmd(path, external, topics, match_by, out) -> None:
     from dataclasses import asdict
 
     from rag.artifacts import write_json_atomic
-    from rag.entities.counting import load_counts
+    from rag.counts import load_counts
     from rag.entities.external import compare, load_external
 
     rows, _ = load_counts(path)
@@ -221,7 +259,7 @@ def evaluate_cmd(path, templates, out, examples) -> None:
     Per relation and overall.
     """
     from rag.artifacts import write_json_atomic, write_text_atomic
-    from rag.entities.counting import load_counts
+    from rag.counts import load_counts
     from rag.entities.templates import evaluate_counts, load_templates, to_markdown
 
     rows, _ = load_counts(path)

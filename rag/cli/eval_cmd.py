@@ -76,7 +76,8 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
     each (a GPU each where the cluster has them); the records are the same as a local run's.
     """
     from rag.evaluation.config import load_config, parse_set
-    from rag.evaluation.runner import run_eval, summary_text
+    from rag.evaluation.run_folder import summary_text
+    from rag.evaluation.runner import run_eval
 
     if per_bucket is not None and all_questions:
         raise BadInputError("--per-bucket and --all exclude each other")
@@ -115,7 +116,7 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
 def report(run_dir, edges, plots) -> None:
     """Re-render RUN_DIR's summary.csv, summary.md, adaptive.json and plots from its records (no model needed)."""
     from rag.evaluation.report import render
-    from rag.evaluation.runner import summary_text
+    from rag.evaluation.run_folder import summary_text
 
     render(run_dir, edges=_edges(edges), plots=plots)
     click.echo(summary_text(run_dir))

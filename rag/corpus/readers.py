@@ -19,23 +19,18 @@ naming the file and line; with skip_bad=True such records are skipped and counte
 """
 from __future__ import annotations
 
-import bz2
 import csv
-import gzip
 import io
 import json
 import logging
-import lzma
 import os
-import queue
 import re
-import threading
-import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
 
+from rag.compressed import CountingFile, open_binary, split_suffixes
 from rag.errors import BadInputError
 from rag.registry import Registry
 from rag.types import Document
@@ -45,12 +40,6 @@ log = logging.getLogger(__name__)
 # format name -> CorpusReader subclass
 FORMATS = Registry("corpus format")
 
-# compression suffix -> decompressing reader over a binary file object
-COMPRESSIONS = {
-    ".gz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
-    ".bz2": lambda f: bz2.BZ2File(f, mode="rb"),
-    ".xz": lambda f: lzma.LZMAFile(f, mode="rb"),
-}
 MAX_EXAMPLES = 5  # bad records quoted in the stats (and the manifest)
 
 
@@ -96,113 +85,6 @@ class Fields:
     number_docs: bool = False
 
 
-def split_suffixes(path: str | os.PathLike) -> tuple[str, str | None]:
-    """("records.jsonl.gz") -> (".jsonl", ".gz"): the format suffix and the compression suffix."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    compression = suffixes.pop() if suffixes and suffixes[-1] in COMPRESSIONS else None
-    return (suffixes[-1] if suffixes else ""), compression
-
-
-class _CountingFile(io.RawIOBase):
-    """Counts the compressed bytes read so far, for progress bars."""
-
-    def __init__(self, f: IO[bytes]):
-        self._f = f
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        n = self._f.readinto(b)
-        self.pos += n or 0
-        return n
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
-class _Decompressing(io.RawIOBase):
-    """Decompresses ahead in a thread, so decompression (which releases the GIL) overlaps with parsing.
-
-    Holds at most `depth` blocks of `block` bytes. Corrupt or truncated compressed data becomes a
-    BadInputError naming the file. Closing stops the thread and closes the file underneath.
-    """
-
-    def __init__(self, path: Path, compression: str, raw: _CountingFile, block: int = 1 << 20, depth: int = 4):
-        self._path, self._compression, self._raw = path, compression, raw
-        self._inner = COMPRESSIONS[compression](io.BufferedReader(raw, 1 << 20))
-        self._queue: queue.Queue = queue.Queue(depth)
-        self._stop = threading.Event()
-        self._chunk = memoryview(b"")
-        self._done = False
-        self._thread = threading.Thread(target=self._run, args=(block,), name=f"decompress {path.name}", daemon=True)
-        self._thread.start()
-
-    def _run(self, block: int) -> None:
-        try:
-            while not self._stop.is_set():
-                data = self._inner.read(block)
-                self._put(data)
-                if not data:
-                    return
-        except (EOFError, OSError, lzma.LZMAError, zlib.error) as e:
-            self._put(BadInputError(f"{self._path}: corrupt or truncated {self._compression} data ({e})"))
-        except BaseException as e:  # noqa: BLE001 - handed to the reading thread, which raises it
-            self._put(e)
-
-    def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        if not self._chunk:
-            if self._done:
-                return 0
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            if not item:
-                self._done = True
-                return 0
-            self._chunk = memoryview(item)
-        n = min(len(b), len(self._chunk))
-        b[:n] = self._chunk[:n]
-        self._chunk = self._chunk[n:]
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            self._stop.set()
-            self._thread.join()
-            self._inner.close()
-            self._raw.close()
-        super().close()
-
-
-def open_binary(path: str | os.PathLike) -> tuple[IO[bytes], _CountingFile]:
-    """Open a possibly compressed file as a decompressed binary stream, plus the raw byte counter."""
-    p = Path(path)
-    if not p.exists():
-        raise BadInputError(f"{p}: no such file")
-    if p.is_dir():
-        raise BadInputError(f"{p}: is a folder, not a corpus file")
-    raw = _CountingFile(open(p, "rb", buffering=0))
-    _, compression = split_suffixes(p)
-    if compression is None:
-        return io.BufferedReader(raw, 1 << 20), raw
-    return io.BufferedReader(_Decompressing(p, compression, raw), 1 << 20), raw
-
-
 class CorpusReader(ABC):
     """Reads one file. `records()` streams Documents (and Redirects); `documents()` is derived."""
 
@@ -214,7 +96,7 @@ class CorpusReader(ABC):
         self.fields = fields
         self.skip_bad = skip_bad
         self.stats = ReadStats()
-        self._raw: _CountingFile | None = None
+        self._raw: CountingFile | None = None
 
     @abstractmethod
     def records(self) -> Iterator[Document | Redirect]:
@@ -454,7 +336,7 @@ class ParquetReader(CorpusReader):
         size = self.path.stat().st_size
         n_rows = max(pf.metadata.num_rows, 1)
         row = 0
-        self._raw = _CountingFile(io.BytesIO())  # progress: rows done as a share of the file size
+        self._raw = CountingFile(io.BytesIO())  # progress: rows done as a share of the file size
         for batch in pf.iter_batches(batch_size=self.batch_rows, columns=wanted):
             cols = batch.to_pydict()
             for i in range(batch.num_rows):

@@ -25,7 +25,7 @@ class ShardWorker(ABC):
     def __init__(self, resources: dict | None = None):
         self.resources = resources
         if resources and resources.get("threads"):
-            _limit_threads(int(resources["threads"]))
+            limit_threads(int(resources["threads"]))
 
     @abstractmethod
     def run(self, shard: Shard) -> dict:
@@ -50,7 +50,7 @@ class ShardWorker(ABC):
                 "worker": f"{socket.gethostname()}:{os.getpid()}", **rec}
 
 
-def _limit_threads(n: int) -> None:
+def limit_threads(n: int) -> None:
     """A ray actor gets n CPUs: keep torch / BLAS / OpenMP from spinning a thread per core of the node. (torch is
     only told if already imported: importing it costs seconds in actors that never use it; it reads the variable.)"""
     os.environ["OMP_NUM_THREADS"] = str(n)

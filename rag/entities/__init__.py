@@ -1,5 +1,6 @@
 """Entity linking and relevant-document counts (Kandpal et al. 2023)."""
-from rag.entities.lexicon import Lexicon, LexiconBuilder, build_lexicon
+from rag.entities.lexicon import Lexicon, LexiconBuilder
+from rag.entities.lexicon_build import build_lexicon
 from rag.entities.linkers import LINKERS, EntityLinker, LexiconLinker, make_linker
 
 __all__ = ["LINKERS", "EntityLinker", "Lexicon", "LexiconBuilder", "LexiconLinker", "build_lexicon", "make_linker"]

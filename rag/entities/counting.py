@@ -30,22 +30,19 @@ gold subjects (rag.entities.templates).
 Questions that are counted by neither method are kept, with count 0 and status "question-unlinked",
 "answer-unlinked" or "both-unlinked", so reports can show them as their own bucket.
 
-Counts folder (format 2): counts.parquet (one row per question, the QuestionCount fields) + manifest.json.
-Format 1 folders (before the surface fallback) are still read: their rows get method "entity" or "none".
+The rows (QuestionCount) and their folder (counts.parquet + manifest.json) are the counts artifact, rag.counts.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, read_manifest, write_manifest
+from rag.counts import A_UNLINKED, BOTH_UNLINKED, ENTITY, NONE, OK, Q_UNLINKED, SURFACE, QuestionCount, save_counts
 from rag.entities.countries import is_country
 from rag.entities.frames import subject_key
 from rag.entities.linkers import EntityLinker
@@ -55,38 +52,6 @@ from rag.regex_golds import NOT_LITERAL, is_regex, linking_answers
 from rag.types import Mention, Question
 
 log = logging.getLogger(__name__)
-
-FORMAT = 2
-READS = (1, 2)
-KIND = "counts"
-FILE = "counts.parquet"
-OK, Q_UNLINKED, A_UNLINKED, BOTH_UNLINKED = "ok", "question-unlinked", "answer-unlinked", "both-unlinked"
-STATUSES = (OK, Q_UNLINKED, A_UNLINKED, BOTH_UNLINKED)
-ENTITY, SURFACE, NONE = "entity", "surface", "none"
-METHODS = (ENTITY, SURFACE, NONE)
-
-
-@dataclass(frozen=True)
-class QuestionCount:
-    qid: str
-    question: str
-    answers: tuple[str, ...]
-    q_entity: str | None  # chosen question entity (None when unlinked)
-    a_entity: str | None  # chosen answer entity
-    count: int  # documents containing both
-    q_entity_docs: int  # documents containing the chosen question entity
-    a_entity_docs: int
-    status: str
-    q_entities: tuple[str, ...] = ()  # all question entities considered
-    a_entities: tuple[str, ...] = ()  # the tied most frequent answer entities
-    q_occurrence: int = 0
-    a_occurrence: int = 0
-    method: str = NONE  # how the count was obtained: entity / surface / none
-    q_source: str = ""  # entity / surface / "" (nothing found)
-    a_source: str = ""
-    q_mention: str | None = None  # question text behind q_entity (the subject phrase for a surface side)
-    a_mention: str | None = None  # answer text behind a_entity
-    why: str = ""  # for method none: what was missing
 
 
 def select_entities(q_labels: Sequence[str], a_labels: Sequence[str], exclude_countries: bool = False) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
@@ -294,110 +259,6 @@ def _why_not_counted(q: Question, golds, q_src: str, subj, lookup: bool) -> str:
     return "no answer entity (no phrase lookup)"
 
 
-# --- artifact ----------------------------------------------------------------------------------------------
-
-
-def _schema():
-    import pyarrow as pa
-
-    s, i, ls = pa.string(), pa.int64(), pa.list_(pa.string())
-    return pa.schema(
-        [
-            ("qid", s), ("question", s), ("answers", ls), ("q_entity", s), ("a_entity", s), ("count", i),
-            ("q_entity_docs", i), ("a_entity_docs", i), ("status", s), ("q_entities", ls), ("a_entities", ls),
-            ("q_occurrence", i), ("a_occurrence", i), ("method", s), ("q_source", s), ("a_source", s),
-            ("q_mention", s), ("a_mention", s), ("why", s),
-        ]
-    )
-
-
-def save_counts(rows: Sequence[QuestionCount], out: str | os.PathLike, overwrite: bool = False, **manifest_fields) -> dict:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    cols = {f.name: [list(v) if isinstance(v, tuple) else v for v in (getattr(r, f.name) for r in rows)] for f in fields(QuestionCount)}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        pq.write_table(pa.table(cols, schema=_schema()), tmp / FILE)
-        return write_manifest(
-            tmp,
-            kind=KIND,
-            format=FORMAT,
-            libraries=("pyarrow",),
-            n_questions=len(rows),
-            fingerprint=file_sha256(tmp / FILE)[:32],
-            summary=summarize(rows),
-            files=file_sizes(tmp, [FILE]),
-            **manifest_fields,
-        )
-
-
-def load_counts(folder: str | os.PathLike) -> tuple[list[QuestionCount], dict]:
-    """(rows, manifest) of a counts folder; refuses a missing or truncated one."""
-    import pyarrow.parquet as pq
-
-    folder = Path(folder)
-    if not folder.exists():
-        raise ArtifactError(f"counts {folder} do not exist; build them with `rag counts build`")
-    manifest = read_manifest(folder, kind=KIND)
-    if manifest.get("format") not in READS:
-        raise ArtifactError(f"{folder}: counts format {manifest.get('format')}, this rag reads {READS}; rebuild them")
-    check_files(folder, manifest["files"])
-    d = pq.read_table(folder / FILE).to_pydict()
-    n = len(d["qid"])
-    if manifest["format"] == 1:  # before the surface fallback: every count came from two entities
-        d["method"] = [ENTITY if st == OK else NONE for st in d["status"]]
-        d["q_source"] = [ENTITY if qe else "" for qe in d["q_entity"]]
-        d["a_source"] = [ENTITY if ae else "" for ae in d["a_entity"]]
-        d["q_mention"] = d["a_mention"] = [None] * n
-        d["why"] = [""] * n
-    names = [f.name for f in fields(QuestionCount)]
-    rows = [
-        QuestionCount(**{k: tuple(v) if isinstance(v, list) else v for k, v in zip(names, vals)})
-        for vals in zip(*(d[k] for k in names))
-    ]
-    return rows, manifest
-
-
-def log10_edges(max_count: int) -> tuple[int, ...]:
-    """0, 1, 10, 100, ... up to the bucket holding max_count."""
-    k = 0 if max_count < 1 else int(math.floor(math.log10(max_count)))
-    return (0, *(10**i for i in range(k + 1)))
-
-
-def summarize(rows: Sequence[QuestionCount], top: int = 10) -> dict:
-    """Questions per status and per log10 bucket of the count, fraction unlinked, most frequent entities."""
-    from rag.evaluation.buckets import Buckets
-
-    n = len(rows)
-    status = Counter(r.status for r in rows)
-    linked = [r for r in rows if r.status == OK]
-    by_method = Counter(r.method for r in rows)
-    max_count = max((r.count for r in linked), default=0)
-    buckets = Buckets(edges=log10_edges(max_count))
-    labels = buckets.assign([r.count if r.status == OK else None for r in rows])
-    per_bucket = Counter(labels)
-    split = Counter(zip(labels, (r.method for r in rows)))
-    counts = np.array([r.count for r in linked], dtype=np.int64)
-    return {
-        "n_questions": n,
-        "status": {s: status.get(s, 0) for s in STATUSES},
-        "method": {m: by_method.get(m, 0) for m in METHODS},
-        # questions per bucket and how they were counted (entity / surface); unlinked ones are "none"
-        "buckets_by_method": {lab: {m: split.get((lab, m), 0) for m in METHODS if split.get((lab, m), 0)} for lab in buckets.all_labels},
-        "fraction_unlinked": round(1 - len(linked) / n, 4) if n else 0.0,
-        "buckets": {lab: per_bucket.get(lab, 0) for lab in buckets.all_labels},
-        "median_count_linked": float(np.median(counts)) if len(counts) else 0.0,
-        "fraction_zero_linked": round(float(np.mean(counts == 0)), 4) if len(counts) else 0.0,
-        "top_question_entities": Counter(r.q_entity for r in linked if r.q_source == ENTITY).most_common(top),
-        "top_subject_phrases": Counter(r.q_entity for r in linked if r.q_source == SURFACE).most_common(top),
-        "top_answer_entities": Counter(r.a_entity for r in linked).most_common(top),
-    }
-
-
-def as_dicts(rows: Sequence[QuestionCount]) -> list[dict]:
-    return [asdict(r) for r in rows]
-
-
 # --- the whole pipeline ---------------------------------------------------------------------------------
 
 
@@ -476,7 +337,7 @@ def build_counts(
 
     from rag.artifacts import partial_dir, quick_fingerprint
     from rag.corpus.store import PassageStore
-    from rag.entities.lexicon import build_lexicon
+    from rag.entities.lexicon_build import build_lexicon
     from rag.entities.linkers import make_linker
     from rag.entities.postings import build_postings
 

@@ -1,4 +1,9 @@
-"""External per-question document counts from TREC qrels, and their Spearman correlation with ours.
+"""External per-question document counts: TREC qrels compared with ours (Spearman), and tables imported as counts.
+
+Import (`rag counts import`): a table of per-question counts made elsewhere (.parquet, .jsonl or .tsv; one row per
+question with a question id and a count, null or empty = no count; optionally status, question text, method)
+becomes a counts folder (rag.counts, method "external") after it is checked against the QA file it was made for.
+Only such folders are evaluated: the columns are named (or recognised) once, here, not at evaluation time.
 
 NanoKnow (castorini) ships, for NQ-open test questions, which FineWeb-Edu documents support the answer:
     qrels.*.txt               `qid Q0 docid rel` per line (rel > 0 = relevant; capped at 100 docs per question)
@@ -9,15 +14,19 @@ normalized question text (default) or by number (NanoKnow qid "17" = record 17 o
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 from rag.errors import BadInputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,3 +167,131 @@ def compare(rows, external: Sequence[ExternalCount], match_by: str = "text", ind
         spearman_all=float(rho_all),
         match_by=match_by,
     )
+
+
+# --- importing a table of counts ---------------------------------------------------------------------------
+
+TABLE_SUFFIXES = (".parquet", ".jsonl", ".tsv")
+# column -> the spellings recognised when the column is not named (first match wins)
+COLUMNS = {
+    "qid": ("qid", "question_id", "id"),
+    "count": ("count", "cooccurrence", "co_count", "n_docs"),
+    "status": ("status", "label"),
+    "question": ("question", "text"),
+    "method": ("method", "count_method"),
+}
+REQUIRED = ("qid", "count")
+
+
+def table_file(path: str | os.PathLike) -> Path:
+    """The table file itself: `path`, or a folder's counts.parquet / counts.jsonl / counts.tsv."""
+    path = Path(path)
+    if path.is_dir():
+        found = next((path / f"counts{s}" for s in TABLE_SUFFIXES if (path / f"counts{s}").exists()), None)
+        if found is None:
+            raise BadInputError(f"{path}: no counts table in the folder (looked for counts{', counts'.join(TABLE_SUFFIXES)})")
+        return found
+    return path
+
+
+def read_table(path: str | os.PathLike) -> dict[str, list]:
+    """column -> values of a .parquet, .jsonl or .tsv table (a folder: its counts.parquet/.jsonl/.tsv)."""
+    path = table_file(path)
+    if not path.exists():
+        raise BadInputError(f"table {path} does not exist")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pydict()
+    if path.suffix == ".jsonl":
+        recs = []
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        recs.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise BadInputError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+        keys = list(dict.fromkeys(k for r in recs for k in r))
+        return {k: [r.get(k) for r in recs] for k in keys}
+    if path.suffix == ".tsv":
+        import csv
+
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            recs = list(reader)
+            keys = reader.fieldnames or []
+        return {k: [r.get(k) for r in recs] for k in keys}
+    raise BadInputError(f"{path}: a table of counts is a {', '.join(TABLE_SUFFIXES)} file, not {path.suffix or 'a file without suffix'}")
+
+
+def table_columns(columns: Sequence[str], named: dict[str, str | None], where: str) -> dict[str, str]:
+    """Our field -> the table's column: as `named`, else the first recognised spelling (COLUMNS)."""
+    out = {}
+    for what, spellings in COLUMNS.items():
+        name = named.get(what)
+        if name is not None:
+            if name not in columns:
+                raise BadInputError(f"{where}: no column {name!r} (the {what} column); columns: {', '.join(columns)}")
+            out[what] = name
+            continue
+        found = next((c for c in spellings if c in columns), None)
+        if found is not None:
+            out[what] = found
+        elif what in REQUIRED:
+            raise BadInputError(f"{where}: no {what} column (looked for {', '.join(spellings)}; columns: "
+                                f"{', '.join(columns)}); name it with --{what}-column")
+    return out
+
+
+def import_table(
+    table: str | os.PathLike,
+    qa_path: str | os.PathLike,
+    out: str | os.PathLike,
+    columns: dict[str, str | None] | None = None,
+    qa_format: str | None = None,
+    overwrite: bool = False,
+):
+    """Check a table of per-question counts against the QA file it was made for and write it as a counts folder.
+
+    `columns`: our field (qid, count, status, question, method) -> the table's column name; unnamed fields are
+    recognised by their usual spellings (COLUMNS). Refused: a question id twice, a count that is not a
+    non-negative integer, ids that are not in the QA file, question texts that differ from the QA file's.
+    Questions of the QA file the table lacks are only reported (a run with a smaller --limit may not need them).
+    Returns (rows, manifest) of the written folder.
+    """
+    from rag.artifacts import quick_fingerprint
+    from rag.counts import different_questions, from_records, load_counts, qa_block, save_counts
+    from rag.qa import load_questions
+
+    table, qa_path = table_file(table), Path(qa_path)
+    data = read_table(table)
+    cols = table_columns(list(data), dict(columns or {}), str(table))
+    n = len(data[cols["qid"]])
+    records = [{what: data[col][i] for what, col in cols.items()} for i in range(n)]
+    if not records:
+        raise BadInputError(f"{table}: the table has no rows")
+    rows = from_records(records, where=str(table))
+    questions = load_questions(qa_path, qa_format)
+    by_id = {q.qid: q for q in questions}
+    unknown = [r.qid for r in rows if r.qid not in by_id]
+    if unknown:
+        raise BadInputError(
+            f"{table}: {len(unknown)} of its {len(rows)} question ids are not in {qa_path} (e.g. {unknown[0]!r}; the QA "
+            f"file's ids look like {questions[0].qid!r}): pass the QA file the table was made for, or give the ids as "
+            f"rag numbers them (`rag qa info QA_FILE` prints them)"
+        )
+    wrong = different_questions({r.qid: r.question for r in rows if r.question}, [by_id[r.qid] for r in rows])
+    if wrong:
+        q = wrong[0]
+        given = next(r.question for r in rows if r.qid == q.qid)
+        raise BadInputError(f"{table}: {len(wrong)} question ids carry other questions than in {qa_path} (e.g. {q.qid!r} "
+                            f"is {given!r} in the table but {q.question!r} in the QA file)")
+    rows = [replace(r, question=by_id[r.qid].question, answers=tuple(by_id[r.qid].answers)) for r in rows]
+    missing = len(questions) - len(rows)
+    if missing:
+        log.warning("%s: %d of the %d questions of %s have no row; evaluating them will be refused", table, missing,
+                    len(questions), qa_path)
+    source = {"path": str(table), "fingerprint": quick_fingerprint(table), "columns": cols}
+    save_counts(rows, out, overwrite=overwrite, qa=qa_block(qa_path), source=source)
+    return load_counts(out)

@@ -22,8 +22,8 @@ prominence when no anchor-text counts exist); P(e | form) = score / sum of the f
 links a form to its best entity only when P >= threshold and the best is strictly ahead of the runner-up.
 
 Case statistics (n_lower, n_upper per form) come from a sample of the corpus: how often the form is written
-in lower case versus capitalized away from a sentence start. The linker's case rules use them
-(rag.entities.linkers).
+in lower case versus capitalized away from a sentence start, counted by the linker itself when the whole
+lexicon is built (rag.entities.lexicon_build). The linker's case rules use them (rag.entities.linkers).
 
 Folder layout (format 1):
     entities.parquet    label string, in_corpus bool                   (row = entity id)
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import lzma
 import os
 import re
 from collections import Counter
@@ -46,6 +45,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, quick_fingerprint, read_manifest, write_manifest
+from rag.compressed import open_text
 from rag.entities.fold import fold_many, form_key
 from rag.errors import ArtifactError, BadInputError
 from rag.types import Question
@@ -410,84 +410,9 @@ def _is_list(key: str, known: set[str]) -> bool:
     return len(parts) > 1 and any(p in known for p in parts)
 
 
-def _open_text(path: Path):
-    name = path.name.lower()
-    if name.endswith(".xz"):
-        return lzma.open(path, "rt", encoding="utf-8")
-    if name.endswith(".bz2"):
-        import bz2
-
-        return bz2.open(path, "rt", encoding="utf-8")
-    if name.endswith(".gz"):
-        import gzip
-
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def build_lexicon(
-    out: str | os.PathLike,
-    *,
-    passages: str | os.PathLike | None = None,
-    surface_forms: Sequence[str | os.PathLike] = (),
-    redirects: Sequence[str | os.PathLike] = (),
-    questions: Sequence[Question] = (),
-    qa_name: str = "qa",
-    case_sample: int = 20_000,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> Lexicon:
-    """Build and save a lexicon from any of: a passage store (titles, its redirects.tsv, case statistics
-    from `case_sample` of its passages), DBpedia surface-form files, extra redirect TSVs, QA answer aliases."""
-    from rag.corpus.store import PassageStore
-
-    b = LexiconBuilder()
-    store = None
-    if passages is not None:
-        store = PassageStore(passages)
-        import pyarrow.compute as pc
-
-        titles = pc.unique(store.table.column("title")).to_pylist()
-        b.add_titles(titles)
-        b.add_redirects(store.redirects(), name=f"{store.folder}/redirects.tsv")
-    for path in redirects:
-        b.add_redirects(_read_redirects(Path(path)), name=str(path))
-    for path in surface_forms:
-        b.add_surface_forms(path)
-    if questions:
-        b.add_aliases(questions, name=qa_name)
-    lex = b.build()
-    if store is not None and case_sample > 0:
-        from rag.entities.linkers import LexiconLinker
-
-        texts = sample_texts(store, case_sample)
-        n_lower, n_upper = LexiconLinker(lex).case_stats(texts)
-        lex.n_lower, lex.n_upper = n_lower, n_upper
-    fields = {
-        "sources": b.sources,
-        "case_sample": case_sample if store is not None else 0,
-    }
-    if store is not None:
-        fields["passages"] = {"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)}
-    lex.save(out, overwrite=overwrite, **fields)
-    return lex
-
-
-def sample_texts(store, n: int, batch: int = 2_000) -> list[str]:
-    """About n passage texts spread evenly over the store (every k-th batch)."""
-    step = max(1, len(store) // max(n, 1))
-    out: list[str] = []
-    for i, (_, cols) in enumerate(store.iter_batches(batch_size=batch, columns=("text",))):
-        if i % step == 0:
-            out.extend(cols["text"])
-        if len(out) >= n:
-            break
-    return out[:n]
-
-
 def _tsv_pairs(path: Path, shape: str, strict: bool = False) -> Iterator[tuple[str, str]]:
     """(left, right) per non-blank `left<TAB>right` line; strict: the right field is non-empty and tab-free."""
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line_no, line in enumerate(f, 1):
             line = line.rstrip("\n\r")
             if not line:
@@ -498,7 +423,7 @@ def _tsv_pairs(path: Path, shape: str, strict: bool = False) -> Iterator[tuple[s
             yield left, right
 
 
-def _read_redirects(path: Path) -> Iterable[tuple[str, str]]:
+def read_redirects(path: Path) -> Iterable[tuple[str, str]]:
     if not path.exists():
         raise BadInputError(f"redirects file {path} does not exist")
     yield from _tsv_pairs(path, "alias<TAB>target")

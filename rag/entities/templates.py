@@ -103,7 +103,7 @@ def _shares(c: Counter, classes: Sequence[str], n: int) -> dict:
 
 def evaluate_counts(rows: Sequence, templates: Sequence[Template], examples: int = 5) -> dict:
     """Per relation and overall: question-entity and answer-entity classes (module docstring), with examples
-    of the wrong ones. `rows`: QuestionCount rows (rag.entities.counting)."""
+    of the wrong ones. `rows`: QuestionCount rows (rag.counts)."""
     per_q: dict[str, Counter] = {}
     per_a: dict[str, Counter] = {}
     wrong: dict[str, list] = {}

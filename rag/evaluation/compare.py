@@ -13,7 +13,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.evaluation.buckets import UNLINKED, Buckets
+from rag.buckets import UNLINKED, Buckets
 from rag.evaluation.stats import (Rate, bootstrap_diff, bootstrap_diff_independent, bootstrap_mean,
                                   stratified_bootstrap_diff_independent, stratified_bootstrap_mean)
 
@@ -65,7 +65,7 @@ def _stratum_populations(selection: dict, strata: Buckets) -> dict[str, int]:
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, measures: list[str] | None = None) -> list[CompareRow]:
-    from rag.evaluation.runner import load_run
+    from rag.evaluation.run_folder import load_run
 
     ma, ca, sa, ra = load_run(run_a)
     mb, cb, sb, rb = load_run(run_b)

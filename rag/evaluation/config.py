@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.buckets import DEFAULT_EDGES, Buckets
 from rag.config import from_dict
 from rag.engine.base import EngineConfig
 from rag.errors import BadInputError
-from rag.evaluation.buckets import DEFAULT_EDGES
+from rag.readers import DEFAULT_BACKEND, DEFAULT_MODEL
 
 METRICS = ("em", "f1", "contains")
 DEFAULT_RECALL_KS = (1, 5, 20, 100)
@@ -52,8 +53,8 @@ class RetrieverConfig:
 
 @dataclass(frozen=True)
 class ReaderConfig:
-    model: str = "smollm2-135m"  # a named model, a .gguf path, or (transformers) a folder / hub id
-    backend: str = "llama-cpp"  # a rag.readers.READERS name ("fake" for tests)
+    model: str = DEFAULT_MODEL  # a named model, a .gguf path, or (transformers) a folder / hub id
+    backend: str = DEFAULT_BACKEND  # a rag.readers.READERS name ("fake" for tests)
     prompt_format: str | None = None  # None: the named model's default
     shots: int = 3
     demos: Path | None = None  # QA file to draw demonstrations from (seeded); None: the built-in ones
@@ -147,8 +148,6 @@ def _validate(c: EvalConfig) -> None:
         bad(f"adaptive.unlinked must be retrieve, closed or learn, got {a.unlinked!r}")
     if a.retriever is not None and a.retriever not in names:
         bad(f"adaptive.retriever {a.retriever!r} is not one of the retrievers ({', '.join(names) or 'none'})")
-    from rag.evaluation.buckets import Buckets
-
     Buckets(tuple(c.buckets))  # checks the edges
 
 

@@ -1,6 +1,7 @@
 """Batch answer generation for evaluation runs, on the chosen engine, results in submission order.
 
 A job is one batch of questions for one mode: (questions, passages per question or None for closed-book).
+    open_reader     the run's reader (cfg.reader), opened here (local engine) or in each actor (ray)
     LocalGenerator  answers each job here with the run's reader, one after the other (the reader's own
                     threads use the machine)
     RayGenerator    a pool of reader actors (each loads the model once; a GPU each when the cluster has them)
@@ -13,6 +14,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from rag.errors import BadInputError
 from rag.types import Passage, Prediction, Question
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,6 +24,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from rag.readers.base import Reader
 
 Job = tuple[list[Question], "list[list[Passage]] | None"]
+
+
+def open_reader(cfg: "EvalConfig") -> "Reader":
+    """The run's reader (cfg.reader), opened in this process."""
+    from rag.readers import load_reader
+
+    r = cfg.reader
+    options = {"device": r.device, **r.options}
+    if r.n_ctx is not None:
+        options["n_ctx"] = r.n_ctx
+    if r.n_threads is not None:
+        if r.backend != "llama-cpp":
+            raise BadInputError("reader.n_threads applies to the llama-cpp backend only")
+        options["n_threads"] = r.n_threads
+    return load_reader(r.model, backend=r.backend, **options)
 
 
 class LocalGenerator:
@@ -51,17 +68,15 @@ class ReaderActor:
     """One model per actor: `reader` (an opened reader, pickled; tests) or the run's reader settings."""
 
     def __init__(self, cfg: "EvalConfig", reader: "Reader | None", demos, fmt, resources: dict):
-        from rag.engine.run import _limit_threads
+        from rag.engine.run import limit_threads
 
         threads = int(resources.get("threads") or 1)
-        _limit_threads(threads)
+        limit_threads(threads)
         if reader is None:
-            from rag.evaluation.runner import _open_reader
-
             r = replace(cfg.reader, device=resources.get("device", "cpu") if cfg.reader.device == "auto" else cfg.reader.device)
             if r.backend == "llama-cpp" and r.n_threads is None:
                 r = replace(r, n_threads=threads)
-            reader = _open_reader(replace(cfg, reader=r))
+            reader = open_reader(replace(cfg, reader=r))
         self.reader, self.demos, self.fmt, self.cfg = reader, demos, fmt, cfg
 
     def info(self) -> dict:

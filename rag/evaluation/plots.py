@@ -7,13 +7,10 @@ recall.png    retriever recall@k per count bucket, one panel per retriever, one 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from rag.buckets import UNLINKED
 from rag.errors import require
-from rag.evaluation.buckets import UNLINKED
-
-if TYPE_CHECKING:  # pragma: no cover
-    from rag.evaluation.report import Summary
+from rag.evaluation.summary import ALL, LINKED, Summary
 
 
 def _pyplot():
@@ -24,7 +21,7 @@ def _pyplot():
     return plt
 
 
-def _xlabels(summary: "Summary", buckets: list[str], system: str, measure: str) -> list[str]:
+def _xlabels(summary: Summary, buckets: list[str], system: str, measure: str) -> list[str]:
     out = []
     for b in buckets:
         row = summary.get(b, system, measure)
@@ -32,7 +29,7 @@ def _xlabels(summary: "Summary", buckets: list[str], system: str, measure: str) 
     return out
 
 
-def _series(summary: "Summary", buckets: list[str], system: str, measure: str):
+def _series(summary: Summary, buckets: list[str], system: str, measure: str):
     """(means, lower errors, upper errors) in percent; NaN where a bucket has no questions."""
     nan = float("nan")
     means, lo, hi = [], [], []
@@ -48,9 +45,9 @@ def _series(summary: "Summary", buckets: list[str], system: str, measure: str):
     return means, lo, hi
 
 
-def _buckets(summary: "Summary") -> list[str]:
+def _buckets(summary: Summary) -> list[str]:
     # the count buckets then "unlinked"; the pooled rows are in the tables, not the plot
-    return [b for b in summary.buckets if b not in ("linked", "all")]
+    return [b for b in summary.buckets if b not in (LINKED, ALL)]
 
 
 def _positions(buckets: list[str]) -> list[float]:
@@ -76,7 +73,7 @@ def _separator(ax, buckets: list[str]) -> None:
         ax.axvline(i - 0.25, color="grey", linestyle=":", linewidth=1)
 
 
-def plot_accuracy(summary: "Summary", path: str | Path) -> Path:
+def plot_accuracy(summary: Summary, path: str | Path) -> Path:
     plt = _pyplot()
     buckets = _buckets(summary)
     systems = [("closed", "closed-book")] + [(f"rag:{r}", f"RAG ({r})") for r in summary.retrievers]
@@ -101,7 +98,7 @@ def plot_accuracy(summary: "Summary", path: str | Path) -> Path:
     return path
 
 
-def plot_recall(summary: "Summary", path: str | Path) -> Path:
+def plot_recall(summary: Summary, path: str | Path) -> Path:
     plt = _pyplot()
     buckets = _buckets(summary)
     n = len(summary.retrievers)

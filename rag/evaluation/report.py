@@ -13,55 +13,21 @@ QA set; with no sampling it is the plain mean). Every bucket is listed, with n =
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import logging
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from rag.evaluation.buckets import UNLINKED, Buckets
+from rag.buckets import UNLINKED, Buckets
 from rag.evaluation.config import METRICS
 from rag.evaluation.stats import Rate, bootstrap_mean, stratified_bootstrap_mean
+from rag.evaluation.summary import ALL, LINKED, Row, Summary
 
 log = logging.getLogger(__name__)
 
-LINKED, ALL = "linked", "all"
 CSV_FIELDS = ("bucket", "population", "n", "system", "measure", "mean", "lo", "hi")
-
-
-@dataclass(frozen=True)
-class Row:
-    bucket: str
-    population: int
-    n: int
-    system: str
-    measure: str
-    rate: Rate
-
-
-@dataclass
-class Summary:
-    rows: list[Row]
-    buckets: list[str]  # in display order, then "linked", "all"
-    retrievers: list[str]
-    recall_ks: list[int]
-    metric: str
-    sample: dict[str, dict]  # bucket -> population, n
-    adaptive: dict | None
-    header: dict  # name, reader, qa, counts, ... for the Markdown
-    complete: tuple[int, int]  # (records present, records expected)
-    # the accuracy rows again, split by how each question's count was obtained (entity / surface / ...):
-    # Row.system is "<system>|<method>"; empty when every question was counted one way
-    by_method: list[Row] = dataclasses.field(default_factory=list)
-
-    def get(self, bucket: str, system: str, measure: str) -> Row | None:
-        return self._index.get((bucket, system, measure))
-
-    def __post_init__(self):
-        self._index = {(r.bucket, r.system, r.measure): r for r in self.rows}
 
 
 def _records_by_mode(records: dict, qids: Sequence[str], modes: Sequence[str]) -> dict[str, dict[str, dict]]:
@@ -347,7 +313,7 @@ def to_markdown(summary: Summary, plots: Sequence[str] = ()) -> str:
 def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool = True) -> Summary:
     """(Re)write summary.csv, summary.md, adaptive.json and plots/*.png of a run folder from its records."""
     from rag.artifacts import write_json_atomic
-    from rag.evaluation.runner import load_run
+    from rag.evaluation.run_folder import load_run
 
     folder = Path(folder)
     manifest, cfg, selection, records = load_run(folder)

@@ -21,7 +21,6 @@ superset of a smaller one, and a new retriever only adds its own records).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import subprocess
@@ -32,25 +31,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from rag.artifacts import MANIFEST, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
+from rag.buckets import Buckets
+from rag.counts import CountsTable
 from rag.errors import ArtifactError, BadInputError
-from rag.evaluation.buckets import Buckets
 from rag.evaluation.config import EvalConfig, to_dict
-from rag.evaluation.counts import CountsTable, check_counts_match, load_counts, qa_fingerprint
+from rag.evaluation.generation import LocalGenerator, RayGenerator, open_reader
 from rag.evaluation.records import RECORDS, RecordStore
+from rag.evaluation.run_folder import FORMAT, KIND
 from rag.evaluation.sampling import stratified_sample
 from rag.evaluation.timing import StageTimer, TimedReader
+from rag.qa import load_questions, qa_fingerprint
 from rag.regex_golds import is_regex
 from rag.types import Passage, Question
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.readers.base import Reader
-    from rag.readers.compress import DocFreq
     from rag.retrievers.base import Retriever
+    from rag.tokenize import DocFreq
 
 log = logging.getLogger(__name__)
 
-KIND = "run/eval"
-FORMAT = 1
 CLOSED = "closed"
 
 
@@ -146,14 +146,13 @@ class Prepared:
 
 def prepare(cfg: EvalConfig) -> Prepared:
     """Read and check the inputs (QA file, counts, index manifests) and draw the sample; loads no model."""
-    from rag.qa import load_questions
     from rag.readers import READERS
 
     READERS.get(cfg.reader.backend)
     qa_path = Path(cfg.qa.path)
     if not qa_path.exists():
         raise BadInputError(f"QA file {qa_path} does not exist (qa.path in the config)")
-    counts = load_counts(cfg.counts)
+    counts = CountsTable.open(cfg.counts)
     index_manifests = {}
     for r in cfg.retrievers:
         if not Path(r.index).exists():
@@ -164,7 +163,7 @@ def prepare(cfg: EvalConfig) -> Prepared:
             )
         index_manifests[r.name] = read_manifest(r.index, kind="index/")
     all_questions = load_questions(qa_path, cfg.qa.format, limit=cfg.qa.limit, match_type=cfg.qa.match_type)
-    check_counts_match(counts, all_questions, qa_path)
+    counts.check_matches(all_questions, qa_path)
     if cfg.count_method is not None:  # the population is the questions counted this way
         all_questions = [q for q in all_questions if counts.method_of(q.qid) == cfg.count_method]
         if not all_questions:
@@ -302,20 +301,6 @@ def _base(q: Question, p: Prepared, mode: str) -> dict:
     }
 
 
-def _open_reader(cfg: EvalConfig) -> "Reader":
-    from rag.readers import load_reader
-
-    r = cfg.reader
-    options = {"device": r.device, **r.options}
-    if r.n_ctx is not None:
-        options["n_ctx"] = r.n_ctx
-    if r.n_threads is not None:
-        if r.backend != "llama-cpp":
-            raise BadInputError("reader.n_threads applies to the llama-cpp backend only")
-        options["n_threads"] = r.n_threads
-    return load_reader(r.model, backend=r.backend, **options)
-
-
 def run_eval(
     cfg: EvalConfig,
     overwrite: bool = False,
@@ -378,7 +363,7 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
     with timer.stage("load"):
         timed = None
         if not cfg.engine.is_ray:  # on ray the reader actors load the model; this process needs none
-            inner = reader if reader is not None else _open_reader(cfg)
+            inner = reader if reader is not None else open_reader(cfg)
             timed = TimedReader(inner, timer)
             timed.info = {"name": inner.name, "n_ctx": inner.n_ctx, "n_params": inner.n_params, "class": type(inner).__name__}
         fmt = FORMATS.get(cfg.reader.prompt_format or default_format(cfg.reader.model))
@@ -387,8 +372,6 @@ def _run_pending(p: Prepared, folder: Path, store: RecordStore, done: dict, pend
             if any((q.qid, rag_mode(r.name)) not in done for q in pending_q):
                 retrievers[r.name] = load_index(r.index, passages=r.passages).configure(**r.search)
         if cfg.reader.demos is not None:
-            from rag.qa import load_questions
-
             pool = load_questions(cfg.reader.demos)
             first = next(iter(retrievers.values()), None) if cfg.retrievers else None
             if first is None and cfg.retrievers:
@@ -503,31 +486,6 @@ def _sentence_stats(cfg: EvalConfig, retrievers: dict) -> "DocFreq | None":
 
 def _generator(cfg: EvalConfig, timed: TimedReader, reader: "Reader | None", demos, fmt, timer: StageTimer):
     """Local: the run's reader in this process. Ray: reader actors (the given test reader, pickled, or cfg.reader)."""
-    from rag.evaluation.generation import LocalGenerator, RayGenerator
-
     if not cfg.engine.is_ray:
         return LocalGenerator(timed, demos, fmt, cfg, timer)
     return RayGenerator(cfg.engine, cfg, reader, demos, fmt, timer)
-
-
-def summary_text(folder: Path) -> str:
-    """The Markdown summary a run wrote (for printing)."""
-    path = Path(folder) / "summary.md"
-    return path.read_text(encoding="utf-8") if path.exists() else ""
-
-
-def load_run(folder: str | Path) -> tuple[dict, EvalConfig, dict, dict]:
-    """(manifest, config, selection, records) of a run folder."""
-    from rag.evaluation.config import config_from_dict
-
-    import yaml
-
-    folder = Path(folder)
-    manifest = read_manifest(folder, kind=KIND, format=FORMAT)
-    try:
-        cfg = config_from_dict(yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")), where=str(folder / "config.yaml"))
-        selection = json.loads((folder / "selection.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ArtifactError(f"{folder}: missing {Path(e.filename).name}; this run folder is incomplete") from None
-    records = RecordStore(folder / RECORDS).load(repair=False)
-    return manifest, cfg, selection, records

@@ -1,10 +1,9 @@
 """Readers: a local LLM answers closed-book or from passages, through one code path.
 
 Importing this package registers the built-in backends (llama-cpp, transformers, openai, vllm, fake);
-heavy libraries load only when a model is opened.
+heavy libraries load only when a model is opened. "tiny-lm" (rag.world) registers when READERS.get first asks for it.
 """
 from rag.readers import fake, llama_cpp, openai_compat, transformers, vllm  # noqa: F401  (register built-in backends)
-from rag.world import tinylm  # noqa: F401,E402  (registers "tiny-lm", the model `rag bench` trains)
 from rag.readers.answer import answer
 from rag.readers.base import READERS, Generation, Reader, Score, ScoringNotSupported
 from rag.readers.models import DEFAULT_MODEL, NAMED_MODELS, NamedModel, is_installed, model_path

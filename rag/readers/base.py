@@ -13,8 +13,12 @@ from typing import Sequence
 from rag.errors import BadInputError, RagError
 from rag.registry import Registry
 
-# backend name -> Reader subclass with a `load(model, **options)` classmethod
-READERS = Registry("reader backend")
+DEFAULT_N_CTX = 2048  # the context prompts are fitted to when neither the model nor the caller sets one
+
+# backend name -> Reader subclass with a `load(model, **options)` classmethod; backends defined above this
+# package are named with the module that registers them, imported on first use (READERS.get)
+LAZY_BACKENDS = {"tiny-lm": "rag.world.tinylm"}  # the model `rag bench` trains
+READERS = Registry("reader backend", modules=LAZY_BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class Reader(ABC):
     """A causal LM behind one batch method. `n_ctx` is the context size prompts are fitted to."""
 
     name: str = "reader"
-    n_ctx: int = 2048
+    n_ctx: int = DEFAULT_N_CTX
     n_params: int = 0  # for FLOP estimates; 0 when unknown
     prompt_format: str = "kandpal"  # the format `answer` uses unless told otherwise (a named model's setting)
 

@@ -6,7 +6,7 @@
     select_demos(demos, n, df)                   -> demonstrations whose own passage is narrowed the same way
 
 A sentence's score is the sum, over the question's BM25 tokens it contains, of ln(1 + N / (df + 1)): with
-`df` (a DocFreq, from the run's BM25 index) N and df are corpus passage counts, so a rare name of the question
+`df` (a rag.tokenize.DocFreq, from the run's BM25 index) N and df are corpus passage counts, so a rare name of the question
 outweighs a relation word; without one they are counted over the candidate sentences themselves, which is
 weaker (the question's subject is in most candidates, so its name counts for little there). Ties go to the
 better-ranked passage, then the earlier sentence; sentences sharing nothing with the question fill the budget
@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from rag.errors import BadInputError
+from rag.tokenize import DocFreq, Tokenizer
 from rag.types import Passage
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.readers.prompts import Demo
-    from rag.tokenize import Tokenizer
 
 # a sentence ends at . ! or ? followed by space; "Q: ...? A: ..." (FAQ lines of the fictional world) stays one
 # sentence and starts a new one
@@ -45,20 +45,8 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SPLIT.split(text) if s] if text else []
 
 
-@dataclass(frozen=True)
-class DocFreq:
-    """Corpus statistics for the scorer: passages in the corpus, passages holding each stem, and the tokenizer
-    those stems come from."""
-
-    n_docs: int
-    lookup: Callable[[Sequence[str]], list[int]]
-    tokenizer: "Tokenizer"
-
-
 @lru_cache(maxsize=1)
-def _default_tokenizer() -> "Tokenizer":
-    from rag.tokenize import Tokenizer
-
+def _default_tokenizer() -> Tokenizer:
     return Tokenizer()
 
 

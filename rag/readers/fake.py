@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from rag.readers.base import READERS, Generation, Reader, check_prompts
+from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, check_prompts
 
 _PASSAGE = re.compile(r"^Passage: (.*?): ")
 
 
 @READERS.register("fake")
 class FakeReader(Reader):
-    def __init__(self, known: dict[str, str] | None = None, n_ctx: int = 2048, name: str = "fake"):
+    def __init__(self, known: dict[str, str] | None = None, n_ctx: int = DEFAULT_N_CTX, name: str = "fake"):
         self.known = {k.lower(): v for k, v in (known or {}).items()}
         self.n_ctx = n_ctx
         self.name = name
@@ -24,7 +24,7 @@ class FakeReader(Reader):
 
     @classmethod
     def load(cls, model: str = "fake", **options) -> "FakeReader":
-        return cls(known=options.get("known"), n_ctx=options.get("n_ctx") or 2048, name=model)
+        return cls(known=options.get("known"), n_ctx=options.get("n_ctx") or DEFAULT_N_CTX, name=model)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(t.split()) + 1 for t in texts]

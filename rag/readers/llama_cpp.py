@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rag.errors import BadInputError, require
-from rag.readers.base import READERS, Generation, Reader, check_prompts, first_line, n_cores
+from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, check_prompts, first_line, n_cores
 from rag.readers.models import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class LlamaCppReader(Reader):
     def __init__(
         self,
         path: str | Path,
-        n_ctx: int = 2048,
+        n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
         device: str = "auto",
         n_batch: int = 512,
@@ -164,7 +164,7 @@ class LlamaCppReader(Reader):
     def load(cls, model: str, n_ctx: int | None = None, quant: str | None = None, **options) -> "LlamaCppReader":
         """A named model or GGUF path; `quant` ("q4_0", "q8_0") runs a re-quantized cached copy instead."""
         path, named = resolve_gguf(model)
-        n_ctx = n_ctx or (named.n_ctx if named else 2048)
+        n_ctx = n_ctx or (named.n_ctx if named else DEFAULT_N_CTX)
         name = named.name if named else None
         if quant:
             path = requantized(path, quant)

@@ -18,7 +18,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.artifacts import file_sha256
 from rag.errors import ArtifactError, BadInputError, MissingDependencyError
+from rag.readers.base import DEFAULT_N_CTX
 from rag.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class NamedModel:
     # default prompt format (rag.readers.prompts.FORMATS), the best measured in eval/results/reader_formats.md
     # (exact match with a supporting passage, 40 NQ-open questions; ties go to "kandpal")
     prompt_format: str = "kandpal"
-    n_ctx: int = 2048
+    n_ctx: int = DEFAULT_N_CTX
     license: str = ""
 
     @property
@@ -154,14 +156,6 @@ def is_installed(name: str) -> bool:
         return False
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stamp(path: Path) -> Path:
     return path.with_name(path.name + ".ok")
 
@@ -222,7 +216,7 @@ def verified(path: Path, sha256: str) -> bool:
     """True when `path` has the expected hash (using the stamp when the file is unchanged since)."""
     if _stamp_matches(path, sha256):
         return True
-    if sha256_file(path) == sha256:
+    if file_sha256(path) == sha256:
         _write_stamp(path, sha256)
         return True
     return False
@@ -266,7 +260,7 @@ def _file_ok(path: Path, sha: str, m: NamedModel) -> bool:
             return True
     except (OSError, ValueError):
         pass
-    if sha256_file(path) != sha:
+    if file_sha256(path) != sha:
         return False
     st = path.stat()
     _stamp(stamp_home).write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha, "path": str(path)}))

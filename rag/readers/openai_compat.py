@@ -31,14 +31,13 @@ from urllib.parse import urlsplit
 
 from rag.errors import BadInputError, require
 from rag.readers.base import (
-    READERS, Generation, Reader, Score, ScoringNotSupported, check_prompts, check_scoring, first_line,
+    DEFAULT_N_CTX, READERS, Generation, Reader, Score, ScoringNotSupported, check_prompts, check_scoring, first_line,
 )
 from rag.readers.http import JsonClient, ServerRequestError, ServerUnavailableError, safe_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-DEFAULT_N_CTX = 2048  # when neither the user nor the server says
 # chat mode: the chat template's tokens around each turn are not in the raw text that is counted
 CHAT_TOKENS_PER_TURN = 8
 CHAT_TOKENS_FIXED = 16

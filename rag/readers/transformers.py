@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rag.errors import BadInputError, require
-from rag.readers.base import READERS, Generation, Reader, check_prompts, first_line
+from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, check_prompts, first_line
 from rag.readers.models import NAMED_MODELS, cache_dir, model_path
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def load_dequantized(gguf: Path):
 
 @READERS.register("transformers")
 class TransformersReader(Reader):
-    def __init__(self, tokenizer, model, n_ctx: int = 2048, device: str = "auto", name: str = "transformers", batch_size: int = 8):
+    def __init__(self, tokenizer, model, n_ctx: int = DEFAULT_N_CTX, device: str = "auto", name: str = "transformers", batch_size: int = 8):
         from rag.device import resolve_device, use_all_cores
 
         torch = require("torch", "transformers")
@@ -106,7 +106,7 @@ class TransformersReader(Reader):
                     f"cannot load {model!r} with transformers ({e}); pass a local model folder, a .gguf file, "
                     f"or a named model ({', '.join(sorted(NAMED_MODELS))})"
                 ) from e
-        reader = cls(tok, m, n_ctx=n_ctx or 2048, device=device, name=name, **options)
+        reader = cls(tok, m, n_ctx=n_ctx or DEFAULT_N_CTX, device=device, name=name, **options)
         if model in NAMED_MODELS:
             reader.prompt_format = NAMED_MODELS[model].prompt_format
         return reader

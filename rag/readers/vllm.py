@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rag.errors import BadInputError, RagError, require
-from rag.readers.base import READERS, Generation, Reader, Score, check_prompts, check_scoring, first_line
+from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, Score, check_prompts, check_scoring, first_line
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class VllmReader(Reader):
         if n_ctx:
             kwargs["max_model_len"] = int(n_ctx)
         llm = vllm.LLM(model=source, **kwargs)
-        limit = int(getattr(getattr(llm.llm_engine, "model_config", None), "max_model_len", 0) or n_ctx or 2048)
+        limit = int(getattr(getattr(llm.llm_engine, "model_config", None), "max_model_len", 0) or n_ctx or DEFAULT_N_CTX)
         reader = cls(llm, vllm, name=model, n_ctx=limit)
         if prompt_format:
             reader.prompt_format = prompt_format

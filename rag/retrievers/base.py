@@ -18,7 +18,7 @@ from rag.registry import Registry
 from rag.types import Hit, Passage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rag.readers.compress import DocFreq
+    from rag.tokenize import DocFreq
 
 # index kind -> Retriever subclass with `build(...)` and `load(folder, store)` classmethods
 INDEXES = Registry("index kind")

@@ -33,7 +33,7 @@ from rag.corpus.store import PassageStore, passage_text
 from rag.errors import ArtifactError, BadInputError, require
 from rag.registry import Registry
 from rag.retrievers.base import INDEXES, Retriever, check_queries, make_hits, passages_field
-from rag.tokenize import Tokenizer
+from rag.tokenize import DocFreq, Tokenizer
 from rag.types import Hit
 
 log = logging.getLogger(__name__)
@@ -329,9 +329,7 @@ class BM25Retriever(Retriever):
         engine = ENGINES.get(manifest["engine"]).load(folder, manifest["parameters"], len(store))
         return cls(store, engine, tokenizer, manifest)
 
-    def doc_freq(self):
-        from rag.readers.compress import DocFreq
-
+    def doc_freq(self) -> DocFreq | None:
         if self.engine.doc_freqs([]) is None:
             return None
         return DocFreq(len(self.store), self.engine.doc_freqs, self.tokenizer)

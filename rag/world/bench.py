@@ -109,7 +109,8 @@ def build_world_lexicon(world: Path, passages: Path, out: Path, case_sample: int
     """A lexicon of the world's entities: canonical names (as titles), their aliases (as redirects) and
     the QA set's answer aliases; case statistics from the passages, as `build_lexicon` does."""
     from rag.corpus.store import PassageStore
-    from rag.entities.lexicon import LexiconBuilder, sample_texts
+    from rag.entities.lexicon import LexiconBuilder
+    from rag.entities.lexicon_build import sample_texts
     from rag.entities.linkers import LexiconLinker
     from rag.qa import load_questions
 
@@ -150,7 +151,7 @@ def count_agreement(counts_rows, truth: Sequence[dict]) -> dict:
 
 
 def _bucket(c: int) -> str:
-    from rag.evaluation.buckets import Buckets
+    from rag.buckets import Buckets
 
     return Buckets().assign([c])[0]
 
@@ -232,7 +233,8 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     """Run (or resume) the whole benchmark in `out`; returns the bench.json summary."""
     from rag.corpus.build import build_passages
     from rag.corpus.store import PassageStore
-    from rag.entities.counting import build_counts, load_counts
+    from rag.counts import load_counts
+    from rag.entities.counting import build_counts
     from rag.evaluation import run_eval
     from rag.qa import load_questions
     from rag.retrievers import INDEXES
@@ -281,8 +283,6 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     steps.run("train", out / "model", lambda: train_model([d["text"] for d in docs], out / "model", vocab_texts=vocab_texts,
                                                           model_cfg=cfg.model, train_cfg=cfg.train, progress=progress,
                                                           world={"fingerprint": wm["fingerprint"]}))
-    import rag.world.tinylm  # noqa: F401  (registers the tiny-lm reader backend)
-
     ecfg = _eval_config(cfg, out, out / "model")
     # the evaluation resumes on its own: finished (question, mode) records are kept, new retrievers added
     res = steps.run("eval", None, lambda: run_eval(ecfg, progress=progress))
@@ -324,7 +324,7 @@ def plot_probes(probes: dict, path: Path) -> Path | None:
     except ImportError:  # pragma: no cover - plots are optional
         log.warning("matplotlib is not installed (pip install 'rag[plots]'); no probe plot")
         return None
-    from rag.evaluation.buckets import Buckets
+    from rag.buckets import Buckets
 
     order = Buckets().labels
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))

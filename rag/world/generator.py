@@ -38,6 +38,7 @@ from typing import Collection, Iterable
 import numpy as np
 
 from rag.artifacts import atomic_dir, file_sha256, file_sizes, read_manifest, check_files, write_manifest
+from rag.compressed import open_text
 from rag.errors import BadInputError
 
 FORMAT = 1
@@ -573,13 +574,11 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 def load_avoid_list(path: str | os.PathLike) -> set[str]:
     """Lower-cased words and names to avoid: a plain list (one per line) or a DBpedia `surface \\t resource`
     TSV (optionally .xz/.bz2/.gz); `_` counts as a space. Every word of a multi-word form is avoided too."""
-    from rag.entities.lexicon import _open_text
-
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"name list {path} does not exist")
     out: set[str] = set()
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line in f:
             surface = line.split("\t", 1)[0].strip().lower().replace("_", " ")
             if surface:

@@ -17,11 +17,12 @@ import pytest
 
 from rag.corpus.build import build_passages
 from rag.corpus.store import PassageStore
-from rag.entities.counting import OK, count_questions
+from rag.counts import OK
+from rag.entities.counting import count_questions
 from rag.entities.evaluate import evaluate_linker, load_labelled
 from rag.entities.external import compare, load_external
 from rag.entities.fold import fold_many, form_key
-from rag.entities.lexicon import build_lexicon
+from rag.entities.lexicon_build import build_lexicon
 from rag.entities.linkers import LexiconLinker
 from rag.entities.postings import build_postings
 from rag.qa import load_questions
@@ -225,7 +226,8 @@ def test_phrase_docs_equal_a_brute_force_scan(world, phrases):
 
 
 def test_surface_counts_equal_brute_force(world, phrases, brute):
-    from rag.entities.counting import SURFACE, subject_phrase
+    from rag.counts import SURFACE
+    from rag.entities.counting import subject_phrase
     from rag.types import Question
 
     qs = [Question("s0", "Where did Dante Alighieri live in 1300?", ("Florence",)),

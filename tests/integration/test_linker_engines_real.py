@@ -14,7 +14,7 @@ import pytest
 
 from rag.corpus.build import build_passages
 from rag.corpus.store import PassageStore
-from rag.entities.lexicon import build_lexicon
+from rag.entities.lexicon_build import build_lexicon
 from rag.entities.linkers import LexiconLinker
 from rag.entities.postings import build_postings
 

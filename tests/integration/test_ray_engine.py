@@ -112,7 +112,7 @@ class KillingLinker(LexiconLinker):
 
 @pytest.fixture(scope="module")
 def linked_world(tmp_path_factory):
-    from rag.entities.lexicon import build_lexicon
+    from rag.entities.lexicon_build import build_lexicon
     from tests.unit.entities_helpers import DOCS, QUESTIONS, write_store
 
     root = tmp_path_factory.mktemp("linkworld")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from rag.errors import BadInputError
-from rag.readers.compress import DocFreq, select_batch, select_sentences, split_sentences
-from rag.tokenize import Tokenizer
+from rag.readers.compress import select_batch, select_sentences, split_sentences
+from rag.tokenize import DocFreq, Tokenizer
 from rag.types import Passage
 
 # the world's failure case: another subject's statement of the same relation next to the gold one

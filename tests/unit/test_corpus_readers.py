@@ -348,3 +348,16 @@ def test_stopping_early_ends_the_decompressing_thread(tmp_path):
     next(it)
     it.close()  # what a `break` out of the loop does once the generator is dropped
     assert not [t for t in threading.enumerate() if t.name.startswith("decompress w.jsonl.xz")]
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".bz2", ".xz", ".XZ"])
+def test_open_text_reads_every_compression(tmp_path, suffix):
+    """rag.compressed.open_text: the one opener of compressed text (lexicon surface forms, the world's name lists)."""
+    from rag.compressed import open_text
+
+    path = tmp_path / f"forms.tsv{suffix}"
+    path.write_bytes(COMPRESS[suffix.lower()]("mozart\tW_A_Mozart\r\nsalzburg\tSalzburg\n".encode()))
+    with open_text(path) as f:
+        assert f.read().splitlines() == ["mozart\tW_A_Mozart", "salzburg\tSalzburg"]
+    with pytest.raises(BadInputError, match="no such file"):
+        open_text(tmp_path / "missing.tsv.xz")

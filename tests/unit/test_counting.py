@@ -8,12 +8,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from rag.buckets import log10_edges
 from rag.corpus.store import PassageStore
-from rag.entities.counting import (
-    A_UNLINKED, BOTH_UNLINKED, OK, Q_UNLINKED, build_counts, count_one, count_questions, load_counts, log10_edges, save_counts,
-    select_entities, summarize,
-)
-from rag.entities.lexicon import build_lexicon
+from rag.counts import A_UNLINKED, BOTH_UNLINKED, OK, Q_UNLINKED, load_counts, save_counts, summarize
+from rag.entities.counting import build_counts, count_one, count_questions, select_entities
+from rag.entities.lexicon_build import build_lexicon
 from rag.entities.linkers import LexiconLinker
 from rag.entities.postings import Postings, build_postings, intersect_count
 from rag.errors import ArtifactError, BadInputError
@@ -231,7 +230,7 @@ def test_counts_artifact_roundtrip_and_summary(linker, postings, tmp_path):
 
 
 def test_summary_counts_top_entities():
-    from rag.entities.counting import QuestionCount
+    from rag.counts import QuestionCount
 
     rows = [QuestionCount(str(i), "q", ("a",), "Q", "A" if i % 2 else "B", i * 7, 5, 5, OK) for i in range(10)]
     s = summarize(rows, top=2)
@@ -310,7 +309,7 @@ def surface_world(tmp_path_factory):
 
 
 def test_surface_fallback_counts(surface_world):
-    from rag.entities.counting import ENTITY, NONE, SURFACE
+    from rag.counts import ENTITY, NONE, SURFACE
 
     w = surface_world
     rows = count_questions(w["questions"], w["linker"], w["postings"], phrases=w["phrases"])

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from rag.cli import main
-from rag.entities.counting import OK, QuestionCount, load_counts
+from rag.counts import OK, QuestionCount, load_counts
 from rag.entities.external import compare, load_external, normalize_question, read_qrels
 from rag.errors import BadInputError
 from tests.unit.entities_helpers import QUESTIONS, tiny_store, write_store  # noqa: F401 (fixture)
@@ -137,7 +137,7 @@ def test_cli_lexicon_and_postings_steps(tiny_store, qa_file, tmp_path):
 
 
 def test_interrupted_counts_build_reuses_finished_parts(tiny_store, tmp_path, monkeypatch):
-    import rag.entities.lexicon as lexicon_mod
+    import rag.entities.lexicon_build as lexicon_mod
     import rag.entities.postings as postings_mod
     from rag.entities.counting import build_counts
     from rag.types import Question

@@ -175,7 +175,7 @@ def test_sharded_corpus_build_is_byte_identical(tmp_path):
 
 
 def test_sharded_postings_equal_local(tmp_path):
-    from rag.entities.lexicon import build_lexicon
+    from rag.entities.lexicon_build import build_lexicon
     from rag.entities.linkers import LexiconLinker
     from rag.entities.postings import build_postings
     from tests.unit.entities_helpers import QUESTIONS, write_store

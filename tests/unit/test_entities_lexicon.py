@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from rag.entities.fold import fold, fold_many, form_key
-from rag.entities.lexicon import ALIAS, DBPEDIA, RESOURCE, TITLE, Lexicon, LexiconBuilder, build_lexicon, linkable
+from rag.entities.lexicon import ALIAS, DBPEDIA, RESOURCE, TITLE, Lexicon, LexiconBuilder, linkable
+from rag.entities.lexicon_build import build_lexicon
 from rag.errors import ArtifactError, BadInputError
 from rag.types import Question
 from tests.unit.entities_helpers import tiny_store  # noqa: F401 (fixture)

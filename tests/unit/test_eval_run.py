@@ -18,7 +18,7 @@ from rag.cli import main
 from rag.corpus.store import PassageStore, PassageWriter
 from rag.errors import ArtifactError, BadInputError
 from rag.evaluation.config import load_config
-from rag.evaluation.counts import write_counts
+from rag.counts import write_counts
 from rag.evaluation.records import RecordStore
 from rag.evaluation.runner import run_eval
 from rag.readers.fake import FakeReader

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from rag.buckets import UNLINKED, Buckets
 from rag.errors import BadInputError
-from rag.evaluation.buckets import UNLINKED, Buckets
 from rag.evaluation.sampling import stratified_sample
 from rag.evaluation.stats import bootstrap_diff, bootstrap_mean, wilson
 

@@ -88,7 +88,7 @@ def test_assembles_once_verified_and_cached(split_model, monkeypatch):
     assert path.parent.parent == models.cache_dir() and is_installed(m.name)
     assert not [p for p in path.parent.iterdir() if ".partial" in p.name]
     # a second load trusts the stamp: no re-hash, no re-assembly
-    monkeypatch.setattr(models, "sha256_file", lambda p: pytest.fail("re-hashed an unchanged cached file"))
+    monkeypatch.setattr(models, "file_sha256", lambda p: pytest.fail("re-hashed an unchanged cached file"))
     monkeypatch.setattr(models, "assemble", lambda *a, **k: pytest.fail("re-assembled"))
     assert model_path(m.name) == path
 

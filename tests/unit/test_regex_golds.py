@@ -16,7 +16,7 @@ from rag.artifacts import atomic_dir
 from rag.corpus.store import PassageStore, PassageWriter
 from rag.errors import BadInputError
 from rag.evaluation.config import load_config
-from rag.evaluation.counts import write_counts
+from rag.counts import write_counts
 from rag.evaluation.records import RecordStore
 from rag.evaluation.runner import run_eval
 from rag.qa import default_match_type, guess_format, load_questions

@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from rag.entities.counting import QuestionCount, save_counts
+from rag.counts import QuestionCount, save_counts
 from rag.entities.templates import classify_answer, classify_question, evaluate_counts, load_templates, match, to_markdown
 from rag.errors import BadInputError
 

@@ -178,7 +178,7 @@ def test_ordinary_linker_and_counter_agree_exactly(tmp_path, world, known):
 
 
 def test_agreement_reports_mismatches():
-    from rag.entities.counting import QuestionCount
+    from rag.counts import QuestionCount
     from rag.world.bench import count_agreement
 
     rows = [QuestionCount("qa-0", "q", ("a",), "S", "A", 3, 3, 3, "ok"), QuestionCount("qa-1", "q", ("a",), None, None, 0, 0, 0, "question-unlinked")]

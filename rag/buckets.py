@@ -1,6 +1,11 @@
-"""Log-scale buckets of relevant-document counts, plus an explicit bucket for unlinked questions."""
+"""Log-scale buckets of relevant-document counts, plus an explicit bucket for unlinked questions.
+
+Below both the counting (rag.entities.counting summarizes its counts per bucket) and the evaluation (runs are
+sampled and reported per bucket).
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -10,6 +15,12 @@ from rag.errors import BadInputError
 
 UNLINKED = "unlinked"
 DEFAULT_EDGES = (0, 1, 10, 100, 1000)  # lower edges: [0,1) [1,10) [10,100) [100,1000) [1000,inf)
+
+
+def log10_edges(max_count: int) -> tuple[int, ...]:
+    """0, 1, 10, 100, ... up to the bucket holding max_count."""
+    k = 0 if max_count < 1 else int(math.floor(math.log10(max_count)))
+    return (0, *(10**i for i in range(k + 1)))
 
 
 @dataclass(frozen=True)
