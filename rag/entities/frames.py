@@ -11,7 +11,8 @@ a final "?" split off):
                   case after the first ("Where is", "What kind of work does"; not "Where is Battle of")
     suffix frame  the longest run of trailing tokens shared by at least F questions, all lower case, or just
                   the final "?" ("located in ?", "born ?", "'s child ?")
-    subject       what lies between (at least one token)
+    subject       what lies between (at least one token); a question with no suffix frame (not even its final
+                  "?") has none: where its subject ends is unknown ("which article mentions [X] and says [Y]")
 
 with F = max(min_count, min_share * number of questions); a suffix frame is only taken if every shorter suffix
 of it is also a frame. Frames apply to a QA set only when it looks template-generated: at least MIN_FRAMED of
@@ -114,7 +115,7 @@ class Frames:
             if tail not in self.suffixes or not (k == 1 or _lower(words[-k])):
                 break
             s = k
-        if p + s >= n:
+        if s == 0 or p + s >= n:  # no closing frame (not even the final "?"): where the subject ends is unknown
             return None
         a, b = toks[p][1], toks[n - s - 1][2]
         first = question[a:b][:1]

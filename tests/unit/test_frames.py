@@ -57,3 +57,11 @@ def test_subject_key():
     assert subject_key("The Golden Gate") == subject_key("Golden Gate") == "golden gate"
     assert subject_key("Crow Harbour, New Brunswick") == "crow harbour new brunswick"
     assert subject_key(None) == ""
+
+
+def test_no_closing_frame_no_subject():
+    """A template with a second slot and no closing frame ("... mentions [X] and says [Y]") gives no subject."""
+    tails = [f"{a} {b}" for a in ("rain fell", "dogs bark", "it grew") for b in ("in spring", "at night", "today", "often")]
+    qs = [f"which article mentions {s} and says {t}" for s, t in zip(SUBJECTS, tails * 3)]
+    fr = Frames.induce(qs, min_count=20)
+    assert not fr.applies and fr.subject(qs[0]) is None
