@@ -35,7 +35,7 @@ def cell(r: dict | None) -> str:
 def method_split(folder: Path) -> list[str]:
     """The "By how the count was obtained" table of a run's summary.md, as its Markdown lines."""
     text = (folder / "summary.md").read_text(encoding="utf-8")
-    m = re.search(r"## By how the count was obtained.*?\n\n.*?\n\n((?:\|.*\n)+)", text, re.S)
+    m = re.search(r"## By how the count was obtained[^\n]*\n\n[^\n]*\n\n((?:\|[^\n]*\n)+)", text)
     return m.group(1).rstrip("\n").split("\n") if m else []
 
 
