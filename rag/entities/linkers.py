@@ -16,7 +16,15 @@ Lexicon matching (LexiconLinker):
     boundary of one ("The Divine" of "The Divine Comedy"), is dropped, so
     "Robert" in "Robert A. Miller", "Charles" in "Charles de Freycinet" or "Harbour" in "Crow Harbour, New
     Brunswick" link nothing unless the whole name is a form. Passages and questions go through the same
-    code. Recorded in identity(), so postings linked under other rules are refused.
+    code. Recorded in identity(), so postings linked under other rules are refused. A proper-name span is
+    a maximal run of name words (an upper-case first or second letter, not a sentence-initial function
+    word, never a leading article) joined by: one space, a hyphen, an apostrophe or " & "; ". " after an
+    initial ("Robert A. Miller"); up to two connectors (of, the, de, von, van, der, del, della, di, du, da,
+    la, le, bin, ibn, al, y, ...; not "and": "Mozart and Beethoven" are two names); a lower-case word after
+    an apostrophe ("Don't", not a possessive "'s") or a short hyphenated syllable ("Kim Jong-pil"); ", Nth"
+    before a title ("John Thynne, 4th Marquess of Bath"); "Place, Region" pairs that are not lists ("Crow
+    Harbour, New Brunswick": the Place still links, the Region does not); quoted titles of up to 12 words
+    ("Time to Come" in quotes). Digits are not name words. rag.entities.spans has the rules with examples.
   * A mention never crosses a line break.
   * Ambiguous forms link to the candidate with the highest prior, only if P(entity|form) >= threshold.
   * Case rules. A line with no upper-case letter at all (NQ questions are lower-cased) is "uncased"; in it,
