@@ -1,0 +1,31 @@
+"""Pinned output of an evaluation run: records.jsonl and summary.csv byte for byte.
+
+The tiny world of test_eval_run (fake reader, real BM25, hand counts) is run end to end and its records and
+summary are compared with the committed copies in tests/data/pins/, so a refactor of the pipeline, the record
+types or the run folder (issue 15) that changes any answer, score, count or rate fails here. When a change is
+*meant* to alter the output, regenerate the pins with `RAG_UPDATE_PINS=1 pytest tests/unit/test_eval_pin.py`
+and say why in the commit.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rag.evaluation.config import load_config
+from rag.evaluation.runner import run_eval
+from tests.unit.test_eval_run import CountingReader, world, write_config  # noqa: F401 (fixture)
+
+PINS = Path(__file__).resolve().parents[1] / "data" / "pins" / "tiny-eval"
+FILES = ("records.jsonl", "summary.csv")
+
+
+def test_tiny_eval_output_is_pinned(world, tmp_path):  # noqa: F811
+    cfg = load_config(write_config(world, tmp_path / "run"))
+    run_eval(cfg, progress=False, reader=CountingReader())
+    if os.environ.get("RAG_UPDATE_PINS"):
+        PINS.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            (PINS / name).write_bytes((tmp_path / "run" / name).read_bytes())
+    for name in FILES:
+        got, want = (tmp_path / "run" / name).read_bytes(), (PINS / name).read_bytes()
+        assert got == want, f"{name} differs from tests/data/pins/tiny-eval/{name} (see this test's docstring)"
