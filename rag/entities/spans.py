@@ -62,8 +62,6 @@ CONNECTORS = frozenset(
 )
 ARTICLES = frozenset({"the", "a", "an"})
 QUOTED_WORDS = 12  # longest quoted title taken as one span
-_APOS = (39, 0x2019)  # ' and its typographic form
-_HYPHENS = (45, 0x2010, 0x2011)
 _QUOTES_OPEN = (34, 0x201C)
 _QUOTES_CLOSE = (34, 0x201D)
 _SENTENCE_END = (46, 33, 63, 58)  # . ! ? :
@@ -225,8 +223,8 @@ def name_spans(cps: np.ndarray, folded: np.ndarray | None = None, words: tuple[n
     gap = np.full(n - 1, G_OTHER, np.int8)
     gap[(glen == 1) & (c0 == SPACE)] = G_SPACE
     one = glen == 1
-    gap[one & ((c0 == 45) | (c0 == 0x2010) | (c0 == 0x2011))] = G_JOIN
-    gap[one & ((c0 == 39) | (c0 == 0x2019))] = G_APOS
+    gap[one & ((c0 == 45) | (c0 == 0x2010) | (c0 == 0x2011))] = G_JOIN  # hyphens
+    gap[one & ((c0 == 39) | (c0 == 0x2019))] = G_APOS  # ' and its typographic form
     gap[(glen == 3) & (c0 == SPACE) & (c1 == 38) & (c2 == SPACE)] = G_JOIN  # " & "
     gap[(glen == 2) & (c0 == 44) & (c1 == SPACE)] = G_COMMA
     gap[(glen == 2) & (c0 == 46) & (c1 == SPACE)] = G_PERIOD
@@ -234,14 +232,20 @@ def name_spans(cps: np.ndarray, folded: np.ndarray | None = None, words: tuple[n
     # sentence start: first word of a line/text, or after a gap holding . ! ? : (not after an initial)
     initial = np.zeros(n, bool)
     initial[0] = True
-    quotes = np.zeros(0, np.int64)
+    # quote marks and breaks: in the gaps, and in the text before the first word and after the last one
+    cls = _char_class()
+    lead, trail = np.arange(ws[0]), np.arange(we[-1], len(cps))
+    quotes = [lead[(cls[cps[lead]] & _QUOTE) > 0]]
+    breaks = [lead[(cls[cps[lead]] & _BRK) > 0]]
     if n > 1:
-        odd, kinds, quotes = _gap_classes(cps, gs, ge, glen, c0)
+        odd, kinds, q_gap, b_gap = _gap_classes(cps, gs, glen, c0)
+        quotes.append(q_gap)
+        breaks.append(b_gap)
         after_initial = (gap[odd] == G_PERIOD) & single_up[odd]
         initial[odd + 1] = ((kinds & _BRK) > 0) | (((kinds & _END) > 0) & ~after_initial)
-    lead_q = np.flatnonzero(_char_class()[cps[: ws[0]]] & _QUOTE)  # before the first word
-    if len(lead_q):
-        quotes = np.concatenate([lead_q, quotes])
+    quotes.append(trail[(cls[cps[trail]] & _QUOTE) > 0])
+    breaks.append(trail[(cls[cps[trail]] & _BRK) > 0])
+    quotes, breaks = np.concatenate(quotes), np.concatenate(breaks)
     ji = np.flatnonzero(initial & cap & (wlen <= 8))
     long_ = ji[wlen[ji] > 3]
     code[long_] = _word_codes(folded, ws[long_], wlen[long_])
@@ -291,7 +295,7 @@ def name_spans(cps: np.ndarray, folded: np.ndarray | None = None, words: tuple[n
         lead[:-1] &= ~((gap == G_PERIOD) & single_up[:-1])
         link &= ~lead[:-1]
     in_span &= ~lead
-    _quoted(cps, quotes, ws, we, cap, in_span, link)
+    _quoted(cps, quotes, breaks, ws, we, cap, in_span, link)
     span_start = in_span.copy()
     span_start[1:] &= ~link
     sid = np.cumsum(span_start) - 1
@@ -302,19 +306,20 @@ def name_spans(cps: np.ndarray, folded: np.ndarray | None = None, words: tuple[n
     return Spans(ws, we, span, firsts, lasts, region)
 
 
-def _gap_classes(cps, gs, ge, glen, c0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gap_classes(cps, gs, glen, c0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For the gaps that are not a single plain character: (gap index, OR of their characters' classes), and
-    the positions of all quote marks in gaps. Reads only gap characters, not the whole text."""
+    the sorted positions of the quote marks and of the breaks in gaps. Reads only gap characters."""
     cls = _char_class()
     odd = np.flatnonzero((glen > 1) | (cls[c0] > 0))
     kinds = np.zeros(len(odd), np.uint8)
-    q_pos = []
+    pos_parts, cls_parts = [], []
     s_, l_ = gs[odd], glen[odd]
     for k in range(4):
         j = np.flatnonzero(l_ > k)
         c = cls[cps[s_[j] + k]]
         kinds[j] |= c
-        q_pos.append(s_[j[(c & _QUOTE) > 0]] + k)
+        pos_parts.append(s_[j] + k)
+        cls_parts.append(c)
     j = np.flatnonzero(l_ > 4)  # the rest of the longer gaps, all at once
     if len(j):
         rest = l_[j] - 4
@@ -323,15 +328,18 @@ def _gap_classes(cps, gs, ge, glen, c0) -> tuple[np.ndarray, np.ndarray, np.ndar
         pos = np.repeat(s_[j] + 4 - offs, rest) + np.arange(int(rest.sum()))
         c = cls[cps[pos]]
         kinds[j] |= np.bitwise_or.reduceat(c, offs)
-        q_pos.append(pos[(c & _QUOTE) > 0])
-    return odd, kinds, np.sort(np.concatenate(q_pos)).astype(np.int64)
+        pos_parts.append(pos)
+        cls_parts.append(c)
+    pos, c = np.concatenate(pos_parts).astype(np.int64), np.concatenate(cls_parts)
+    return odd, kinds, np.sort(pos[(c & _QUOTE) > 0]), np.sort(pos[(c & _BRK) > 0])
 
 
-def _quoted(cps, q, ws, we, cap, in_span, link) -> None:
-    """Make each quoted title one span, in place (pairs of quote marks on one line; q: their positions)."""
+def _quoted(cps, q, breaks, ws, we, cap, in_span, link) -> None:
+    """Make each quoted title one span, in place (pairs of quote marks on one line; q, breaks: sorted positions
+    of the quote marks and of the line breaks / text separators)."""
     if len(q) < 2:
         return
-    line = np.searchsorted(np.flatnonzero((cps == SEP) | (cps == 10)), q)
+    line = np.searchsorted(breaks, q)
     first = np.ones(len(q), bool)
     first[1:] = line[1:] != line[:-1]
     rank = np.arange(len(q)) - np.maximum.accumulate(np.where(first, np.arange(len(q)), 0))

@@ -28,6 +28,8 @@ def spans(text):
     ("Where is Crow Harbour, New Brunswick located?", ["Crow Harbour, New Brunswick"]),
     # quoted titles
     ('the novel "Time to Come" by Smith', ["Time to Come", "Smith"]),
+    ('He wrote "Time to Come"', ["Time to Come"]),  # the closing quote ends the text
+    ('"Time to Come" is a novel', ["Time to Come"]),  # the opening quote starts it
     ("the song \u201cDon't Take It Away\u201d", ["Don't Take It Away"]),
     # contractions continue a name, a possessive ends it
     ("Who performed Don't Take It Away?", ["Don't Take It Away"]),
