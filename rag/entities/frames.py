@@ -28,6 +28,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+from rag.entities.fold import form_key
+
 _TOKEN = re.compile(r"\S+")
 MAX_FRAME = 8  # tokens
 MIN_FRAMED = 0.5
@@ -53,8 +55,6 @@ def _tokens(question: str) -> list[tuple[str, int, int]]:
 
 def subject_key(s: str | None) -> str:
     """How subjects are compared: form_key with a leading "the" dropped (the lexicon treats "The X" as "X")."""
-    from rag.entities.fold import form_key
-
     k = form_key(s or "")
     return k[4:] if k.startswith("the ") else k
 
@@ -112,7 +112,7 @@ class Frames:
         s = 0
         for k in range(1, min(MAX_FRAME, n - p - 1) + 1):
             tail = tuple(words[-k:])
-            if tail not in self.suffixes or not (k == 1 or _lower(words[-k])):
+            if tail not in self.suffixes or not _lower(words[-k]):  # "?" counts as lower case
                 break
             s = k
         if s == 0 or p + s >= n:  # no closing frame (not even the final "?"): where the subject ends is unknown
