@@ -154,10 +154,12 @@ def _split_by_method(cfg, selection: dict, buckets: Buckets, by_mode: dict, labe
             pop[(b, m)] += 1
     out = []
     for system in ["closed", *(f"rag:{r}" for r in retrievers)]:
-        recs = by_mode[system]
+        groups: dict[tuple, list[float]] = defaultdict(list)  # (bucket, method) -> outcomes, in one pass
+        for q, rec in by_mode[system].items():
+            groups[(label_of.get(q), method_of.get(q))].append(float(rec[cfg.metric]))
         for b in buckets.all_labels:
             for m in methods:
-                x = [float(rec[cfg.metric]) for q, rec in recs.items() if label_of.get(q) == b and method_of.get(q) == m]
+                x = groups.get((b, m), [])
                 out.append(Row(b, pop[(b, m)], len(x), f"{system}|{m}", cfg.metric, bootstrap_mean(x, n_boot=cfg.n_boot, seed=cfg.seed)))
     return out
 
