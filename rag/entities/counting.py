@@ -242,8 +242,7 @@ def count_questions(
         else:
             status = BOTH_UNLINKED if not q_src and not a_tied else Q_UNLINKED if not q_src else A_UNLINKED
         rows.append(QuestionCount(qid=q.qid, question=q.question, answers=tuple(q.answers), status=status, q_entities=q_ents,
-                                  a_entities=a_tied, method=method, q_source=q_src, a_source=a_src,
-                                  **{k: (int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v) for k, v in f.items()}))
+                                  a_entities=a_tied, method=method, q_source=q_src, a_source=a_src, **f))
     return rows
 
 
