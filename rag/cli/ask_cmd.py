@@ -86,8 +86,8 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
       rag ask "..." --model qwen2.5-coder-0.5b --shots 4 --json
       rag ask "..." --backend openai --base-url http://127.0.0.1:8080/v1 --model smollm2-135m
     """
-    from rag.readers import READERS, answer, default_format, draw_demos, load_reader
-    from rag.readers.prompts import BUILTIN_DEMOS, FORMATS
+    from rag.pipeline import Pipeline, ReaderConfig, prompt_format as format_of, retrieve
+    from rag.readers import READERS
     from rag.types import Question
 
     # every argument is checked before a model or index is opened
@@ -106,25 +106,24 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
     served = backend == "openai"  # the model is whatever the server serves: its id, or None for its only one
     if not served and (base_url or api_key_env or chat):
         raise BadInputError("--base-url, --api-key-env and --chat apply to the openai backend only")
-    model = model or (None if served else DEFAULT_MODEL)
-    if prompt_format or not served:
-        fmt = FORMATS.get(prompt_format or default_format(model))
-
-    options = {"n_ctx": n_ctx, "device": device}
+    options = {}
     if served:
         options.update(base_url=base_url, api_key_env=api_key_env, chat=chat)
-    if threads is not None:
-        if backend != "llama-cpp":
-            raise BadInputError("--threads applies to the llama-cpp backend only")
-        options["n_threads"] = threads
+    if threads is not None and backend != "llama-cpp":
+        raise BadInputError("--threads applies to the llama-cpp backend only")
     if quant is not None:
         if backend != "llama-cpp":
             raise BadInputError("--quant applies to the llama-cpp backend only")
         options["quant"] = quant
-    reader = load_reader(model, backend=backend, **options)
-    if served:
-        model = reader.model
-        fmt = FORMATS.get(prompt_format or reader.prompt_format)
+    cfg = ReaderConfig(model=model or (None if served else DEFAULT_MODEL), backend=backend, prompt_format=prompt_format,
+                       shots=shots, demos=demos_path, max_new_tokens=max_new_tokens, n_ctx=n_ctx, n_threads=threads,
+                       device=device, sentences=sentences, options=options)
+    if prompt_format or not served:
+        format_of(cfg)  # an unknown format fails before the model loads
+    if demos_path is None and shots > 0:
+        from rag.pipeline import demonstrations
+
+        demonstrations(cfg)  # too many shots for the built-in demonstrations fails before the model loads
 
     index = None
     if mode != "closed":
@@ -137,35 +136,22 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
         index = load_index(index_path, passages=passages_path)
 
     q = Question("ask-0", question.strip(), ())
-    if demos_path is not None:
-        from rag.qa import load_questions
-
-        pool = load_questions(demos_path)
-        demos = draw_demos(pool, shots, seed=seed, exclude=[q], retriever=index)
-    else:
-        if shots > len(BUILTIN_DEMOS):
-            raise BadInputError(f"there are {len(BUILTIN_DEMOS)} built-in demonstrations; for --shots {shots} pass --demos PATH")
-        demos = list(BUILTIN_DEMOS[:shots])
-
-    out: dict = {"question": q.question, "model": model, "backend": backend, "prompt_format": fmt.name, "shots": shots,
-                 "demos": [d.qid for d in demos]}
+    pipe = Pipeline.open(cfg, seed=seed, exclude=[q], demo_retriever=index,
+                         doc_freq=index.doc_freq() if index is not None and sentences else None, k=k)
+    reader = pipe.reader
+    out: dict = {"question": q.question, "model": reader.model if served else cfg.model, "backend": backend,
+                 "prompt_format": pipe.fmt.name, "shots": shots, "demos": [d.qid for d in pipe.demos]}
     if served:
         out["server"] = reader.url
     if mode in ("closed", "both"):
-        (p,) = answer(reader, [q], None, demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
+        (p,) = pipe.answer([q])
         out["closed"] = {"answer": p.answer, "prompt_tokens": p.prompt_tokens, "new_tokens": p.new_tokens}
     if index is not None:
-        hits = index.search(q.question, k)
-        passages = index.passages(hits)
-        shown = passages
-        if sentences:
-            from rag.readers.compress import select_batch, select_demos
-
-            df = index.doc_freq()
-            (shown,) = select_batch([q.question], [passages], sentences, df)
-            demos = select_demos(demos, sentences, df)
+        (got,) = retrieve(index, [q.question], k)
+        hits, passages = got.hits, list(got.passages)
+        (shown,) = pipe.show([q], [passages])
         shown_text = {x.pid: x.text for x in shown}
-        (p,) = answer(reader, [q], [shown], demos=demos, prompt_format=fmt, max_new_tokens=max_new_tokens)
+        (p,) = pipe.read([q], [shown])
         used = set(p.passages)
         out["rag"] = {
             "answer": p.answer,
@@ -182,7 +168,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
                 for h, ps in zip(hits, passages)
             ],
         }
-    reader.close()
+    pipe.close()
 
     if as_json:
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))

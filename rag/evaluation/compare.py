@@ -12,10 +12,14 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.buckets import UNLINKED, Buckets
 from rag.evaluation.stats import (Rate, bootstrap_diff, bootstrap_diff_independent, bootstrap_mean,
                                   stratified_bootstrap_diff_independent, stratified_bootstrap_mean)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.evaluation.run_folder import Run
 
 
 @dataclass(frozen=True)
@@ -29,21 +33,18 @@ class CompareRow:
     paired: int  # questions in both runs (0: independent samples)
 
 
-def _outcomes(records: dict, qids: list[str], system: str, measure: str) -> dict[str, float]:
+def _outcomes(run: "Run", system: str, measure: str) -> dict[str, float]:
     """qid -> outcome of `system` ("closed", "rag:<r>", "retriever:<r>") on `measure` (em, f1, contains, recall@k)."""
-    chosen = set(qids)
     mode = "rag:" + system.split(":", 1)[1] if system.startswith("retriever:") else system
     out = {}
-    for (qid, m), rec in records.items():
-        if m != mode or qid not in chosen:
-            continue
+    for qid, rec in run.by_mode([mode])[mode].items():
         if measure.startswith("recall@"):
             k = int(measure.split("@", 1)[1])
-            if rec.get("depth", 0) < k:
+            if (rec.depth or 0) < k:
                 continue  # not retrieved that deep
-            out[qid] = float(rec.get("first_hit") is not None and rec["first_hit"] <= k)
+            out[qid] = float(rec.hit_at(k))
         else:
-            out[qid] = float(rec[measure])
+            out[qid] = rec.score(measure)
     return out
 
 
@@ -53,39 +54,28 @@ def _systems(manifest: dict) -> list[str]:
     return ["closed", *rags]
 
 
-def _stratum_populations(selection: dict, strata: Buckets) -> dict[str, int]:
-    """Sampling bucket -> questions of the QA set in it (older selection files: their sampling table)."""
-    pop = selection.get("population_counts")
-    if pop is not None:
-        out: dict[str, int] = {}
-        for b in strata.assign(pop):
-            out[b] = out.get(b, 0) + 1
-        return out
-    return {b: s["population"] for b, s in selection.get("sample", {}).items()}
-
-
 def compare_runs(run_a: str | Path, run_b: str | Path, measures: list[str] | None = None) -> list[CompareRow]:
     from rag.evaluation.run_folder import load_run
 
-    ma, ca, sa, ra = load_run(run_a)
-    mb, cb, sb, rb = load_run(run_b)
+    ra, rb = load_run(run_a), load_run(run_b)
+    ca, cb = ra.config, rb.config
     buckets = Buckets(tuple(ca.buckets))
     metric = ca.metric
     measures = measures or [metric]
     shared_ks = [k for k in ca.recall_ks if k in cb.recall_ks]
-    systems = [s for s in _systems(ma) if s in _systems(mb)]
+    systems = [s for s in _systems(ra.manifest) if s in _systems(rb.manifest)]
     plan = [(s, m) for s in systems for m in measures]
     plan += [(f"retriever:{s.split(':', 1)[1]}", f"recall@{k}") for s in systems if s.startswith("rag:") for k in shared_ks]
 
     counts = {}
-    for recs in (ra, rb):
-        for (qid, _), rec in recs.items():
-            counts.setdefault(qid, rec.get("count"))
+    for run in (ra, rb):
+        for rec in run:
+            counts.setdefault(rec.qid, rec.count)
     qids_all = list(counts)
     label = dict(zip(qids_all, buckets.assign([counts[q] for q in qids_all])))
-    strata = Buckets(tuple(sa.get("buckets", ca.buckets)))
+    strata = Buckets(ra.selection.buckets)
     stratum = dict(zip(qids_all, strata.assign([counts[q] for q in qids_all])))
-    weight = _stratum_populations(sa, strata)
+    weight = ra.selection.populations(strata)
     n_boot, seed = ca.n_boot, ca.seed
 
     def rate(values: dict[str, float], keep) -> Rate:
@@ -95,8 +85,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, measures: list[str] | Non
 
     rows = []
     for system, measure in plan:
-        xa = _outcomes(ra, sa["qids"], system, measure)
-        xb = _outcomes(rb, sb["qids"], system, measure)
+        xa = _outcomes(ra, system, measure)
+        xb = _outcomes(rb, system, measure)
         for b in buckets.all_labels:
             va = {q: v for q, v in xa.items() if label[q] == b}
             vb = {q: v for q, v in xb.items() if label[q] == b}

@@ -27,7 +27,7 @@ from rag.buckets import DEFAULT_EDGES, Buckets
 from rag.config import from_dict
 from rag.engine.base import EngineConfig
 from rag.errors import BadInputError
-from rag.readers import DEFAULT_BACKEND, DEFAULT_MODEL
+from rag.pipeline import ReaderConfig
 
 METRICS = ("em", "f1", "contains")
 DEFAULT_RECALL_KS = (1, 5, 20, 100)
@@ -49,22 +49,6 @@ class RetrieverConfig:
     index: Path  # an index folder (rag index build)
     passages: Path | None = None  # passage store; None: the one recorded in the index manifest
     search: dict[str, Any] = field(default_factory=dict)  # query-time options (Retriever.SEARCH_OPTIONS)
-
-
-@dataclass(frozen=True)
-class ReaderConfig:
-    model: str = DEFAULT_MODEL  # a named model, a .gguf path, or (transformers) a folder / hub id
-    backend: str = DEFAULT_BACKEND  # a rag.readers.READERS name ("fake" for tests)
-    prompt_format: str | None = None  # None: the named model's default
-    shots: int = 3
-    demos: Path | None = None  # QA file to draw demonstrations from (seeded); None: the built-in ones
-    max_new_tokens: int = 16
-    n_ctx: int | None = None
-    n_threads: int | None = None  # llama-cpp only
-    device: str = "auto"
-    batch_size: int = 8  # prompts per generate_batch call
-    sentences: int | None = None  # show only the N sentences of the top-k passages that best match the question
-    options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the backend's load()
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,28 @@
-"""Per-question results of a run: an append-only JSONL file that survives Ctrl-C and kill -9.
+"""Per-question results of a run: the EvalRecord type and its append-only JSONL file (survives Ctrl-C and kill -9).
 
-records.jsonl, one JSON object per line, one line per (question, mode):
+records.jsonl, one JSON object per line, one line per (question, mode), keys in this order:
     qid, mode        mode = "closed" or "rag:<retriever name>"; the pair is unique in the file
-    question, answers, count (int|null), status
-    prediction, em, f1, contains, prompt_tokens, new_tokens, passages_dropped, passages_truncated
-    pids             passage ids given to the reader (rag modes; [] closed-book)
-    retrieved        the top-k retrieved passage ids (rag modes)
+    question, answers, count (int|null), status, count_method
+    prediction, em, f1, contains, prompt_tokens, new_tokens
+  retrieval-augmented modes only (absent closed-book):
+    passages_dropped, passages_truncated
+    pids             passage ids given to the reader
+    retrieved        the top-k retrieved passage ids
     first_hit        rank (1-based) of the first retrieved passage holding a gold answer within `depth`, or null
     depth            how many passages were retrieved and checked for the answer
 Buckets are not stored: they are derived from `count` when a report is rendered, so edges can change later.
+Runs written before `count_method` existed lack it (read as None).
 
 A batch of lines is written with one write() and fsync'ed: a kill leaves at most one torn last line (no
 trailing newline), which `load()` cuts off; everything before it is complete.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -26,14 +31,106 @@ from rag.errors import ArtifactError
 log = logging.getLogger(__name__)
 
 RECORDS = "records.jsonl"
+CLOSED = "closed"
 Key = tuple[str, str]  # (qid, mode)
 
 
+def rag_mode(name: str) -> str:
+    """The mode of a retriever's records: "rag:<name>"."""
+    return f"rag:{name}"
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One question answered in one mode, scored. Closed-book records leave the retrieval fields None."""
+
+    qid: str
+    mode: str
+    question: str
+    answers: tuple[str, ...]
+    count: int | None  # relevant-document count; None: unlinked
+    status: str  # the counts table's status ("ok", "unlinked", ...)
+    count_method: str | None  # entity / surface / none / external; None in runs older than the field
+    prediction: str
+    em: float
+    f1: float
+    contains: float
+    prompt_tokens: int
+    new_tokens: int
+    passages_dropped: int | None = None
+    passages_truncated: int | None = None
+    pids: tuple[str, ...] | None = None  # shown to the reader
+    retrieved: tuple[str, ...] | None = None  # top-k retrieved
+    first_hit: int | None = None
+    depth: int | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.qid, self.mode)
+
+    @property
+    def is_closed(self) -> bool:
+        return self.mode == CLOSED
+
+    @property
+    def retriever(self) -> str | None:
+        """The retriever's name of a "rag:<name>" record; None closed-book."""
+        return self.mode.split(":", 1)[1] if self.mode.startswith("rag:") else None
+
+    def score(self, measure: str) -> float:
+        """em, f1 or contains as a float."""
+        if measure not in ("em", "f1", "contains"):
+            raise KeyError(f"unknown measure {measure!r}; records hold em, f1 and contains")
+        return float(getattr(self, measure))
+
+    def hit_at(self, k: int) -> bool:
+        """Did a passage holding the answer rank within the top k retrieved? (False closed-book)"""
+        return self.first_hit is not None and self.first_hit <= k
+
+    def to_json(self) -> dict:
+        """The on-disk object (key order fixed; retrieval keys only for retrieval-augmented records)."""
+        out = {f: getattr(self, f) for f in _COMMON}
+        out["answers"] = list(self.answers)
+        if self.depth is not None:
+            for f in _RETRIEVAL:
+                out[f] = getattr(self, f)
+            out["pids"], out["retrieved"] = list(self.pids or ()), list(self.retrieved or ())
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "EvalRecord":
+        """Read one on-disk object; unknown keys or missing required ones are a ValueError."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        unknown = set(obj) - _FIELDS
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        missing = [f for f in _REQUIRED if f not in obj]
+        if missing:
+            raise ValueError(f"missing keys {missing}")
+        kw = dict(obj)
+        kw.setdefault("count_method", None)
+        kw["answers"] = tuple(kw["answers"])
+        for f in ("pids", "retrieved"):
+            if kw.get(f) is not None:
+                kw[f] = tuple(kw[f])
+        return cls(**kw)
+
+
+_COMMON = ("qid", "mode", "question", "answers", "count", "status", "count_method", "prediction", "em", "f1",
+           "contains", "prompt_tokens", "new_tokens")
+_RETRIEVAL = ("passages_dropped", "passages_truncated", "pids", "retrieved", "first_hit", "depth")
+_FIELDS = {f.name for f in dataclasses.fields(EvalRecord)}
+_REQUIRED = tuple(f for f in _COMMON if f != "count_method")
+
+
 class RecordStore:
+    """records.jsonl of one run folder: EvalRecords by (qid, mode), appended in batches."""
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    def load(self, repair: bool = True) -> dict[Key, dict]:
+    def load(self, repair: bool = True) -> dict[Key, EvalRecord]:
         """All finished records by (qid, mode), in file order. A torn last line is discarded (and, with
         repair=True, cut from the file so later appends start on a clean line)."""
         if not self.path.exists():
@@ -47,28 +144,27 @@ class RecordStore:
                     f.truncate(end)
                     f.flush()
                     os.fsync(f.fileno())
-        out: dict[Key, dict] = {}
+        out: dict[Key, EvalRecord] = {}
         lines = data[:end].split(b"\n")[:-1]
         for i, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-                key = (rec["qid"], rec["mode"])
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                rec = EvalRecord.from_json(json.loads(line))
+            except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
                 raise ArtifactError(
                     f"{self.path}:{i}: not a valid record ({e}); the file was edited or damaged. Remove that line "
                     f"(its question is then recomputed) or start the run afresh with --overwrite"
                 ) from None
-            if key in out:
-                log.warning("%s:%d: duplicate record for %s; keeping the first", self.path, i, key)
+            if rec.key in out:
+                log.warning("%s:%d: duplicate record for %s; keeping the first", self.path, i, rec.key)
                 continue
-            out[key] = rec
+            out[rec.key] = rec
         return out
 
-    def append(self, records: Iterable[dict]) -> int:
+    def append(self, records: Iterable[EvalRecord]) -> int:
         """Write records as complete lines in one write, then fsync; returns how many."""
-        lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records]
+        lines = [json.dumps(r.to_json(), ensure_ascii=False, separators=(",", ":")) for r in records]
         if not lines:
             return 0
         payload = ("\n".join(lines) + "\n").encode("utf-8")

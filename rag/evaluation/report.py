@@ -18,67 +18,46 @@ import logging
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from rag.buckets import UNLINKED, Buckets
 from rag.evaluation.config import METRICS
 from rag.evaluation.stats import Rate, bootstrap_mean, stratified_bootstrap_mean
 from rag.evaluation.summary import ALL, LINKED, Row, Summary
 
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.evaluation.run_folder import Run, Selection
+
 log = logging.getLogger(__name__)
 
 CSV_FIELDS = ("bucket", "population", "n", "system", "measure", "mean", "lo", "hi")
 
 
-def _records_by_mode(records: dict, qids: Sequence[str], modes: Sequence[str]) -> dict[str, dict[str, dict]]:
-    chosen = set(qids)
-    out: dict[str, dict[str, dict]] = {m: {} for m in modes}
-    for (qid, mode), rec in records.items():
-        if qid in chosen and mode in out:
-            out[mode][qid] = rec
-    return out
-
-
-def retriever_names(cfg, manifest: dict) -> list[str]:
-    names = [r.name for r in cfg.retrievers]
-    extra = sorted(m.split(":", 1)[1] for m in manifest.get("modes", {}) if m.startswith("rag:"))
-    return names + [n for n in extra if n not in names]
-
-
-def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequence[int] | None = None) -> Summary:
+def summarize(run: "Run", edges: Sequence[int] | None = None) -> Summary:
     """Every rate of the report, from a run's records (no model needed)."""
+    manifest, cfg, selection = run.manifest, run.config, run.selection
     edges = tuple(edges) if edges is not None else tuple(cfg.buckets)
     buckets = Buckets(edges)
-    sample_buckets = Buckets(tuple(selection.get("buckets", cfg.buckets)))
-    if edges != sample_buckets.edges and selection.get("per_bucket") is not None:
+    sample_buckets = Buckets(selection.buckets)
+    if edges != sample_buckets.edges and selection.per_bucket is not None:
         log.warning("re-bucketing a stratified sample drawn with edges %s: per-bucket rates are unweighted within "
                     "the new buckets", sample_buckets.edges)
-    qids = selection["qids"]
-    retrievers = retriever_names(cfg, manifest)
-    modes = ["closed", *(f"rag:{r}" for r in retrievers)]
-    by_mode = _records_by_mode(records, qids, modes)
+    qids = selection.qids
+    retrievers = run.retrievers
+    modes = run.modes
+    by_mode = run.by_mode(modes)
 
     # count per question from whichever record has it (every record of a question carries the same count)
     count_of: dict[str, int | None] = {}
     for recs in by_mode.values():
         for qid, rec in recs.items():
-            count_of.setdefault(qid, rec.get("count"))
+            count_of.setdefault(qid, rec.count)
     evaluated = [q for q in qids if q in count_of]
     label_of = dict(zip(evaluated, buckets.assign([count_of[q] for q in evaluated])))
     stratum_of = dict(zip(evaluated, sample_buckets.assign([count_of[q] for q in evaluated])))
 
-    pop_counts = selection.get("population_counts")
-    population = defaultdict(int)
-    strata_pop = defaultdict(int)
-    if pop_counts is not None:
-        for b in buckets.assign(pop_counts):
-            population[b] += 1
-        for b in sample_buckets.assign(pop_counts):
-            strata_pop[b] += 1
-    else:  # older selection files: the sampling table only
-        for b, s in selection.get("sample", {}).items():
-            strata_pop[b] = s["population"]
-            population[b] = s["population"]
+    population = defaultdict(int, selection.populations(buckets))
+    strata_pop = defaultdict(int, selection.populations(sample_buckets))
 
     labels = buckets.all_labels
     n_boot, seed = cfg.n_boot, cfg.seed
@@ -98,15 +77,15 @@ def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequen
 
     closed = by_mode["closed"]
     for m in METRICS:
-        add_rates("closed", m, {q: float(r[m]) for q, r in closed.items()})
+        add_rates("closed", m, {q: r.score(m) for q, r in closed.items()})
     for r in retrievers:
         recs = by_mode[f"rag:{r}"]
         for m in METRICS:
-            add_rates(f"rag:{r}", m, {q: float(rec[m]) for q, rec in recs.items()})
-            add_rates(f"gain:{r}", m, {q: float(rec[m]) - float(closed[q][m]) for q, rec in recs.items() if q in closed})
+            add_rates(f"rag:{r}", m, {q: rec.score(m) for q, rec in recs.items()})
+            add_rates(f"gain:{r}", m, {q: rec.score(m) - closed[q].score(m) for q, rec in recs.items() if q in closed})
         for k in cfg.recall_ks:
             add_rates(f"retriever:{r}", f"recall@{k}",
-                      {q: float(rec.get("first_hit") is not None and rec["first_hit"] <= k) for q, rec in recs.items()})
+                      {q: float(rec.hit_at(k)) for q, rec in recs.items()})
 
     by_method = _split_by_method(cfg, selection, buckets, by_mode, label_of, retrievers)
     n_present = sum(len(v) for v in by_mode.values())
@@ -127,8 +106,8 @@ def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequen
         "reading": (f"k = {cfg.k} passages retrieved, of which the reader is shown the {cfg.reader.sentences} "
                     f"best-matching sentences" if cfg.reader.sentences else f"k = {cfg.k} passages read"),
         "metric": cfg.metric,
-        "sampling": (f"{selection.get('per_bucket')} per bucket, seed {selection.get('seed')}"
-                     if selection.get("per_bucket") else "every question"),
+        "sampling": (f"{selection.per_bucket} per bucket, seed {selection.seed}"
+                     if selection.per_bucket else "every question"),
         "code": code.get("git_commit", code.get("rag", "?"))[:12] + (" (uncommitted changes)" if code.get("git_dirty") else ""),
         "status": manifest.get("status", "?"),
     }
@@ -137,26 +116,26 @@ def summarize(manifest: dict, cfg, selection: dict, records: dict, edges: Sequen
                    (n_present, len(qids) * len(modes)), by_method)
 
 
-def _split_by_method(cfg, selection: dict, buckets: Buckets, by_mode: dict, label_of: dict, retrievers) -> list[Row]:
+def _split_by_method(cfg, selection: "Selection", buckets: Buckets, by_mode: dict, label_of: dict, retrievers) -> list[Row]:
     """Per bucket and count method: closed-book and RAG accuracy (cfg.metric) with intervals, and populations."""
     method_of: dict[str, str] = {}
     for recs in by_mode.values():
         for qid, rec in recs.items():
-            if rec.get("count_method"):
-                method_of.setdefault(qid, rec["count_method"])
+            if rec.count_method:
+                method_of.setdefault(qid, rec.count_method)
     methods = sorted(set(method_of.values()))
     if len(set(methods) - {"none"}) < 2:  # every counted question counted one way: nothing to split
         return []
     pop = defaultdict(int)
-    pc, pm = selection.get("population_counts"), selection.get("population_methods")
+    pc, pm = selection.population_counts, selection.population_methods
     if pc is not None and pm is not None and len(pc) == len(pm):
-        for b, m in zip(buckets.assign(pc), pm):
+        for b, m in zip(buckets.assign(list(pc)), pm):
             pop[(b, m)] += 1
     out = []
     for system in ["closed", *(f"rag:{r}" for r in retrievers)]:
         groups: dict[tuple, list[float]] = defaultdict(list)  # (bucket, method) -> outcomes, in one pass
         for q, rec in by_mode[system].items():
-            groups[(label_of.get(q), method_of.get(q))].append(float(rec[cfg.metric]))
+            groups[(label_of.get(q), method_of.get(q))].append(rec.score(cfg.metric))
         for b in buckets.all_labels:
             for m in methods:
                 x = groups.get((b, m), [])
@@ -176,7 +155,7 @@ def _adaptive(cfg, retrievers: list[str], by_mode: dict, qids: Sequence[str], co
         return {"retriever": name, "error": f"only {len(both)} questions with both closed-book and {name} results"}
     m = cfg.metric
     res = adaptive_retrieval(
-        both, [count_of[q] for q in both], [float(closed[q][m]) for q in both], [float(rag[q][m]) for q in both],
+        both, [count_of[q] for q in both], [closed[q].score(m) for q in both], [rag[q].score(m) for q in both],
         retriever=name, train_fraction=cfg.adaptive.train_fraction, seed=cfg.seed, unlinked=cfg.adaptive.unlinked,
         n_boot=cfg.n_boot,
     )
@@ -318,10 +297,10 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
     from rag.evaluation.run_folder import load_run
 
     folder = Path(folder)
-    manifest, cfg, selection, records = load_run(folder)
+    run = load_run(folder)
     if edges is not None:
         Buckets(tuple(edges))  # checks them
-    summary = summarize(manifest, cfg, selection, records, edges)
+    summary = summarize(run, edges)
     written: list[str] = []
     if plots:
         from rag.errors import MissingDependencyError

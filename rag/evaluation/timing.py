@@ -111,6 +111,7 @@ class TimedReader(Reader):
         self.name = inner.name
         self.n_ctx = inner.n_ctx
         self.n_params = inner.n_params
+        self.prompt_format = inner.prompt_format
         self.generation_seconds = 0.0  # running total, read by the runner to split answering time
 
     def generate_batch(self, prompts: Sequence[str], max_new_tokens: int = 16) -> list[Generation]:

@@ -176,7 +176,8 @@ def run_probes(model_dir: Path, probes: Sequence[dict], batch_size: int = 64) ->
 
 
 def _eval_config(cfg: BenchConfig, out: Path, model_dir: Path):
-    from rag.evaluation.config import EvalConfig, QAConfig, ReaderConfig, RetrieverConfig
+    from rag.evaluation.config import EvalConfig, QAConfig, RetrieverConfig
+    from rag.pipeline import ReaderConfig
 
     return EvalConfig(
         qa=QAConfig(path=out / "world" / QA, format="nq-open"),
@@ -193,9 +194,9 @@ def _eval_config(cfg: BenchConfig, out: Path, model_dir: Path):
 def counterfactual(cfg: BenchConfig, out: Path, truth: list[dict], docs: list[dict], vocab_texts: list[str], progress: bool) -> dict:
     """Train a second model without the documents of `cfg.counterfactual` facts (count >= 10); compare both
     models on those facts: closed-book EM and the target log-probability of their probes."""
+    from rag.pipeline import Pipeline, ReaderConfig
     from rag.qa import load_questions
-    from rag.readers import answer, draw_demos
-    from rag.world.tinylm import TinyLMReader, train_model
+    from rag.world.tinylm import train_model
 
     rng = np.random.default_rng(cfg.seed + 1)
     cands = [t for t in truth if t["count"] >= 10]
@@ -212,14 +213,17 @@ def counterfactual(cfg: BenchConfig, out: Path, truth: list[dict], docs: list[di
     qids = {t["qid"] for t in chosen}
     all_q = load_questions(out / "world" / QA, "nq-open")
     qs = [q for q in all_q if q.qid in qids]
-    demos = draw_demos(load_questions(out / "world" / DEMOS, "nq-open"), cfg.shots, seed=cfg.seed, exclude=all_q)
     probes = [p for p in read_jsonl(out / "world" / PROBES) if p["qid"] in qids and p["kind"] != "composition"]
     result = {"n_facts": len(chosen), "n_docs_removed": len(removed), "facts": [t["qid"] for t in chosen]}
     from rag.metrics import score_answer
 
     for name, folder in (("full", out / "model"), ("counterfactual", cf_dir)):
-        reader = TinyLMReader.load(str(folder))
-        preds = answer(reader, qs, None, demos=demos, max_new_tokens=8)
+        # closed-book, the reader's own format, with demonstrations drawn as the evaluation draws them
+        rc = ReaderConfig(model=str(folder), backend="tiny-lm", shots=cfg.shots, demos=out / "world" / DEMOS,
+                          max_new_tokens=8, device="cpu")
+        pipe = Pipeline.open(rc, seed=cfg.seed, exclude=all_q)
+        preds = pipe.answer(qs)
+        pipe.close()
         em = [score_answer(p.answer, q.answers).em for p, q in zip(preds, qs)]
         pr = run_probes(folder, probes)
         lp = defaultdict(list)

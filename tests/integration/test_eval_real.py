@@ -98,8 +98,8 @@ def test_cli_end_to_end(world, tmp_path):
     assert len(recs) == 2 * n
     rag = [v for (q, m), v in recs.items() if m == "rag:bm25"]
     # the fake reader answers with the top passage's title: EM is exactly "the gold article ranked first"
-    assert all(v["em"] == float(v["prediction"] == v["answers"][0]) for v in rag)
-    assert all(len(v["retrieved"]) == 3 and v["depth"] == 100 for v in rag)
+    assert all(v.em == float(v.prediction == v.answers[0]) for v in rag)
+    assert all(len(v.retrieved) == 3 and v.depth == 100 for v in rag)
     got = table(run / "summary.csv")
     # the counts pipeline put questions in several buckets; buckets without questions are listed with n = 0
     ns = {b: int(got[(b, "closed", "em")]["n"]) for b in ("0", "1-9", "10-99", ">=1000", "unlinked")}

@@ -151,7 +151,7 @@ def eval_cfg(world, out: Path, url: str | None, key_env: str | None = None, **op
 
 
 def predictions(folder: Path) -> dict:
-    return {k: r["prediction"] for k, r in RecordStore(folder / "records.jsonl").load().items()}
+    return {k: r.prediction for k, r in RecordStore(folder / "records.jsonl").load().items()}
 
 
 @pytest.fixture(scope="module")

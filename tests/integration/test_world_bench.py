@@ -3,6 +3,8 @@ the default world's names checked against the DBpedia surface forms."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -65,3 +67,24 @@ def test_default_world_names_are_not_real_names(shared_data):
         w = generate(WorldParams(seed=seed))
         forms = [a for e in w.entities if e.type != "year" for a in e.aliases]  # years are real numbers by design
         assert not [f for f in forms if f.lower() in real], seed
+
+
+PINS = Path(__file__).resolve().parents[1] / "data" / "pins" / "world-bench"
+PINNED = {"eval/records.jsonl": "records.jsonl", "eval/summary.csv": "summary.csv", "counterfactual.json": "counterfactual.json"}
+
+
+@pytest.mark.slow
+def test_tiny_bench_output_is_pinned(tmp_path):
+    """The tiny world benchmark's evaluation records, summary and counterfactual, byte for byte as committed in
+    tests/data/pins/world-bench/ (made by the code before issue 15's pipeline and record refactor). A change that
+    is meant to alter them regenerates the pins with RAG_UPDATE_PINS=1 and says why in its commit."""
+    pytest.importorskip("torch")
+    pytest.importorskip("faiss")
+    out = tmp_path / "bench"
+    r = CliRunner().invoke(main, ["bench", "--out", str(out), *TINY, "--counterfactual", "2"])
+    assert r.exit_code == 0, r.output
+    if os.environ.get("RAG_UPDATE_PINS"):
+        for src, pin in PINNED.items():
+            (PINS / pin).write_bytes((out / src).read_bytes())
+    for src, pin in PINNED.items():
+        assert (out / src).read_bytes() == (PINS / pin).read_bytes(), f"{src} differs from tests/data/pins/world-bench/{pin}"

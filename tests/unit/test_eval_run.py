@@ -111,9 +111,10 @@ def test_run_records_summary_and_buckets(world, tmp_path):
     recs = RecordStore(tmp_path / "run" / "records.jsonl").load()
     assert len(recs) == 24
     oslo = recs[("qa-0", "rag:bm25")]
-    assert oslo["prediction"] == "Oslo" and oslo["em"] == 1.0 and oslo["first_hit"] == 1 and oslo["pids"][0] == "Oslo#0"
-    assert recs[("qa-0", "closed")]["prediction"] == "Bergen" and recs[("qa-0", "closed")]["em"] == 0.0
-    assert recs[("qa-10", "closed")]["count"] is None and recs[("qa-10", "closed")]["status"] == "unlinked"
+    assert oslo.prediction == "Oslo" and oslo.em == 1.0 and oslo.first_hit == 1 and oslo.pids[0] == "Oslo#0"
+    assert recs[("qa-0", "closed")].prediction == "Bergen" and recs[("qa-0", "closed")].em == 0.0
+    assert recs[("qa-10", "closed")].count is None and recs[("qa-10", "closed")].status == "unlinked"
+    assert recs[("qa-0", "closed")].pids is None and recs[("qa-0", "closed")].depth is None  # closed-book: no retrieval
 
     rows = list(csv.DictReader(open(tmp_path / "run" / "summary.csv")))
     get = {(r["bucket"], r["system"], r["measure"]): r for r in rows}
@@ -164,7 +165,7 @@ def test_resume_after_interrupt_recomputes_nothing_finished(world, tmp_path):
     second = CountingReader()
     res = run_eval(cfg, progress=False, reader=second)
     assert res.reused == 12 and sum(res.computed.values()) == 12 and len(second.asked) == 12
-    finished = {(r["question"], r["mode"] != "closed") for r in done.values()}
+    finished = {(r.question, not r.is_closed) for r in done.values()}
     assert not finished & set(second.asked)  # nothing finished was asked again
     recs = RecordStore(tmp_path / "run" / "records.jsonl").load()
     assert len(recs) == 24 and len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 24
@@ -336,7 +337,7 @@ def test_reader_sees_only_the_selected_sentences(world, tmp_path, monkeypatch):
     assert all(line.count(". ") == 0 for line in demo_lines)
     recs = RecordStore(tmp_path / "run" / "records.jsonl").load()
     oslo = recs[("qa-0", "rag:bm25")]
-    assert oslo["pids"] == ["Oslo#0"] and len(oslo["retrieved"]) == 2 and oslo["prediction"] == "Oslo"
+    assert oslo.pids == ("Oslo#0",) and len(oslo.retrieved) == 2 and oslo.prediction == "Oslo"
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["identity"]["reader"]["sentences"] == 1
     from rag.evaluation.report import render
@@ -358,7 +359,7 @@ def test_reader_sees_only_the_selected_sentences(world, tmp_path, monkeypatch):
     assert run_eval(later, progress=False, reader=reader, report=False).computed == {"rag:other": 12}
     assert len(stats) == 1 and stats[0].engine.doc_freqs(["oslo"]) == [1]
     assert all(p.count("Passage: ") == 3 for batch in reader.calls for p in batch)
-    assert RecordStore(tmp_path / "run" / "records.jsonl").load()[("qa-0", "rag:other")]["pids"] == ["Oslo#0"]
+    assert RecordStore(tmp_path / "run" / "records.jsonl").load()[("qa-0", "rag:other")].pids == ("Oslo#0",)
 
 
 def test_count_method_split_and_restriction(world, tmp_path):
@@ -369,7 +370,7 @@ def test_count_method_split_and_restriction(world, tmp_path):
     cfg = load_config(write_config(world, tmp_path / "run", counts=str(tmp_path / "counts")))
     run_eval(cfg, progress=False, reader=CountingReader())
     recs = RecordStore(tmp_path / "run" / "records.jsonl").load()
-    assert recs[("qa-1", "closed")]["count_method"] == "surface" and recs[("qa-10", "closed")]["count_method"] == "none"
+    assert recs[("qa-1", "closed")].count_method == "surface" and recs[("qa-10", "closed")].count_method == "none"
     md = (tmp_path / "run" / "summary.md").read_text()
     assert "## By how the count was obtained (em)" in md
     assert "| >=1000 | entity | 1 / 1 | 0.0 [0.0, 0.0] |" in md  # Oslo (answered Bergen)
@@ -392,13 +393,13 @@ def test_count_method_split_and_restriction(world, tmp_path):
 
 
 def test_model_server_transport_settings_do_not_block_resume(world, tmp_path):
-    from rag.evaluation.runner import _comparable, _reader_identity
+    from rag.evaluation.run_folder import comparable, reader_identity
 
     def ident(**options):
         cfg = load_config(write_config(world, tmp_path / "x", reader={"model": "m", "backend": "openai", "options": options}))
-        return _comparable({"reader": _reader_identity(cfg)})
+        return comparable({"reader": reader_identity(cfg)})
 
     assert ident(base_url="http://a:1/v1", timeout=5, max_retries=1) == ident(base_url="http://b:2/v1", max_concurrency=2)
     assert ident(chat=True) != ident(chat=False)  # answers depend on it
     other = load_config(write_config(world, tmp_path / "y", reader={"model": "other", "backend": "openai"}))
-    assert _comparable({"reader": _reader_identity(other)}) != ident()
+    assert comparable({"reader": reader_identity(other)}) != ident()

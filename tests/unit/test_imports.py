@@ -40,10 +40,12 @@ KNOWN_PRIVATE = {  # (importing module, module imported from, private name)
 
 # package -> packages it must not import (data flows one way: corpus -> index -> retrieve -> read -> score)
 LAYERS = {
-    "rag.corpus": ("rag.retrievers", "rag.readers", "rag.entities", "rag.evaluation", "rag.world", "rag.cli"),
-    "rag.retrievers": ("rag.readers", "rag.entities", "rag.evaluation", "rag.world", "rag.cli"),
-    "rag.readers": ("rag.entities", "rag.evaluation", "rag.world", "rag.cli"),
-    "rag.entities": ("rag.evaluation", "rag.world", "rag.cli"),
+    "rag.corpus": ("rag.retrievers", "rag.readers", "rag.pipeline", "rag.entities", "rag.evaluation", "rag.world", "rag.cli"),
+    "rag.retrievers": ("rag.readers", "rag.pipeline", "rag.entities", "rag.evaluation", "rag.world", "rag.cli"),
+    "rag.readers": ("rag.pipeline", "rag.entities", "rag.evaluation", "rag.world", "rag.cli"),
+    # the one pipeline from reader settings to answers sits above readers and retrievers, below evaluation and cli
+    "rag.pipeline": ("rag.entities", "rag.evaluation", "rag.world", "rag.cli"),
+    "rag.entities": ("rag.pipeline", "rag.evaluation", "rag.world", "rag.cli"),
     "rag.evaluation": ("rag.world", "rag.cli"),
     "rag.buckets": ("rag.entities", "rag.evaluation"),
     "rag.counts": ("rag.entities", "rag.evaluation"),

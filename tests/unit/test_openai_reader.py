@@ -369,12 +369,12 @@ def test_eval_run_through_a_server_equals_the_fake_reader_and_keeps_the_key_out(
     secret = "sk-live-abcdef-777"
     monkeypatch.setenv("RAG_EVAL_KEY", secret)
     ref = run_eval(load_config(write_config(world, tmp_path / "ref")), progress=False, reader=FakeReader(known=WORLD_KNOWN))
-    want = {k: r["prediction"] for k, r in RecordStore(ref.folder / "records.jsonl").load().items()}
+    want = {k: r.prediction for k, r in RecordStore(ref.folder / "records.jsonl").load().items()}
     with FakeServer(known=WORLD_KNOWN, key=secret) as srv:
         cfg = eval_config(world, tmp_path / "run", srv.url, api_key_env="RAG_EVAL_KEY")
         r = CliRunner().invoke(main, ["eval", "run", "--config", str(cfg), "--no-progress"])
         assert r.exit_code == 0, r.output
-    got = {k: r["prediction"] for k, r in RecordStore(tmp_path / "run" / "records.jsonl").load().items()}
+    got = {k: r.prediction for k, r in RecordStore(tmp_path / "run" / "records.jsonl").load().items()}
     assert got == want and len(got) == 24
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["reader"]["options"] == {"base_url": srv.url, "api_key_env": "RAG_EVAL_KEY"}

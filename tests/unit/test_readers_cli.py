@@ -81,7 +81,7 @@ def test_ask_demos_from_a_pool_file(index, tmp_path):
         (["q", "--backend", "nonesuch"], "unknown reader backend 'nonesuch'; choose one of: fake, llama-cpp, openai"),
         (["q", "--format", "chat", "--backend", "fake"], "unknown prompt format 'chat'"),
         (["q", "-k", "0", "--backend", "fake"], "-k must be a positive integer"),
-        (["q", "--shots", "20", "--backend", "fake", "--model", "fake"], "for --shots 20 pass --demos PATH"),
+        (["q", "--shots", "20", "--backend", "fake", "--model", "fake"], "for 20 shots draw them from a QA file"),
         (["q", "--index", "/nonexistent/index", "--backend", "fake", "--model", "fake"], "no such folder"),
         (["q", "--n-ctx", "30", "--backend", "fake", "--model", "fake"], "the prompt is 37 tokens even without passages, over the 14 the model allows"),
         (["q", "--quant", "q4_0", "--backend", "fake", "--model", "fake"], "--quant applies to the llama-cpp backend only"),

@@ -158,7 +158,7 @@ def write_config(root: Path, out: Path, qa: str = "CuratedTrec-test.txt", **qa_e
 
 def scores(folder: Path, stem: str = "CuratedTrec-test") -> dict:
     recs = RecordStore(folder / "records.jsonl").load()
-    return {(int(qid.rsplit("-", 1)[1]), mode): (r["prediction"], r["em"], r["f1"], r["contains"], r.get("first_hit"))
+    return {(int(qid.rsplit("-", 1)[1]), mode): (r.prediction, r.em, r.f1, r.contains, r.first_hit)
             for (qid, mode), r in recs.items()}
 
 

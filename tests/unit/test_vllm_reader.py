@@ -148,6 +148,7 @@ def test_ray_places_vllm_reader_actors_on_whole_gpus(fake_vllm, monkeypatch, tmp
     from rag.evaluation.config import config_from_dict
     from rag.evaluation.generation import RayGenerator, ReaderActor
     from rag.evaluation.timing import StageTimer
+    from rag.pipeline import Pipeline
 
     made = []
 
@@ -162,14 +163,15 @@ def test_ray_places_vllm_reader_actors_on_whole_gpus(fake_vllm, monkeypatch, tmp
                             "reader": {"model": "org/model", "backend": "vllm"}, "engine": {"kind": "ray"}})
     for cluster, gpus, workers, device in [({"CPU": 16.0, "GPU": 2.0}, 1.0, 2, "cuda"), ({"CPU": 4.0}, 0.0, 4, "cpu")]:
         monkeypatch.setattr(ray_engine, "cluster_resources", lambda c=cluster: c)
-        RayGenerator(EngineConfig(kind="ray"), cfg, None, [], None, StageTimer())
+        pipeline = Pipeline.open(cfg.reader, open_model=False)
+        RayGenerator(EngineConfig(kind="ray"), cfg, None, pipeline, StageTimer())
         actor_cls, kwargs, res = made[-1]
         assert actor_cls is ReaderActor and res.workers == workers and res.num_gpus == gpus
         assert kwargs["resources"]["device"] == device
         if device == "cuda":
             assert res.ray_args() == {"num_cpus": 8.0, "num_gpus": 1.0}
             actor = ReaderActor(**kwargs)  # what each actor does on its worker
-            assert isinstance(actor.reader, vllm_reader.VllmReader)
+            assert isinstance(actor.pipeline.reader, vllm_reader.VllmReader)
         else:
             with pytest.raises(BadInputError, match="runs on CUDA GPUs only"):
                 ReaderActor(**kwargs)
