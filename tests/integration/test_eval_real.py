@@ -184,7 +184,7 @@ def test_resume_after_sigkill(world, tmp_path):
     asked = [json.loads(line) for line in log.read_text().splitlines()]
     first_pid = asked[0][0]
     resumed = [(q, with_passages) for pid, q, with_passages in asked if pid != first_pid]
-    finished = {(v["question"], m != "closed") for (_, m), v in done_before.items()}
+    finished = {(v.question, not v.is_closed) for v in done_before.values()}
     assert resumed and not finished & set(resumed)  # nothing finished before the kill was asked again
     assert len(resumed) == len(set(resumed)) == 2 * n - len(done_before)
     lines = records.read_text().splitlines()
