@@ -27,10 +27,18 @@ def _ok(args: list[str]) -> None:
     assert r.exit_code == 0, r.output
 
 
-def test_smoke_preset_with_the_fake_reader_is_pinned(shared_data, tmp_path):
-    wiki, bm25, counts, nq = tmp_path / "wiki2021", tmp_path / "wiki2021-bm25", tmp_path / "counts", shared_data / "qa" / "nq-open.test.jsonl"
+@pytest.fixture(scope="module")
+def wiki2021(shared_data, tmp_path_factory) -> tuple[Path, Path]:
+    """The 2021 extract's passage store and BM25 index, built as the smoke preset's header says."""
+    root = tmp_path_factory.mktemp("smoke")
+    wiki, bm25 = root / "wiki2021", root / "wiki2021-bm25"
     _ok(["corpus", "build", str(shared_data / "wiki" / "enwiki-2021-ids56.5M-57.0M.jsonl.xz"), "--out", str(wiki)])
     _ok(["index", "build", "--passages", str(wiki), "--kind", "bm25", "--out", str(bm25)])
+    return wiki, bm25
+
+
+def test_smoke_preset_with_the_fake_reader_is_pinned(shared_data, wiki2021, tmp_path):
+    (wiki, bm25), counts, nq = wiki2021, tmp_path / "counts", shared_data / "qa" / "nq-open.test.jsonl"
     _ok(["counts", "build", "--passages", str(wiki), "--qa", str(nq), "--out", str(counts)])
     run = tmp_path / "run"
     _ok(["eval", "run", "--config", str(ROOT / "configs" / "smoke-nq-open-wiki2021.yaml"), "--set", "reader.backend=fake",
@@ -41,3 +49,45 @@ def test_smoke_preset_with_the_fake_reader_is_pinned(shared_data, tmp_path):
             (PINS / name).write_bytes((run / name).read_bytes())
     for name in FILES:
         assert (run / name).read_bytes() == (PINS / name).read_bytes(), f"{name} differs from tests/data/pins/smoke-fake/{name}"
+
+
+def readme_python_blocks(*needles: str) -> list[str]:
+    """The README's ```python blocks that contain every one of `needles`."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    return [b for b in blocks if all(n in b for n in needles)]
+
+
+def test_readme_python_examples_for_the_pipeline_and_runs(wiki2021, tmp_path):
+    """The README's pipeline and run-folder snippets, run as written on the 2021 extract (paths substituted)."""
+    import subprocess
+    import sys
+
+    wiki, bm25 = wiki2021
+    (pipeline,) = readme_python_blocks("from rag.pipeline import")
+    (run_block,) = readme_python_blocks("load_run(")
+    import json
+
+    from rag.corpus.store import PassageStore
+    from rag.counts import write_counts
+
+    # one question BM25 finds (a passage's own words; the fake reader answers the top passage's title), one it cannot
+    first = PassageStore(wiki).table.slice(0, 1).to_pylist()[0]
+    questions = [("which article says " + " ".join(first["text"].split()[:12]), first["title"]),
+                 ("what is the capital of norway", "Oslo")]
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": q, "answer": [a]}) + "\n" for q, a in questions))
+    write_counts(tmp_path / "counts", [{"qid": f"qa-{i}", "question": q, "count": c}
+                                       for i, ((q, _), c) in enumerate(zip(questions, (3, None)))], qa_path=qa)
+    _ok(["eval", "run", "--config", str(ROOT / "configs" / "smoke-nq-open-wiki2021.yaml"), "--set", "reader.backend=fake",
+         "--set", "reader.model=fake", "--set", f"counts={tmp_path / 'counts'}", "--set",
+         f"retrievers=[{{name: bm25, index: {bm25}}}]", "--set", f"qa.path={qa}", "--out", str(tmp_path / "run"),
+         "--no-progress"])
+    for code, subs in ((pipeline, {"indexes/wiki2021-bm25": str(bm25)}), (run_block, {"runs/smoke-nq-open-wiki2021": str(tmp_path / "run")})):
+        for a, b in subs.items():
+            assert a in code
+            code = code.replace(a, b)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.strip(), code
+    assert "2 questions; 1 fixed by retrieval" in r.stdout  # the fake reader reads the top passage's title
