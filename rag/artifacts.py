@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from rag.errors import ArtifactError
 
@@ -129,30 +129,68 @@ def partial_dir(out: str | os.PathLike) -> Path:
     return out.with_name(f"{out.name}.partial")
 
 
+def check_replaceable(out: str | os.PathLike, kind: str | None = None, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse to let --overwrite replace `out` unless it is an artifact this command would have written: a folder
+    with a manifest (of `kind`, when given) that is none of the command's `inputs` and holds none of them."""
+    out = Path(out)
+    where = f"{out} exists and"
+    if not out.is_dir():
+        raise ArtifactError(f"{where} is a file, not an artifact folder; --overwrite replaces only artifacts. "
+                            f"Choose another --out, or move the file away")
+    for i in inputs:
+        i = Path(i).resolve()
+        o = out.resolve()
+        if i == o or o in i.parents or i in o.parents:
+            raise ArtifactError(f"{where} {'is' if i == o else 'holds' if o in i.parents else 'is inside'} an input of "
+                                f"this command ({i}); --overwrite never replaces an input. Choose another --out")
+    if not (out / MANIFEST).exists():
+        if not any(out.iterdir()):
+            return
+        raise ArtifactError(f"{where} is not an artifact folder (no {MANIFEST}; it holds "
+                            f"{', '.join(sorted(p.name for p in out.iterdir())[:5])}{', ...' if len(list(out.iterdir())) > 5 else ''}); "
+                            f"--overwrite replaces only artifacts. Choose another --out")
+    if kind is not None:
+        try:
+            have = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("kind")
+        except (OSError, ValueError):
+            have = None
+        if not str(have or "").startswith(kind):
+            raise ArtifactError(f"{where} holds a {have!r} artifact, not a {kind!r} one; --overwrite replaces only an "
+                                f"artifact of the kind this command builds. Choose another --out")
+
+
 @contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Iterator[Path]:
-    """Build into `out.partial/`, then rename to `out` only if the block succeeds.
+def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False, kind: str | None = None,
+               inputs: Sequence[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Build into `out.partial/`, then rename to `out` only if the block succeeds, holding `out`'s write lock
+    (rag.locks) throughout so a second builder of the same `out` is refused.
 
     With resume=True a leftover partial folder is reused (the builder checks it belongs to the same
     build) and kept on failure; otherwise it is wiped first and removed on failure, so nothing is half-written.
+    `overwrite` replaces an existing `out` only when check_replaceable(out, kind, inputs) allows it.
     """
+    from rag.locks import writer_lock
+
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ArtifactError(f"{out} already exists; pass --overwrite to replace it")
-    tmp = partial_dir(out)
-    if tmp.exists() and not resume:
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
-        yield tmp
-    except BaseException:
-        if not resume:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, trash)
-        os.replace(tmp, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    with writer_lock(out):
+        if out.exists() and not overwrite:
+            raise ArtifactError(f"{out} already exists; pass --overwrite to replace it")
+        if out.exists():
+            check_replaceable(out, kind, inputs)
+        tmp = partial_dir(out)
+        if tmp.exists() and not resume:
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            yield tmp
+        except BaseException:
+            if not resume:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if out.exists():
+            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, trash)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)

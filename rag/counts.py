@@ -88,7 +88,7 @@ def save_counts(rows: Sequence[QuestionCount], out: str | os.PathLike, overwrite
     import pyarrow.parquet as pq
 
     cols = {f.name: [list(v) if isinstance(v, tuple) else v for v in (getattr(r, f.name) for r in rows)] for f in fields(QuestionCount)}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:
         pq.write_table(pa.table(cols, schema=_schema()), tmp / FILE)
         return write_manifest(
             tmp,

@@ -184,7 +184,7 @@ class Lexicon:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        with atomic_dir(out, overwrite=overwrite) as tmp:
+        with atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:
             pq.write_table(pa.table({"label": pa.array(self.labels, pa.string()), "in_corpus": pa.array(self.in_corpus, pa.bool_())}), tmp / FILES[0])
             pq.write_table(
                 pa.table(

@@ -114,6 +114,8 @@ def _validate(c: EvalConfig) -> None:
         bad(f"qa.match_type must be string, regex or null (from the QA format), got {c.qa.match_type!r}")
     if c.count_method not in (None, "entity", "surface"):
         bad(f"count_method must be entity, surface or null (every question), got {c.count_method!r}")
+    if not c.name or c.name in (".", "..") or any(ch in c.name for ch in "/\\") or c.name != c.name.strip():
+        bad(f"name {c.name!r} must be a plain folder name (it names runs/<name>); use `out` for another place")
     names = [r.name for r in c.retrievers]
     if len(set(names)) != len(names):
         bad(f"retriever names must be unique, got {names}")

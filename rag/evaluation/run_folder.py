@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from rag.artifacts import MANIFEST, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
+from rag.artifacts import MANIFEST, check_replaceable, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
 from rag.errors import ArtifactError, BadInputError
 from rag.evaluation.config import EvalConfig, config_from_dict, to_dict
 from rag.evaluation.records import CLOSED, RECORDS, EvalRecord, Key, RecordStore, rag_mode
@@ -240,10 +240,11 @@ class RunFolder:
         """Create `path`, or reopen it when it holds the same run; refuse a folder holding anything else."""
         out = Path(path)
         if out.exists() and overwrite:
-            if (out / MANIFEST).exists() or (out / RECORDS).exists() or not any(out.iterdir()):
-                shutil.rmtree(out)
+            if out.is_dir() and not (out / MANIFEST).exists() and ((out / RECORDS).exists() or not any(out.iterdir())):
+                shutil.rmtree(out)  # a run interrupted before its manifest was written, or an empty folder
             else:
-                raise BadInputError(f"{out} exists and is not a run folder; refusing to delete it (choose another --out)")
+                check_replaceable(out, KIND)  # only a run folder is replaced, never an index or other artifact
+                shutil.rmtree(out)
         if out.exists() and any(out.iterdir()):
             if not (out / MANIFEST).exists():
                 if (out / RECORDS).exists():

@@ -163,9 +163,19 @@ def run_eval(
     report: bool = True,
 ) -> RunResult:
     """Run (or resume) the evaluation described by `cfg`; `reader` replaces loading cfg.reader (tests)."""
+    from rag.locks import writer_lock
+
     timer = StageTimer()
     with timer.stage("load"):
         p = prepare(cfg)
+    with writer_lock(cfg.run_dir):  # one writer per run folder: a second run of it is refused, naming this one
+        return _run_locked(p, timer, overwrite, progress, reader, report)
+
+
+def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool, reader: "Reader | None",
+                report: bool) -> RunResult:
+    cfg = p.cfg
+    with timer.stage("load"):
         folder = RunFolder.open(cfg.run_dir, p.identity, p.modes, overwrite)
         done = folder.store.load()
     result = RunResult(folder.path, len(p.questions))

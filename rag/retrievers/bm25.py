@@ -299,7 +299,7 @@ class BM25Retriever(Retriever):
         params = _check_params(engine, k1, b, variant)
         eng = ENGINES.get(engine)
         tokenizer = Tokenizer()
-        with atomic_dir(out, overwrite=overwrite) as tmp:
+        with atomic_dir(out, overwrite=overwrite, kind=KIND, inputs=[store.folder]) as tmp:
             ids, vocab = tokenize_store(store, tokenizer, progress, batch_size)
             if len(ids) != len(store):
                 raise ArtifactError(f"{store.folder}: read {len(ids)} passages, its manifest says {len(store)}; rebuild the passage store")

@@ -156,7 +156,7 @@ class HybridRetriever(Retriever):
                 "kind": m["kind"],
                 "fingerprint": fp,
             })
-        with atomic_dir(out, overwrite=overwrite) as tmp:
+        with atomic_dir(out, overwrite=overwrite, kind=KIND, inputs=[store.folder, *paths]) as tmp:
             write_manifest(
                 tmp,
                 kind=KIND,

@@ -528,7 +528,7 @@ def _jsonl(path: Path, rows: Iterable[dict]) -> None:
 
 def write_world(world: World, out: str | os.PathLike, overwrite: bool = False) -> dict:
     """Write the world folder atomically; returns its manifest."""
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:
         _jsonl(tmp / CORPUS, world.docs)
         _jsonl(tmp / QA, world.questions)
         _jsonl(tmp / DEMOS, world.demos)

@@ -286,7 +286,7 @@ def train_model(
     seconds = time.perf_counter() - t0
     from safetensors.torch import save_file
 
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
         (tmp / VOCAB).write_text(json.dumps({"version": 1, "tokens": tok.tokens}, ensure_ascii=False), encoding="utf-8")
         every = max(1, steps // 20)

@@ -1,0 +1,125 @@
+"""One writer per artifact (rag.locks) and an --overwrite that replaces only what the command would have written."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rag.artifacts import atomic_dir, write_manifest
+from rag.cli import main
+from rag.errors import ArtifactError, BadInputError
+from rag.evaluation.config import load_config
+from rag.evaluation.runner import run_eval
+from rag.locks import LockedError, lock_path, writer_lock
+from tests.unit.test_eval_run import CountingReader, world, write_config  # noqa: F401 (fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+HOLD = ("import sys, time\nfrom rag.locks import writer_lock\nwith writer_lock(sys.argv[1]):\n"
+        "    print('locked', flush=True)\n    time.sleep(60)\n")
+
+
+def hold(target: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(target)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_is_taken_over(tmp_path, caplog):
+    target = tmp_path / "idx"
+    proc = hold(target)
+    try:
+        with pytest.raises(LockedError, match=rf"pid {proc.pid} on .*: -c {target}\)"):
+            with writer_lock(target):
+                pass
+        with pytest.raises(LockedError):  # every builder goes through the same lock
+            with atomic_dir(target):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert lock_path(target).exists()  # a kill -9 leaves the file, but the kernel released the lock
+    with writer_lock(target):
+        assert json.loads(lock_path(target).read_text())["pid"] == os.getpid()
+    assert f"lock left by pid {proc.pid}" in caplog.text
+    assert not lock_path(target).exists()  # removed by its holder when done
+
+
+def test_overwrite_replaces_only_an_artifact_of_the_same_kind(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("keep me")
+    with pytest.raises(ArtifactError, match="is a file"):
+        with atomic_dir(f, overwrite=True, kind="index/bm25"):
+            pass
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactError, match="not an artifact folder .*notes.txt"):
+        with atomic_dir(folder, overwrite=True, kind="index/bm25"):
+            pass
+    other = tmp_path / "passages"
+    other.mkdir()
+    write_manifest(other, kind="passages", format=1)
+    with pytest.raises(ArtifactError, match="holds a 'passages' artifact, not a 'index/bm25' one"):
+        with atomic_dir(other, overwrite=True, kind="index/bm25"):
+            pass
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "docs.jsonl").write_text("{}\n")
+    with pytest.raises(ArtifactError, match="holds an input"):
+        with atomic_dir(src, overwrite=True, inputs=[src / "docs.jsonl"]):
+            pass
+    assert f.read_text() == (folder / "notes.txt").read_text() == "keep me" and (other / "manifest.json").exists()
+    assert (src / "docs.jsonl").exists()
+    same = tmp_path / "old-index"
+    same.mkdir()
+    write_manifest(same, kind="index/bm25", format=1)
+    with atomic_dir(same, overwrite=True, kind="index/bm25") as tmp:
+        write_manifest(tmp, kind="index/bm25", format=2)
+    assert json.loads((same / "manifest.json").read_text())["format"] == 2
+
+
+def test_index_and_eval_overwrite_never_destroy_their_inputs(world, tmp_path):  # noqa: F811
+    r = CliRunner().invoke(main, ["index", "build", "--passages", str(world / "passages"), "--kind", "bm25",
+                                  "--out", str(world / "passages"), "--overwrite"])
+    assert r.exit_code == 2 and "is an input of this command" in r.output, r.output
+    assert (world / "passages" / "manifest.json").exists()
+    cfg = load_config(write_config(world, world / "bm25"))  # an eval run whose --out is an index
+    with pytest.raises(ArtifactError, match="holds a 'index/bm25' artifact, not a 'run/eval' one"):
+        run_eval(cfg, overwrite=True, progress=False, reader=CountingReader())
+    assert (world / "bm25" / "manifest.json").exists()
+
+
+def test_two_runs_on_one_folder_the_second_is_refused(world, tmp_path):  # noqa: F811
+    cfg = load_config(write_config(world, tmp_path / "run"))
+    proc = hold(tmp_path / "run")
+    try:
+        for overwrite in (False, True):
+            with pytest.raises(LockedError, match=f"pid {proc.pid}"):
+                run_eval(cfg, overwrite=overwrite, progress=False, reader=CountingReader())
+    finally:
+        proc.kill()
+        proc.wait()
+    res = run_eval(cfg, progress=False, reader=CountingReader())
+    assert sum(res.computed.values()) == 24
+
+
+def test_run_names_stay_inside_the_runs_folder(world, tmp_path):  # noqa: F811
+    for name in ("../../x", "a/b", ".."):
+        with pytest.raises(BadInputError, match="plain folder name"):
+            load_config(write_config(world, tmp_path / "run", name=name))
+
+
+def test_a_lock_file_of_a_dead_process_does_not_block(tmp_path):
+    target = tmp_path / "t"
+    lock_path(target).write_text(json.dumps({"pid": 999999, "command": "rag eval run (killed)"}))
+    start = time.monotonic()
+    with writer_lock(target):
+        pass
+    assert time.monotonic() - start < 5
