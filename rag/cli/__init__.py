@@ -42,12 +42,38 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RagError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
+            _fail(ctx, f"error: {e}")
+        except OSError as e:  # the environment (disk full, permissions, ...), not a bug: one line, exit 2
+            _fail(ctx, f"error: {environment_message(e)}")
+
+
+def environment_message(e: OSError) -> str:
+    """One line naming the file and what to do, for an OSError raised by the machine rather than by rag."""
+    import errno
+
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return f"no space left on the device{where}; free some space and rerun (interrupted builds and runs resume)"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied{where}; choose a folder you can write to, or fix its permissions"
+    if e.errno == errno.EROFS:
+        return f"read-only file system{where}; write the output somewhere else"
+    if e.errno == errno.ENOENT:
+        return f"no such file or folder{where}"
+    return f"{e.strerror or e}{where}"
+
+
+def _fail(ctx, message: str) -> None:
+    if ctx.params.get("verbose"):
+        import traceback
+
+        traceback.print_exc()
+    click.echo(message, err=True)
+    ctx.exit(2)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug); errors print their traceback.")
 def main(verbose: int) -> None:
     """rag: how much a language model knows on its own versus how much retrieval adds.
 

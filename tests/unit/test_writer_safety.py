@@ -123,3 +123,32 @@ def test_a_lock_file_of_a_dead_process_does_not_block(tmp_path):
     with writer_lock(target):
         pass
     assert time.monotonic() - start < 5
+
+
+def test_environment_errors_are_one_line_messages(tmp_path):
+    import errno
+
+    from rag.cli import environment_message
+
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.parquet"))
+    assert environment_message(full).startswith(f"no space left on the device ({tmp_path / 'x.parquet'}); free some space")
+    assert "permission denied" in environment_message(PermissionError(errno.EACCES, "Permission denied", "/root/x"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root writes anywhere: simulate with a path under a file instead
+            out = tmp_path / "file.txt"
+            out.write_text("x")
+            target = out / "corpus"
+        else:
+            target = ro / "corpus"
+        src = tmp_path / "docs.jsonl"
+        src.write_text('{"id": "1", "title": "T", "text": "some words here"}\n')
+        r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(target)])
+        assert r.exit_code == 2 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+        r = CliRunner().invoke(main, ["-v", "corpus", "build", str(src), "--out", str(target)])
+        assert r.exit_code == 2
+    finally:
+        ro.chmod(0o700)
