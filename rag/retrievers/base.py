@@ -2,7 +2,8 @@
 
 Every index folder's manifest has:
     kind       "index/<name>" where <name> is a key of INDEXES
-    passages   {"path": str (as given at build time), "fingerprint": str, "n_passages": int}
+    passages   {"path": str (as given at build time), "abspath": str, "relpath": str (from the index folder),
+                "fingerprint": str, "n_passages": int}
 """
 from __future__ import annotations
 
@@ -90,9 +91,29 @@ def make_hits(store: PassageStore, rows: Sequence, scores: Sequence) -> list[lis
     return out
 
 
-def passages_field(store: PassageStore) -> dict:
-    """The manifest block that ties an index to the exact passage store it was built from."""
-    return {"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)}
+def passages_field(store: PassageStore, out: str | os.PathLike | None = None) -> dict:
+    """The manifest block that ties an index to the exact passage store it was built from. With the index folder
+    `out`, the store is also recorded relative to it, so the index works from any working directory and can be
+    moved together with its store."""
+    field = {"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)}
+    if out is not None:
+        field["abspath"] = str(store.folder.resolve())
+        field["relpath"] = os.path.relpath(store.folder.resolve(), Path(out).resolve())
+    return field
+
+
+def recorded_store_path(folder: Path, info: dict) -> Path:
+    """Where an index's passage store is: beside it as recorded relative to it (the index and store moved
+    together), else at its absolute path, else the path as given at build time (older indexes: relative to the
+    working directory of the build, or to the index folder)."""
+    candidates = []
+    if info.get("relpath"):
+        candidates.append(folder / info["relpath"])
+    if info.get("abspath"):
+        candidates.append(Path(info["abspath"]))
+    path = Path(info.get("path", ""))
+    candidates += [path] if path.is_absolute() else [path, folder / path]
+    return next((c for c in candidates if c.exists()), candidates[0])
 
 
 def open_store_for(folder: Path, manifest: dict, passages: str | os.PathLike | PassageStore | None) -> PassageStore:
@@ -100,10 +121,7 @@ def open_store_for(folder: Path, manifest: dict, passages: str | os.PathLike | P
     if isinstance(passages, PassageStore):
         store = passages
     else:
-        path = Path(passages) if passages is not None else Path(info.get("path", ""))
-        if passages is None and not path.is_absolute() and not path.exists():
-            path = folder / path  # built with a relative path from another working directory
-        store = PassageStore(path)
+        store = PassageStore(Path(passages) if passages is not None else recorded_store_path(folder, info))
     if store.fingerprint != info.get("fingerprint"):
         raise ArtifactError(
             f"index {folder} was built from passages with fingerprint {info.get('fingerprint')} "

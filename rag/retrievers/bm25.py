@@ -312,7 +312,7 @@ class BM25Retriever(Retriever):
                 engine=engine,
                 parameters=params,
                 tokenizer=tokenizer.spec(),
-                passages=passages_field(store),
+                passages=passages_field(store, out),
                 vocab_size=len(vocab),
                 n_tokens=int(sum(map(len, ids))),
                 files=file_sizes(tmp, files),

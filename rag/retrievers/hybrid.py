@@ -163,7 +163,7 @@ class HybridRetriever(Retriever):
                 format=FORMAT,
                 members=entries,
                 parameters={"rrf_k": rrf_k, "weights": weights, "fusion_depth": fusion_depth},
-                passages=passages_field(store),
+                passages=passages_field(store, out),
                 files={},
             )
         return out

@@ -152,3 +152,25 @@ def test_environment_errors_are_one_line_messages(tmp_path):
         assert r.exit_code == 2
     finally:
         ro.chmod(0o700)
+
+
+def test_an_index_finds_its_store_from_any_directory_and_after_moving_both(world, tmp_path, monkeypatch):  # noqa: F811
+    import shutil
+
+    from rag.retrievers import load_index
+
+    home = tmp_path / "proj"
+    shutil.copytree(world / "passages", home / "indexes" / "p")
+    monkeypatch.chdir(home)
+    r = CliRunner().invoke(main, ["index", "build", "--passages", "indexes/p", "--kind", "bm25", "--out", "indexes/i"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((home / "indexes" / "i" / "manifest.json").read_text())
+    assert manifest["passages"]["path"] == "indexes/p" and manifest["passages"]["relpath"] == "../p"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_index(home / "indexes" / "i").search("capital of norway", 1)[0].pid == "Oslo#0"
+    moved = tmp_path / "moved"
+    shutil.move(str(home / "indexes"), str(moved))  # index and store moved together
+    r = CliRunner().invoke(main, ["search", "capital of norway", "--index", str(moved / "i"), "-k", "1", "--json"])
+    assert r.exit_code == 0 and "Oslo#0" in r.output, r.output
