@@ -1,6 +1,8 @@
 """BM25 index kind: both engines, parity on a synthetic corpus, deterministic ties, refusals on load."""
 from __future__ import annotations
 
+import os
+
 import json
 from pathlib import Path
 
@@ -81,7 +83,9 @@ def test_build_writes_manifest_and_plain_files(store, tmp_path):
     out = BM25Retriever.build(store, tmp_path / "bm25", progress=False)
     m = json.loads((out / MANIFEST).read_text())
     assert m["kind"] == "index/bm25" and m["format"] == 1 and m["engine"] == "bm25s"
-    assert m["passages"] == {"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": 300}
+    assert m["passages"] == {"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": 300,
+                             "abspath": str(store.folder.resolve()),
+                             "relpath": os.path.relpath(store.folder.resolve(), (tmp_path / "bm25").resolve())}
     assert m["parameters"]["variant"] == "lucene" and m["parameters"]["k1"] == 0.9 and m["parameters"]["b"] == 0.4
     assert m["tokenizer"]["stemmer"] == "english" and m["tokenizer"]["stopwords"] == "en"
     assert {"bm25s", "PyStemmer", "numpy"} <= set(m["libraries"])
