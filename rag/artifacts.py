@@ -73,6 +73,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def read_json_file(path: str | os.PathLike):
+    """A JSON file of an artifact; a damaged or missing one is an ArtifactError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; rebuild the artifact") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: damaged ({type(e).__name__}: {e}); rebuild the artifact") from None
+
+
 def write_manifest(folder: str | os.PathLike, kind: str, format: int, libraries: tuple[str, ...] = (), **fields) -> dict:
     manifest = {
         "kind": kind,

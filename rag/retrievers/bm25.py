@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sizes, write_manifest
+from rag.artifacts import atomic_dir, check_files, file_sizes, read_json_file, write_json_atomic, write_manifest
 from rag.corpus.store import PassageStore, passage_text
 from rag.errors import ArtifactError, BadInputError, require
 from rag.registry import Registry
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 KIND = "index/bm25"
+SETTINGS = "settings.json"  # engine, parameters and tokenizer as built (the manifest's copy is checked against it)
 
 # variant -> (bm25s `method` = term-frequency part, bm25s `idf_method`); see Kamphuis et al. (ECIR 2020)
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -129,6 +130,12 @@ class BM25sEngine(Engine):
     def load(cls, folder, params, n_passages):
         bm25s = _bm25s()
         bm25 = bm25s.BM25.load(folder, mmap=True, load_vocab=True, allow_pickle=False)
+        method, idf_method = VARIANTS[params["variant"]]
+        saved = {"k1": bm25.k1, "b": bm25.b, "method": bm25.method, "idf_method": bm25.idf_method}
+        want = {"k1": params["k1"], "b": params["b"], "method": method, "idf_method": idf_method}
+        if saved != want:
+            raise ArtifactError(f"{folder}: the manifest's BM25 parameters {want} differ from the saved engine's {saved} "
+                                f"(params.index.json); rebuild the index to change them")
         if int(bm25.scores["num_docs"]) != n_passages:
             raise ArtifactError(f"{folder}: bm25s index holds {bm25.scores['num_docs']} passages, the manifest {n_passages}; rebuild")
         return cls(bm25)
@@ -304,6 +311,9 @@ class BM25Retriever(Retriever):
             if len(ids) != len(store):
                 raise ArtifactError(f"{store.folder}: read {len(ids)} passages, its manifest says {len(store)}; rebuild the passage store")
             files = eng.build(ids, vocab, tmp, params, progress)
+            # what changes scores, kept beside the engine files too: load refuses a manifest edited to say otherwise
+            write_json_atomic(tmp / SETTINGS, {"engine": engine, "parameters": params, "tokenizer": tokenizer.spec()})
+            files = [*files, SETTINGS]
             write_manifest(
                 tmp,
                 kind=KIND,
@@ -325,6 +335,13 @@ class BM25Retriever(Retriever):
         if manifest.get("format") != FORMAT:
             raise ArtifactError(f"{folder}: BM25 index format {manifest.get('format')}, this rag reads {FORMAT}; rebuild it")
         check_files(folder, manifest["files"])
+        if SETTINGS in manifest["files"]:  # indexes built before the file existed have only the manifest
+            saved = read_json_file(folder / SETTINGS)
+            said = {"engine": manifest.get("engine"), "parameters": manifest.get("parameters"), "tokenizer": manifest.get("tokenizer")}
+            wrong = sorted(k for k in said if said[k] != saved.get(k))
+            if wrong:
+                raise ArtifactError(f"{folder}: the manifest's {', '.join(wrong)} differ from the settings the index was "
+                                    f"built with ({SETTINGS}); the manifest was edited. Rebuild the index to change them")
         tokenizer = Tokenizer.from_spec(manifest["tokenizer"])
         engine = ENGINES.get(manifest["engine"]).load(folder, manifest["parameters"], len(store))
         return cls(store, engine, tokenizer, manifest)

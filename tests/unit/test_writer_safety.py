@@ -174,3 +174,22 @@ def test_an_index_finds_its_store_from_any_directory_and_after_moving_both(world
     shutil.move(str(home / "indexes"), str(moved))  # index and store moved together
     r = CliRunner().invoke(main, ["search", "capital of norway", "--index", str(moved / "i"), "-k", "1", "--json"])
     assert r.exit_code == 0 and "Oslo#0" in r.output, r.output
+
+
+def test_an_edited_bm25_manifest_is_refused(world, tmp_path):  # noqa: F811
+    import shutil
+
+    from rag.retrievers import load_index
+
+    index = tmp_path / "i"
+    shutil.copytree(world / "bm25", index)
+    manifest = json.loads((index / "manifest.json").read_text())
+    for edit in ({"parameters": {**manifest["parameters"], "k1": 2.0}},
+                 {"tokenizer": {**manifest["tokenizer"], "stemmer": "german"}}):
+        (index / "manifest.json").write_text(json.dumps({**manifest, **edit}))
+        with pytest.raises(ArtifactError, match="the manifest was edited|differ from the saved engine"):
+            load_index(index)
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    (index / "settings.json").write_text("{not json" + " " * (len((index / "settings.json").read_text()) - 9))
+    with pytest.raises(ArtifactError, match=r"settings.json: damaged"):
+        load_index(index)
