@@ -121,7 +121,7 @@ class CorpusReader(ABC):
         self.stats.n_bad += 1
         if len(self.stats.bad_examples) < MAX_EXAMPLES:
             self.stats.bad_examples.append(f"{where}: {reason}")
-        log.warning("skipped %s: %s", where, reason)
+        log.debug("skipped %s: %s", where, reason)  # one summary per source, not a warning per line
 
     def _document(self, rec: dict, line: int) -> Document | None:
         """A generic record -> Document, checking the configured fields; None when it was skipped."""
@@ -404,7 +404,8 @@ class MediaWikiXmlReader(CorpusReader):
         except ET.ParseError as e:
             line, col = e.position
             # the XML cannot be resynchronised after a syntax error, so skip_bad cannot help here
-            raise BadInputError(f"{self.path}:{line}: malformed XML at column {col} ({e})") from e
+            reason = str(e).split(": line ")[0]  # ElementTree appends ": line L, column C" itself
+            raise BadInputError(f"{self.path}:{line}: malformed XML at column {col} ({reason})") from None
         finally:
             f.close()
 

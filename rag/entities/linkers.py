@@ -47,6 +47,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from urllib.parse import urlsplit
 import os
 from abc import ABC, abstractmethod
 from typing import Sequence
@@ -554,6 +555,10 @@ class SpotlightLinker(EntityLinker):
         if not url.startswith(("http://", "https://")):
             raise BadInputError(f"Spotlight URL must start with http:// or https://, got {url!r}")
         self.url = url
+        host = (urlsplit(url).hostname or "").lower()
+        if host not in ("localhost", "127.0.0.1", "::1") and not host.startswith("127."):
+            # the text linked (corpus passages, questions) leaves this machine: say where it goes
+            log.warning("the Spotlight linker sends every text it links (corpus passages, questions) to %s", host)
         self.confidence = float(confidence)
         self.support = int(support)
         self.timeout = float(timeout)

@@ -193,3 +193,25 @@ def test_an_edited_bm25_manifest_is_refused(world, tmp_path):  # noqa: F811
     (index / "settings.json").write_text("{not json" + " " * (len((index / "settings.json").read_text()) - 9))
     with pytest.raises(ArtifactError, match=r"settings.json: damaged"):
         load_index(index)
+
+
+def test_spotlight_says_where_text_goes_and_has_no_remote_default(caplog):
+    import inspect
+
+    from rag.entities.linkers import SpotlightLinker
+
+    assert "localhost" in inspect.signature(SpotlightLinker).parameters["url"].default
+    SpotlightLinker("http://localhost:2222/rest/annotate")
+    assert "sends every text" not in caplog.text
+    SpotlightLinker("https://api.dbpedia-spotlight.org/en/annotate")
+    assert "sends every text it links (corpus passages, questions) to api.dbpedia-spotlight.org" in caplog.text
+
+
+def test_bad_records_are_named_once_each_and_summarized(tmp_path, caplog):
+    src = tmp_path / "docs.jsonl"
+    src.write_text('{"id": "1", "title": "T", "text": "a b c"}\n{"id": 2, x}\n{"id": 3, y}\n')
+    r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(tmp_path / "c"), "--skip-bad"])
+    assert r.exit_code == 0 and "2 bad records skipped" in r.output, r.output
+    assert "WARNING" not in caplog.text  # no warning per skipped line
+    r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(tmp_path / "d")])
+    assert r.exit_code == 2 and f"{src}:2: not valid JSON" in r.output and "at at" not in r.output
