@@ -1,7 +1,8 @@
 """PNG plots of a run summary (matplotlib, Agg backend, imported lazily: pip install 'rag[plots]').
 
 accuracy.png  accuracy per count bucket, closed-book and RAG with each retriever, 95% CI bars: the analogue
-              of Kandpal et al. (2023) Figure 1 (x: relevant-document count bucket on a log scale)
+              of Kandpal et al. (2023) Figure 1 (x: relevant-document count bucket on a log scale); dashed: the
+              logistic fit of accuracy on log10(count + 1) at each bucket's centre
 recall.png    retriever recall@k per count bucket, one panel per retriever, one line per k
 """
 from __future__ import annotations
@@ -65,6 +66,7 @@ def _draw(ax, xs, buckets, means, lo, hi, label, offset=0.0):
     if unl:
         ax.errorbar([xs[i] + offset for i in unl], pick(means, unl), yerr=[pick(lo, unl), pick(hi, unl)],
                     marker="s", capsize=3, linestyle="none", color=line[0].get_color())
+    return line[0].get_color()
 
 
 def _separator(ax, buckets: list[str]) -> None:
@@ -73,7 +75,9 @@ def _separator(ax, buckets: list[str]) -> None:
         ax.axvline(i - 0.25, color="grey", linestyle=":", linewidth=1)
 
 
-def plot_accuracy(summary: Summary, path: str | Path) -> Path:
+def plot_accuracy(summary: Summary, path: str | Path, curves: dict[str, list[float]] | None = None) -> Path:
+    """`curves`: system -> the fitted logistic curve's accuracy (0..1) at each count bucket's centre (in the
+    order of the count buckets), drawn dashed in the system's colour (rag.evaluation.trends)."""
     plt = _pyplot()
     buckets = _buckets(summary)
     systems = [("closed", "closed-book")] + [(f"rag:{r}", f"RAG ({r})") for r in summary.retrievers]
@@ -81,7 +85,11 @@ def plot_accuracy(summary: Summary, path: str | Path) -> Path:
     width = 0.8 / len(systems)
     for i, (system, label) in enumerate(systems):
         means, lo, hi = _series(summary, buckets, system, summary.metric)
-        _draw(ax, _positions(buckets), buckets, means, lo, hi, label, offset=(i - (len(systems) - 1) / 2) * width)
+        colour = _draw(ax, _positions(buckets), buckets, means, lo, hi, label, offset=(i - (len(systems) - 1) / 2) * width)
+        fit = (curves or {}).get(system)
+        if fit:
+            xs = [x for x, b in zip(_positions(buckets), buckets) if b != UNLINKED]
+            ax.plot(xs, [100 * v for v in fit[: len(xs)]], linestyle="--", linewidth=1, color=colour, alpha=0.8)
     _separator(ax, buckets)
     ax.set_xticks(_positions(buckets))
     ax.set_xticklabels(_xlabels(summary, buckets, "closed", summary.metric), fontsize=8)

@@ -296,11 +296,14 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
     from rag.artifacts import write_json_atomic
     from rag.evaluation.run_folder import load_run
 
+    from rag.evaluation.trends import fitted_curves, run_trends, trends_markdown
+
     folder = Path(folder)
     run = load_run(folder)
     if edges is not None:
         Buckets(tuple(edges))  # checks them
     summary = summarize(run, edges)
+    trends = run_trends(run)
     written: list[str] = []
     if plots:
         from rag.errors import MissingDependencyError
@@ -308,7 +311,7 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
 
         try:
             (folder / "plots").mkdir(exist_ok=True)
-            plot_accuracy(summary, folder / "plots" / "accuracy.png")
+            plot_accuracy(summary, folder / "plots" / "accuracy.png", curves=fitted_curves(run, edges, trends))
             written.append("plots/accuracy.png")
             if summary.retrievers:
                 plot_recall(summary, folder / "plots" / "recall.png")
@@ -316,8 +319,9 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
         except MissingDependencyError as e:
             log.warning("no plots: %s", e)
     _write_text(folder / "summary.csv", to_csv(summary))
-    _write_text(folder / "summary.md", to_markdown(summary, written))
+    _write_text(folder / "summary.md", to_markdown(summary, written) + "\n" + trends_markdown(trends))
     write_json_atomic(folder / "adaptive.json", summary.adaptive or {})
+    write_json_atomic(folder / "trends.json", trends)
     return summary
 
 
