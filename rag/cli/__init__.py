@@ -45,6 +45,18 @@ class LazyGroup(click.Group):
             _fail(ctx, f"error: {e}")
         except OSError as e:  # the environment (disk full, permissions, ...), not a bug: one line, exit 2
             _fail(ctx, f"error: {environment_message(e)}")
+        except KeyboardInterrupt:
+            # builds write into OUT.partial/ and runs append whole records, so what is finished stays and
+            # nothing half-written is taken for done
+            click.echo(f"\ninterrupted. Nothing half-written is kept; run the same command again to continue "
+                       f"(finished records, shards and steps are reused):\n  {_command_line()}", err=True)
+            ctx.exit(130)
+
+
+def _command_line() -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in ["rag", *sys.argv[1:]])
 
 
 def environment_message(e: OSError) -> str:

@@ -215,3 +215,15 @@ def test_bad_records_are_named_once_each_and_summarized(tmp_path, caplog):
     assert "WARNING" not in caplog.text  # no warning per skipped line
     r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(tmp_path / "d")])
     assert r.exit_code == 2 and f"{src}:2: not valid JSON" in r.output and "at at" not in r.output
+
+
+def test_ctrl_c_says_how_to_continue(world, tmp_path, monkeypatch):  # noqa: F811
+    import rag.evaluation.runner as runner
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_run_pending", interrupted)
+    cfg = write_config(world, tmp_path / "run")
+    r = CliRunner().invoke(main, ["eval", "run", "--config", str(cfg), "--no-progress"])
+    assert r.exit_code == 130 and "interrupted. Nothing half-written is kept; run the same command again" in r.output
