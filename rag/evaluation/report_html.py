@@ -352,8 +352,8 @@ and score, and the passages shown, with the gold answers highlighted.</p>
 <button id="next" type="button">&rarr;</button></span>
 </div>
 <table class="explorer">
-<colgroup><col style="width:9%"><col style="width:7%"><col style="width:5%"><col style="width:8%"><col style="width:30%">
-<col style="width:16%"><col style="width:4%"><col style="width:4%"><col style="width:5%"><col style="width:12%"></colgroup>
+<colgroup><col style="width:8%"><col style="width:7%"><col style="width:5%"><col style="width:8%"><col style="width:29%">
+<col style="width:16%"><col style="width:4%"><col style="width:4%"><col style="width:6%"><col style="width:13%"></colgroup>
 <thead><tr><th>id</th><th>bucket</th><th>count</th><th>mode</th><th>question</th><th>prediction</th><th>EM</th>
 <th>F1</th><th>contains</th><th>outcome</th></tr></thead>
 <tbody id="rows"></tbody>
@@ -389,6 +389,7 @@ and score, and the passages shown, with the gold answers highlighted.</p>
   D.outcomes.forEach(function (o, i) { opt($("f-outcome"), String(i), o[1]); });
 
   function apply() {
+    var t0 = performance.now();
     var b = $("f-bucket").value, m = $("f-mode").value, o = $("f-outcome").value;
     var t = $("f-text").value.trim().toLowerCase(), out = [];
     for (var i = 0; i < all.length; i++) {
@@ -402,6 +403,7 @@ and score, and the passages shown, with the gold answers highlighted.</p>
       out.push(key);
     }
     view = out; page = 0; render();
+    document.body.dataset.applyMs = (performance.now() - t0).toFixed(1);  // for eval/bench_report_html.py
   }
   function badge(oi) { return oi < 0 ? "" : '<span class="badge o-' + D.outcomes[oi][0] + '">' + esc(D.outcomes[oi][1]) + "</span>"; }
   function num(x) { return x === 1 ? "1" : x === 0 ? "0" : x.toFixed(2); }
