@@ -110,11 +110,13 @@ def main(argv=None) -> None:
     html_path = write_html(folder)
     html_s = time.perf_counter() - t
     raw = html_path.read_bytes()
+    block = raw.split(b'id="rag-passages">', 1)[1].split(b"</script>", 1)[0]
+    n_passages = len(json.loads(block)["title"])
     n_records = sum(1 for _ in open(folder / "records.jsonl"))
     result = {
         "questions": args.questions, "records": n_records, "modes": 3,
         "synthetic_run_s": round(made, 1), "render_s": round(render_s, 1), "write_html_s": round(html_s, 1),
-        "size_bytes": len(raw), "size_gzip_bytes": len(gzip.compress(raw, 6)),
+        "size_bytes": len(raw), "size_gzip_bytes": len(gzip.compress(raw, 6)), "passages_in_page": n_passages,
         "records_jsonl_bytes": (folder / "records.jsonl").stat().st_size,
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
         **measure(html_path, args.repeats),
@@ -133,7 +135,8 @@ def main(argv=None) -> None:
         "| | |",
         "|---|---|",
         f"| records | {n_records:,} ({args.questions:,} questions x 3 modes) |",
-        f"| report.html | {mb(result['size_bytes'])} ({mb(result['size_gzip_bytes'])} gzip); records.jsonl {mb(result['records_jsonl_bytes'])} |",
+        f"| report.html | {mb(result['size_bytes'])} ({mb(result['size_gzip_bytes'])} gzip), {n_passages:,} distinct passages shown; "
+        f"records.jsonl {mb(result['records_jsonl_bytes'])} |",
         f"| time to first render (performance.now() at the first page of rows, median) | {result['first_render_ms_median']:.0f} ms "
         f"(each load: {', '.join(f'{x:.0f}' for x in result['first_render_ms'])}) |",
         f"| navigation to ready, wall (median) | {result['ready_wall_s_median']:.2f} s |",

@@ -163,3 +163,13 @@ def test_markdown_subset():
     assert "<h2>T <code>x</code></h2>" in got and "<li><strong>a</strong> b</li><li>c</li>" in got
     assert "<th>h</th><th>i</th>" in got and "<td>1</td><td>2</td>" in got and "---" not in got
     assert "<p>para line</p>" in got and "plot plots/none.png not found" in got
+
+
+def test_readme_pandas_example_runs_as_written(run_dir, capsys):
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    (code,) = [b for b in blocks if "open_run(" in b]
+    assert "runs/nq-open" in code and len(code.strip().splitlines()) <= 7  # an import, a blank line, five lines
+    exec(compile(code.replace("runs/nq-open", str(run_dir)), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "rag:bm25" in out and ">=1000" in out and "fixed" in out
