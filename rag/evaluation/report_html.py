@@ -186,6 +186,11 @@ def _image(folder: Path, alt: str, src: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"></figure>'
 
 
+def slug(text: str) -> str:
+    """A heading's anchor: lower case, runs of other characters as one hyphen."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
 def markdown_html(md: str, folder: Path) -> str:
     """The subset of Markdown that summary.md uses: headings, paragraphs, lists, pipe tables, images."""
     out: list[str] = []
@@ -217,7 +222,7 @@ def markdown_html(md: str, folder: Path) -> str:
         elif heading:
             flush()
             level = min(len(heading.group(1)) + 1, 6)  # the page's own title is the h1
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+            out.append(f'<h{level} id="{slug(heading.group(2))}">{_inline(heading.group(2))}</h{level}>')
         elif image:
             flush()
             out.append(_image(folder, image.group(1), image.group(2)))
@@ -254,9 +259,14 @@ def render_html(run: "Run", markdown: str, outcomes: dict[str, dict[str, str]] |
     notes = "".join(f'<p class="missing">{html.escape(m)}</p>' for m in missing)
     title = f"rag evaluation {run.config.name}"
     n_rows = sum(1 for col in data["r"] for x in col if x is not None)
-    values = {"TITLE": html.escape(title), "NAME": html.escape(run.config.name), "FOLDER": html.escape(str(run.folder)),
+    if markdown.startswith("# "):  # the page header already names the run
+        markdown = markdown.split("\n", 1)[1] if "\n" in markdown else ""
+    attribution = f"failure-attribution-{run.config.metric}"
+    body = markdown_html(markdown, Path(run.folder))
+    nav = f'<a href="#{attribution}">Failure attribution</a>' if f'id="{attribution}"' in body else ""
+    values = {"NAV": nav, "TITLE": html.escape(title), "NAME": html.escape(run.config.name), "FOLDER": html.escape(str(run.folder)),
               "NOTES": notes, "NROWS": f"{n_rows:,}", "NQ": f"{len(data['q']):,}",
-              "SUMMARY": markdown_html(markdown, Path(run.folder)), "DATA": _json_script(data, "rag-data"),
+              "SUMMARY": body, "DATA": _json_script(data, "rag-data"),
               "PASSAGES": _json_script(texts, "rag-passages")}
     return re.sub(r"%([A-Z]+)%", lambda m: values[m.group(1)], PAGE)  # one pass: no value is searched again
 
@@ -330,7 +340,7 @@ mark { background: #ffe066; padding: 0 1px; }
 <header>
 <h1>Evaluation <code>%NAME%</code></h1>
 <div class="muted">%FOLDER% &middot; %NQ% questions &middot; %NROWS% records</div>
-<nav><a href="#summary">Summary</a><a href="#explorer">Per-question explorer</a></nav>
+<nav><a href="#summary">Summary</a>%NAV%<a href="#explorer">Per-question explorer</a></nav>
 </header>
 <main>
 %NOTES%

@@ -115,6 +115,7 @@ def test_html_is_self_contained_and_holds_the_data(run_dir, tmp_path):
     assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", page, re.I) and "<link" not in page
     assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', page)) == 3  # accuracy, recall, attribution
     assert "Failure attribution" in page and "Adaptive retrieval" in page and "<table class=\"summary\">" in page
+    assert '<a href="#failure-attribution-em">' in page and 'id="failure-attribution-em"' in page
     data, texts = blocks(page)
     assert data["modes"] == ["closed", "rag:bm25"] and len(data["q"]) == 12 and data["stores"] == [None]
     assert data["q"][0] == ["qa-0", "what is the capital of norway", ["Oslo"], 2500, 4]
@@ -160,7 +161,7 @@ def test_markdown_subset():
     from rag.evaluation.report_html import markdown_html
 
     got = markdown_html("# T `x`\n\n- **a** b\n- c\n\n| h | i |\n|---|---|\n| 1 | 2 |\n\npara\nline\n\n![p](plots/none.png)\n", Path("."))
-    assert "<h2>T <code>x</code></h2>" in got and "<li><strong>a</strong> b</li><li>c</li>" in got
+    assert '<h2 id="t-x">T <code>x</code></h2>' in got and "<li><strong>a</strong> b</li><li>c</li>" in got
     assert "<th>h</th><th>i</th>" in got and "<td>1</td><td>2</td>" in got and "---" not in got
     assert "<p>para line</p>" in got and "plot plots/none.png not found" in got
 
