@@ -64,7 +64,8 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
     top-k passages; per question EM, F1, contains-answer and recall@k of each retriever. Results are
     appended per batch, so an interrupted run (Ctrl-C, kill -9) continues where it stopped when the same
     command is run again. Writes the run folder: config.yaml, manifest.json, records.jsonl, summary.csv,
-    summary.md, adaptive.json, timing.json and plots/*.png.
+    summary.md, attribution.csv, adaptive.json, timing.json and plots/*.png (`rag eval report RUN --html` adds
+    report.html).
 
     \b
     Examples:

@@ -9,6 +9,9 @@ summary.csv (long format, one row per bucket x system x measure):
     mean, lo, hi  the rate and its 95% percentile-bootstrap interval (empty when n = 0)
 "linked" and "all" weight each sampling bucket by its population (a stratified-sample estimate of the whole
 QA set; with no sampling it is the plain mean). Every bucket is listed, with n = 0 when it has no questions.
+
+render() also writes attribution.csv and its section at the end of summary.md (rag.evaluation.attribution), and
+with html=True report.html (rag.evaluation.report_html).
 """
 from __future__ import annotations
 
