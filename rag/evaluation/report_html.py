@@ -57,8 +57,11 @@ def _open_store(run: "Run", retriever: str):
             info = {}
     if not info.get("path"):
         return None, f"the run manifest names no passage store for {retriever}"
+    # as an index finds its store: relative to the index (moved together), absolute, then as given at build time
     path = Path(info["path"])
-    candidates = [path] if path.is_absolute() else [path, index / path]
+    candidates = [index / info["relpath"]] if info.get("relpath") else []
+    candidates += [Path(info["abspath"])] if info.get("abspath") else []
+    candidates += [path] if path.is_absolute() else [path, index / path]
     found = next((p for p in candidates if (p / "manifest.json").exists()), None)
     if found is None:
         return None, f"passage store {path} not found (texts of {retriever}'s passages unavailable)"

@@ -131,7 +131,8 @@ def test_html_says_when_the_passage_store_is_missing(run_dir, tmp_path):
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     moved = shutil.copytree(run_dir, tmp_path / "moved")
-    manifest["indexes"]["bm25"]["passages"]["path"] = str(tmp_path / "gone")
+    info = manifest["indexes"]["bm25"]["passages"]
+    manifest["indexes"]["bm25"]["passages"] = {"path": str(tmp_path / "gone"), "fingerprint": info["fingerprint"]}
     (moved / "manifest.json").write_text(json.dumps(manifest))
     page = write_html(moved).read_text()
     data, texts = blocks(page)
