@@ -77,6 +77,8 @@ def _open_store(run: "Run", retriever: str):
 
 def passage_texts(run: "Run", wanted: dict[str, list[str]]) -> tuple[dict[str, dict[str, tuple[str, str]]], dict[str, str | None]]:
     """retriever -> pid -> (title, text) for the pids wanted, and retriever -> why its texts are missing (None: found)."""
+    from rag.errors import RagError
+
     texts: dict[str, dict[str, tuple[str, str]]] = {}
     status: dict[str, str | None] = {}
     opened: dict[str, object] = {}
@@ -89,7 +91,7 @@ def passage_texts(run: "Run", wanted: dict[str, list[str]]) -> tuple[dict[str, d
         store = opened.setdefault(str(store.folder.resolve()), store)
         try:
             got = store.get(pids)
-        except Exception as e:  # a pid the store lacks: say so in the report rather than fail it
+        except (RagError, OSError) as e:  # a pid the store lacks: say so in the report rather than fail it
             status[r] = f"passage store {store.folder}: {e}"
             log.warning("report.html: %s", status[r])
             continue
