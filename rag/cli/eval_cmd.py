@@ -26,6 +26,7 @@ def eval_group() -> None:
     Examples:
     rag eval run --config configs/nq-open.yaml --per-bucket 50     run or resume a preset
     rag eval report runs/nq-open                                   re-render tables and plots
+    rag eval report runs/nq-open --html                            ... and report.html (explorer)
     rag eval compare runs/nq-open runs/nq-open-qwen1.5b            per-bucket differences
     """
 
@@ -63,7 +64,8 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
     top-k passages; per question EM, F1, contains-answer and recall@k of each retriever. Results are
     appended per batch, so an interrupted run (Ctrl-C, kill -9) continues where it stopped when the same
     command is run again. Writes the run folder: config.yaml, manifest.json, records.jsonl, summary.csv,
-    summary.md, adaptive.json, timing.json and plots/*.png.
+    summary.md, attribution.csv, adaptive.json, timing.json and plots/*.png (`rag eval report RUN --html` adds
+    report.html).
 
     \b
     Examples:
@@ -113,13 +115,20 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--edges", default=None, help="Bucket lower edges to use instead of the run's, e.g. 0,1,10,100,1000.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write plots/*.png (needs matplotlib: rag[plots]).")
-def report(run_dir, edges, plots) -> None:
-    """Re-render RUN_DIR's summary.csv, summary.md, adaptive.json and plots from its records (no model needed)."""
+@click.option("--html", is_flag=True,
+              help="Also write RUN_DIR/report.html: one self-contained page (no network needed to view it) with the "
+                   "summary tables, the plots, the failure attribution and a per-question explorer (filter by bucket, "
+                   "mode, outcome and text; a row expands to every mode's answer and the passages shown).")
+def report(run_dir, edges, plots, html) -> None:
+    """Re-render RUN_DIR's summary.csv, summary.md, attribution.csv, adaptive.json and plots from its records (no
+    model needed); with --html, report.html too."""
     from rag.evaluation.report import render
     from rag.evaluation.run_folder import summary_text
 
-    render(run_dir, edges=_edges(edges), plots=plots)
+    render(run_dir, edges=_edges(edges), plots=plots, html=html)
     click.echo(summary_text(run_dir))
+    if html:
+        click.echo(f"wrote {Path(run_dir) / 'report.html'}", err=True)
 
 
 @eval_group.command("compare")

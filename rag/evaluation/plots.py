@@ -4,14 +4,20 @@ accuracy.png  accuracy per count bucket, closed-book and RAG with each retriever
               of Kandpal et al. (2023) Figure 1 (x: relevant-document count bucket on a log scale); dashed: the
               logistic fit of accuracy on log10(count + 1) at each bucket's centre
 recall.png    retriever recall@k per count bucket, one panel per retriever, one line per k
+attribution.png  failure attribution (rag.evaluation.attribution): per count bucket a stacked bar of the six
+              outcomes' shares, one panel per retriever
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from rag.buckets import UNLINKED
 from rag.errors import require
 from rag.evaluation.summary import ALL, LINKED, Summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.evaluation.attribution import AttributionRow
 
 
 def _pyplot():
@@ -126,6 +132,50 @@ def plot_recall(summary: Summary, path: str | Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("answer in top-k passages (%)")
     axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# outcome -> colour: greens where the answer is right with passages, then the failures from mild to bleak
+ATTRIBUTION_COLORS = {"right-both": "#1b7837", "fixed": "#7fbf7b", "misled": "#f1a340", "reader-missed": "#d6604d",
+                      "retrieval-missed": "#8073ac", "no-evidence": "#bababa"}
+
+
+def plot_attribution(rows: Sequence["AttributionRow"], path: str | Path, title: str = "") -> Path:
+    """Stacked bars: per bucket (and `all`, population-weighted) the share of each outcome, one panel per retriever."""
+    from rag.evaluation.attribution import LABELS, OUTCOMES
+
+    plt = _pyplot()
+    retrievers = list(dict.fromkeys(r.retriever for r in rows))
+    buckets = [b for b in dict.fromkeys(r.bucket for r in rows) if b != LINKED]
+    idx = {(r.bucket, r.retriever, r.outcome): r for r in rows}
+    xs = [i + (0.5 if b == ALL else 0.0) for i, b in enumerate(buckets)]  # "all" set apart
+    fig, axes = plt.subplots(1, len(retrievers), figsize=((0.9 * len(buckets) + 1.5) * len(retrievers) + 2.2, 4.2),
+                             squeeze=False, sharey=True)
+    for ax, ret in zip(axes[0], retrievers):
+        bottom = [0.0] * len(buckets)
+        for o in OUTCOMES:
+            h = []
+            for b in buckets:
+                r = idx.get((b, ret, o))
+                h.append(0.0 if r is None or r.n == 0 else 100 * r.rate.mean)
+            ax.bar(xs, h, bottom=bottom, width=0.7, color=ATTRIBUTION_COLORS[o], label=LABELS[o], edgecolor="white",
+                   linewidth=0.5)
+            bottom = [a + b for a, b in zip(bottom, h)]
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{b}\nn={idx[(b, ret, OUTCOMES[0])].n}" for b in buckets], fontsize=8)
+        ax.set_title(f"retriever {ret}", fontsize=9)
+        ax.set_xlabel("relevant-document count")
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("questions (%)")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    axes[0][-1].legend(handles[::-1], labels[::-1], fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

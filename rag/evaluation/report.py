@@ -9,6 +9,9 @@ summary.csv (long format, one row per bucket x system x measure):
     mean, lo, hi  the rate and its 95% percentile-bootstrap interval (empty when n = 0)
 "linked" and "all" weight each sampling bucket by its population (a stratified-sample estimate of the whole
 QA set; with no sampling it is the plain mean). Every bucket is listed, with n = 0 when it has no questions.
+
+render() also writes attribution.csv and its section at the end of summary.md (rag.evaluation.attribution), and
+with html=True report.html (rag.evaluation.report_html).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 from rag.buckets import UNLINKED, Buckets
 from rag.evaluation.config import METRICS
 from rag.evaluation.stats import Rate, bootstrap_mean, stratified_bootstrap_mean
-from rag.evaluation.summary import ALL, LINKED, Row, Summary
+from rag.evaluation.summary import ALL, LINKED, Bucketing, Row, Summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.evaluation.run_folder import Run, Selection
@@ -36,28 +39,17 @@ CSV_FIELDS = ("bucket", "population", "n", "system", "measure", "mean", "lo", "h
 def summarize(run: "Run", edges: Sequence[int] | None = None) -> Summary:
     """Every rate of the report, from a run's records (no model needed)."""
     manifest, cfg, selection = run.manifest, run.config, run.selection
-    edges = tuple(edges) if edges is not None else tuple(cfg.buckets)
-    buckets = Buckets(edges)
-    sample_buckets = Buckets(selection.buckets)
-    if edges != sample_buckets.edges and selection.per_bucket is not None:
+    bk = Bucketing.of(run, edges)
+    buckets, sample_buckets = bk.buckets, bk.strata
+    if buckets.edges != sample_buckets.edges and selection.per_bucket is not None:
         log.warning("re-bucketing a stratified sample drawn with edges %s: per-bucket rates are unweighted within "
                     "the new buckets", sample_buckets.edges)
     qids = selection.qids
     retrievers = run.retrievers
     modes = run.modes
     by_mode = run.by_mode(modes)
-
-    # count per question from whichever record has it (every record of a question carries the same count)
-    count_of: dict[str, int | None] = {}
-    for recs in by_mode.values():
-        for qid, rec in recs.items():
-            count_of.setdefault(qid, rec.count)
-    evaluated = [q for q in qids if q in count_of]
-    label_of = dict(zip(evaluated, buckets.assign([count_of[q] for q in evaluated])))
-    stratum_of = dict(zip(evaluated, sample_buckets.assign([count_of[q] for q in evaluated])))
-
-    population = defaultdict(int, selection.populations(buckets))
-    strata_pop = defaultdict(int, selection.populations(sample_buckets))
+    count_of, evaluated, label_of, stratum_of = bk.count_of, bk.evaluated, bk.label_of, bk.stratum_of
+    population, strata_pop = bk.population, bk.strata_population
 
     labels = buckets.all_labels
     n_boot, seed = cfg.n_boot, cfg.seed
@@ -291,11 +283,12 @@ def to_markdown(summary: Summary, plots: Sequence[str] = ()) -> str:
     return "\n".join(out)
 
 
-def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool = True) -> Summary:
-    """(Re)write summary.csv, summary.md, adaptive.json and plots/*.png of a run folder from its records."""
+def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool = True, html: bool = False) -> Summary:
+    """(Re)write summary.csv, summary.md, attribution.csv, adaptive.json and plots/*.png of a run folder from its
+    records; with `html`, report.html too (rag.evaluation.report_html)."""
     from rag.artifacts import write_json_atomic
+    from rag.evaluation import attribution
     from rag.evaluation.run_folder import load_run
-
     from rag.evaluation.trends import fitted_curves, run_trends, trends_markdown
 
     folder = Path(folder)
@@ -304,10 +297,13 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
         Buckets(tuple(edges))  # checks them
     summary = summarize(run, edges)
     trends = run_trends(run)
+    outcomes = attribution.attribute(run)
+    attr_rows = attribution.summarize_attribution(run, edges, outcomes) if run.retrievers else []
     written: list[str] = []
+    attr_plot = None
     if plots:
         from rag.errors import MissingDependencyError
-        from rag.evaluation.plots import plot_accuracy, plot_recall
+        from rag.evaluation.plots import plot_accuracy, plot_attribution, plot_recall
 
         try:
             (folder / "plots").mkdir(exist_ok=True)
@@ -316,12 +312,24 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
             if summary.retrievers:
                 plot_recall(summary, folder / "plots" / "recall.png")
                 written.append("plots/recall.png")
+            if attr_rows:
+                plot_attribution(attr_rows, folder / "plots" / "attribution.png", title=summary.header.get("name", ""))
+                attr_plot = "plots/attribution.png"
         except MissingDependencyError as e:
             log.warning("no plots: %s", e)
     _write_text(folder / "summary.csv", to_csv(summary))
-    _write_text(folder / "summary.md", to_markdown(summary, written) + "\n" + trends_markdown(trends))
+    # the trends and the attribution are sections appended after everything else, so the lines above stay as they were
+    md = to_markdown(summary, written) + "\n" + trends_markdown(trends)
+    if attr_rows:
+        md += "\n" + attribution.to_markdown(attr_rows, run.config.metric, attr_plot)
+        _write_text(folder / "attribution.csv", attribution.to_csv(attr_rows))
+    _write_text(folder / "summary.md", md)
     write_json_atomic(folder / "adaptive.json", summary.adaptive or {})
     write_json_atomic(folder / "trends.json", trends)
+    if html:
+        from rag.evaluation.report_html import write_html
+
+        write_html(folder, run=run, outcomes=outcomes, edges=edges)
     return summary
 
 

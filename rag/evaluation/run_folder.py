@@ -6,7 +6,8 @@ Layout (cfg.run_dir):
     selection.json   the evaluated question ids, and per bucket population and sample size (Selection)
     records.jsonl    one EvalRecord per (question, mode) (rag.evaluation.records)
     timing.json      wall time and peak memory by stage, per session (rag.evaluation.timing)
-    summary.csv, summary.md, adaptive.json, plots/*.png   written by rag.evaluation.report
+    summary.csv, summary.md, attribution.csv, adaptive.json, plots/*.png   written by rag.evaluation.report
+    report.html      with `rag eval report --html` (rag.evaluation.report_html)
 
 Resume identity: everything that changes a record (QA file, counts, reader settings that change answers, k,
 depth, count method; per mode the index and its search options). A folder holding a run with another identity

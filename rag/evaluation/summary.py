@@ -3,8 +3,13 @@ report's tables and rag.evaluation.plots draw it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
 from rag.evaluation.stats import Rate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rag.buckets import Buckets
+    from rag.evaluation.run_folder import Run
 
 LINKED, ALL = "linked", "all"  # the pooled rows after the buckets: every linked bucket, every question
 
@@ -39,3 +44,45 @@ class Summary:
 
     def __post_init__(self):
         self._index = {(r.bucket, r.system, r.measure): r for r in self.rows}
+
+
+@dataclass(frozen=True)
+class Bucketing:
+    """Which bucket each evaluated question falls in, for the report's edges and for the sampling strata.
+
+    The per-bucket rows use `label_of` (the report's edges, maybe chosen after the run); the pooled rows
+    `linked` and `all` weight the sampling strata (`stratum_of`) by their populations.
+    """
+
+    buckets: "Buckets"  # the report's edges
+    strata: "Buckets"  # the sampling edges (selection.json)
+    evaluated: list[str]  # selected qids with at least one record, in selection order
+    count_of: dict[str, int | None]  # qid -> count (None: unlinked)
+    label_of: dict[str, str]  # qid -> bucket label
+    stratum_of: dict[str, str]  # qid -> sampling bucket label
+    population: dict[str, int]  # bucket label -> QA-set questions in it
+    strata_population: dict[str, int]  # sampling bucket label -> QA-set questions in it
+
+    @classmethod
+    def of(cls, run: "Run", edges: Sequence[int] | None = None) -> "Bucketing":
+        from collections import defaultdict
+
+        from rag.buckets import Buckets
+
+        buckets = Buckets(tuple(edges) if edges is not None else tuple(run.config.buckets))
+        strata = Buckets(run.selection.buckets)
+        # count per question from whichever record has it (every record of a question carries the same count)
+        count_of: dict[str, int | None] = {}
+        for recs in run.by_mode(run.modes).values():
+            for qid, rec in recs.items():
+                count_of.setdefault(qid, rec.count)
+        evaluated = [q for q in run.selection.qids if q in count_of]
+        counts = [count_of[q] for q in evaluated]
+        return cls(buckets, strata, evaluated, count_of, dict(zip(evaluated, buckets.assign(counts))),
+                   dict(zip(evaluated, strata.assign(counts))), defaultdict(int, run.selection.populations(buckets)),
+                   defaultdict(int, run.selection.populations(strata)))
+
+    @property
+    def labels(self) -> list[str]:
+        """The report's bucket labels, then "unlinked"."""
+        return self.buckets.all_labels

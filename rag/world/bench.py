@@ -7,7 +7,7 @@
 Every step writes its own artifact folder under `out` and is skipped when that folder is already finished
 (its manifest exists), so a rerun reuses everything done and an interrupted run continues.
 
-    out/world/ passages/ bm25/ dense/ lexicon/ counts/ model/ [model-cf/] eval/
+    out/world/ passages/ bm25/ dense/ lexicon/ counts/ model/ [model-cf/] eval/ (a run folder, with report.html)
     out/agreement.json  probes.json  [counterfactual.json]  bench.json  report.md  plots/
 """
 from __future__ import annotations
@@ -291,6 +291,9 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     # the evaluation resumes on its own: finished (question, mode) records are kept, new retrievers added
     res = steps.run("eval", None, lambda: run_eval(ecfg, progress=progress))
     steps.rows["eval"].update(reused=not res.computed, records_computed=dict(res.computed), records_reused=res.reused)
+    from rag.evaluation.report_html import write_html
+
+    write_html(out / "eval")  # eval/report.html: the summary and the per-question explorer, one self-contained page
     if not (out / "probes.json").exists():
         steps.run("probes", None, lambda: write_json_atomic(out / "probes.json", run_probes(out / "model", probes)))
     cf = None
@@ -386,6 +389,9 @@ def write_report(out: Path, summary: dict) -> Path:
         "",
     ]
     summ = out / "eval" / "summary.md"
+    if (out / "eval" / "report.html").exists():
+        lines += ["Every question's answers and the passages shown, filterable by bucket, mode and outcome: "
+                  "`eval/report.html` (one self-contained page).", ""]
     if summ.exists():
         text = summ.read_text(encoding="utf-8")
         lines.append(text.split("\n", 1)[1] if text.startswith("#") else text)

@@ -36,6 +36,8 @@ def test_tiny_bench_end_to_end_and_rerun(tmp_path):
                  "composition", "Counterfactual"):
         assert part in report, part
     assert (out / "plots" / "probes.png").exists() and (out / "eval" / "records.jsonl").exists()
+    page = (out / "eval" / "report.html").read_text()  # the per-question explorer, written by every bench run
+    assert 'id="rag-data"' in page and "Failure attribution" in page and "eval/report.html" in report
     cf = summary["counterfactual"]
     assert cf["n_facts"] == 2 and cf["n_docs_removed"] > 0
     assert json.loads((out / "model-cf" / "manifest.json").read_text())["excluded"]["n_docs"] == cf["n_docs_removed"]
