@@ -30,7 +30,7 @@ import numpy as np
 
 from rag.artifacts import atomic_dir, check_files, file_sizes, read_manifest, write_manifest
 from rag.errors import ArtifactError, BadInputError, require
-from rag.readers.base import READERS, Generation, Reader, check_prompts
+from rag.readers.base import READERS, Generation, Reader, Score, check_prompts, check_scoring
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,60 @@ def training_stream(texts: Sequence[str], tok: WordTokenizer) -> np.ndarray:
     return np.asarray(out, dtype=np.int32)
 
 
+class Trainer:
+    """AdamW (weight decay on matrices only, gradients clipped to norm 1) with a linear warmup, then cosine decay to
+    a tenth of the rate over `total_steps` ("cosine") or a constant rate ("constant"). `step` takes one batch of
+    windows, so a caller decides what is in every batch: `train_model` draws random windows, the dynamics runs
+    replace some rows with injected knowledge (rag.world.dynamics). Only parameters that require gradients are
+    optimized (a low-rank adapter run freezes the rest)."""
+
+    SCHEDULES = ("cosine", "constant")
+
+    def __init__(self, model, cfg: TrainConfig, total_steps: int, schedule: str = "cosine"):
+        torch = _torch()
+        if schedule not in self.SCHEDULES:
+            raise BadInputError(f"learning-rate schedule must be one of {', '.join(self.SCHEDULES)}, got {schedule!r}")
+        self.model, self.cfg, self.total_steps, self.schedule = model, cfg, total_steps, schedule
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in named if p.dim() >= 2]
+        other = [p for n, p in named if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
+                                     lr=cfg.lr, betas=(0.9, 0.95))
+
+    def lr_at(self, s: int) -> float:
+        cfg = self.cfg
+        if s < cfg.warmup:
+            return cfg.lr * (s + 1) / cfg.warmup
+        if self.schedule == "constant":
+            return cfg.lr
+        frac = (s - cfg.warmup) / max(1, self.total_steps - cfg.warmup)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def step(self, win, s: int) -> float:
+        """One update on `win` (B, T+1) token ids at schedule step `s`; returns the batch's mean loss."""
+        torch = _torch()
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(s)
+        logp = self.model(win[:, :-1])
+        loss = torch.nn.functional.nll_loss(logp.reshape(-1, logp.shape[-1]), win[:, 1:].reshape(-1))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return float(loss.detach())
+
+
+def write_model(folder: Path, model, tok: WordTokenizer, model_cfg: TinyConfig, **manifest_fields) -> dict:
+    """Weights, vocabulary and manifest of a tiny-lm model folder into `folder` (an atomic_dir's temporary folder)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
+    (folder / VOCAB).write_text(json.dumps({"version": 1, "tokens": tok.tokens}, ensure_ascii=False), encoding="utf-8")
+    return write_manifest(folder, kind=KIND, format=FORMAT, libraries=("torch", "safetensors", "numpy"),
+                          config=asdict(model_cfg), n_params=n_params(model), vocab_size=len(tok),
+                          files=file_sizes(folder, [WEIGHTS, VOCAB]), **manifest_fields)
+
+
 def train_model(
     texts: Sequence[str],
     out: str | os.PathLike,
@@ -245,17 +299,8 @@ def train_model(
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
     model = make_model(model_cfg, len(tok))
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    other = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
-                            lr=train_cfg.lr, betas=(0.9, 0.95))
     steps = train_cfg.steps
-
-    def lr_at(s: int) -> float:
-        if s < train_cfg.warmup:
-            return train_cfg.lr * (s + 1) / train_cfg.warmup
-        frac = (s - train_cfg.warmup) / max(1, steps - train_cfg.warmup)
-        return train_cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    trainer = Trainer(model, train_cfg, steps)
 
     from tqdm import tqdm
 
@@ -268,15 +313,7 @@ def train_model(
         model.train()
         for s in range(steps):
             win = torch.from_numpy(data[starts_all[s][:, None] + offs].astype(np.int64))
-            for g in opt.param_groups:
-                g["lr"] = lr_at(s)
-            logp = model(win[:, :-1])
-            loss = torch.nn.functional.nll_loss(logp.reshape(-1, logp.shape[-1]), win[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(trainer.step(win, s))
             if s % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             bar.update(1)
@@ -284,23 +321,54 @@ def train_model(
         bar.close()
         torch.set_num_threads(old_threads)
     seconds = time.perf_counter() - t0
-    from safetensors.torch import save_file
 
     with atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
-        (tmp / VOCAB).write_text(json.dumps({"version": 1, "tokens": tok.tokens}, ensure_ascii=False), encoding="utf-8")
         every = max(1, steps // 20)
-        return write_manifest(
-            tmp, kind=KIND, format=FORMAT, libraries=("torch", "safetensors", "numpy"),
-            config=asdict(model_cfg), train=asdict(train_cfg), n_params=n_params(model), vocab_size=len(tok),
+        return write_model(
+            tmp, model, tok, model_cfg, train=asdict(train_cfg),
             training={"steps": steps, "tokens_seen": steps * train_cfg.batch_size * T, "corpus_tokens": int(len(data)),
                       "epochs": round(steps * train_cfg.batch_size * T / len(data), 2), "seconds": round(seconds, 1),
                       "threads": threads, "n_docs": len(texts),
                       "loss_curve": [[i, round(float(np.mean(losses[max(0, i - every + 1): i + 1])), 4)] for i in range(every - 1, steps, every)],
                       "final_loss": round(float(np.mean(losses[-50:])), 4)},
-            files=file_sizes(tmp, [WEIGHTS, VOCAB]),
             **manifest_fields,
         )
+
+
+def _target_scores(model, tok: WordTokenizer, block_size: int, prefixes: Sequence[str], targets: Sequence[list[int]],
+                   batch_size: int, device: str):
+    """(log P of each target token given <bos> prefix and the target tokens before it: a tensor (n,), greedy == target)
+    per pair, batched with left padding; the model is put in eval mode and left in the mode it was in."""
+    torch = _torch()
+    out = []
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(prefixes), batch_size):
+            pre = [[2, *tok.encode(p)] for p in prefixes[i : i + batch_size]]
+            tgt = targets[i : i + batch_size]
+            seqs = [(a + b)[-block_size:] for a, b in zip(pre, tgt)]
+            L = max(len(s) for s in seqs)
+            pad = [L - len(s) for s in seqs]
+            idx = torch.tensor([[0] * p + s for s, p in zip(seqs, pad)], dtype=torch.long, device=device)
+            with torch.no_grad():
+                logp = model(idx, torch.tensor(pad, dtype=torch.long, device=device))
+            for r, b in enumerate(tgt):
+                n = len(b)
+                pos = torch.arange(L - n - 1, L - 1)
+                tok_ids = idx[r, L - n:]
+                out.append((logp[r, pos, tok_ids], bool((logp[r, pos].argmax(-1) == tok_ids).all())))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def score_targets(model, tok: WordTokenizer, block_size: int, prefixes: Sequence[str], targets: Sequence[str],
+                  batch_size: int = 32, device: str = "cpu") -> list[tuple[float, int, bool]]:
+    """(sum of log P(target tokens | <bos> prefix), target tokens, greedy continuation == target) per pair. The
+    probes of `rag bench` and the per-step logs of the dynamics runs are both computed here."""
+    ids = [tok.encode(" " + t) for t in targets]
+    return [(float(lp.sum()), len(t), greedy) for (lp, greedy), t in zip(_target_scores(model, tok, block_size, prefixes, ids, batch_size, device), ids)]
 
 
 class TinyLM:
@@ -366,25 +434,7 @@ class TinyLM:
 
     def target_logprobs(self, prefixes: Sequence[str], targets: Sequence[str], batch_size: int = 32) -> list[tuple[float, int, bool]]:
         """(sum of log P(target tokens | prefix), target tokens, greedy continuation == target) per pair."""
-        torch = _torch()
-        out = []
-        for i in range(0, len(prefixes), batch_size):
-            ps, ts = prefixes[i : i + batch_size], targets[i : i + batch_size]
-            pre = [self._ids(p) for p in ps]
-            tgt = [self.tok.encode(" " + t) for t in ts]
-            seqs = [(a + b)[-self.cfg.block_size:] for a, b in zip(pre, tgt)]
-            idx, pad = self._batch(seqs)
-            with torch.no_grad():
-                logp = self.model(idx, pad)
-            L = idx.shape[1]
-            for r, b in enumerate(tgt):
-                n = len(b)
-                pos = torch.arange(L - n - 1, L - 1)
-                tok = idx[r, L - n:]
-                lp = logp[r, pos, tok]
-                greedy = bool((logp[r, pos].argmax(-1) == tok).all())
-                out.append((float(lp.sum()), n, greedy))
-        return out
+        return score_targets(self.model, self.tok, self.cfg.block_size, prefixes, targets, batch_size, self.device)
 
 
 @READERS.register("tiny-lm")
@@ -408,6 +458,15 @@ class TinyLMReader(Reader):
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(self.lm.tok.encode(t)) + 1 for t in texts]
+
+    def score_batch(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
+        check_scoring(prompts, continuations)
+        ids = [self.lm.tok.encode(c) for c in continuations]
+        if any(not t for t in ids):
+            raise BadInputError("every continuation must hold at least one token")
+        rows = _target_scores(self.lm.model, self.lm.tok, self.lm.cfg.block_size, list(prompts), ids, 16, self.lm.device)
+        return [Score(float(lp.sum()), tuple(float(x) for x in lp), tuple(self.lm.tok.tokens[i] for i in t))
+                for (lp, _), t in zip(rows, ids)]
 
     def generate_batch(self, prompts: Sequence[str], max_new_tokens: int = 16) -> list[Generation]:
         check_prompts(prompts, max_new_tokens)
