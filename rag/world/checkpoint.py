@@ -9,20 +9,29 @@ without the interruption (same seed and thread count). Tensors in safetensors, t
         ckpt-<s>/rng.safetensors      torch's CPU generator state ("torch": uint8)
         ckpt-<s>/state.json           {"version": 1, "step", "param_groups", "extra"}
 
+`train_steps` runs a phase of training through a rag.world.tinylm.Trainer with these checkpoints and a log of
+one JSON line per update (folder/log.jsonl), cut back to the checkpoint's length on resume.
+
 A checkpoint directory is complete before latest.json names it, so a kill at any moment leaves either the old
 or the new checkpoint in force; directories latest.json does not name are leftovers and are removed.
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from rag.artifacts import read_json_file, write_json_atomic
-from rag.errors import ArtifactError
+from rag.errors import ArtifactError, BadInputError
+
+log = logging.getLogger(__name__)
 
 VERSION = 1
 LATEST = "latest.json"
+LOG = "log.jsonl"
 
 
 def _json_groups(groups: list[dict]) -> list[dict]:
@@ -86,3 +95,41 @@ def load(folder: str | os.PathLike, model, opt) -> dict | None:
     torch.set_rng_state(load_file(str(d / "rng.safetensors"))["torch"])
     return {"step": int(state["step"]), "extra": state["extra"]}
 
+
+def train_steps(folder: Path, model, trainer, n_steps: int, batch_of: Callable[[int], tuple], line_of: Callable,
+                first_line: dict | None, every: int, sched_offset: int, progress: bool, desc: str,
+                resume_from: Path | None = None) -> None:
+    """Run updates 1..n_steps of one phase, appending line_of(u, loss, info) to folder/log.jsonl after update u,
+    checkpointing every `every` updates (and after the last) into folder/ckpt. Resumes from folder/ckpt, else
+    from `resume_from` (a finished phase's checkpoint: the model and optimizer it ended with)."""
+    import torch
+    from tqdm import tqdm
+
+    ckpt = folder / "ckpt"
+    state = load(ckpt, model, trainer.opt)
+    logf = folder / LOG
+    if state is None:
+        if resume_from is not None and load(resume_from, model, trainer.opt) is None:
+            raise BadInputError(f"{resume_from}: the phase this one continues has no checkpoint; rerun to rebuild it")
+        start, size = 0, 0
+    else:
+        start, size = state["step"], int(state["extra"]["log_bytes"])
+        log.info("%s: resuming after update %d", folder, start)
+    with open(logf, "a+b") as f:
+        f.truncate(size)  # lines written after the checkpoint are recomputed, identically
+        f.seek(size)
+        if start == 0 and first_line is not None:
+            f.write((json.dumps(first_line) + "\n").encode())
+        bar = tqdm(total=n_steps, initial=start, desc=desc, unit="step", disable=not progress, leave=False)
+        model.train()
+        try:
+            for u in range(start + 1, n_steps + 1):
+                win, info = batch_of(u)
+                loss = trainer.step(torch.from_numpy(win), sched_offset + u - 1)
+                f.write((json.dumps(line_of(u, loss, info)) + "\n").encode())
+                if u % every == 0 or u == n_steps:
+                    f.flush()
+                    save(ckpt, u, model, trainer.opt, {"log_bytes": f.tell()})
+                bar.update(1)
+        finally:
+            bar.close()

@@ -268,6 +268,35 @@ def write_model(folder: Path, model, tok: WordTokenizer, model_cfg: TinyConfig, 
                           files=file_sizes(folder, [WEIGHTS, VOCAB]), **manifest_fields)
 
 
+def random_windows(data: np.ndarray, block: int, batch: int, key: Sequence[int]) -> np.ndarray:
+    """`batch` random windows of block + 1 tokens of `data` (shape (batch, block + 1), int64), drawn from a generator
+    seeded by `key` alone: a resumed run draws the same batch for the same key."""
+    rng = np.random.default_rng(list(key))
+    starts = rng.integers(0, len(data) - block - 1, size=batch)
+    return data[starts[:, None] + np.arange(block + 1)].astype(np.int64)
+
+
+def grow_vocabulary(model, tok: WordTokenizer, cfg: TinyConfig, texts: Iterable[str]):
+    """(model, tokenizer, new tokens) with every word of `texts` the vocabulary lacks appended: a new token's
+    embedding starts at the mean of the existing ones (Hewitt 2021: the output distribution barely moves) and
+    gets its own fixed identity vector; every other weight is copied."""
+    torch = _torch()
+    have = set(tok.tokens)
+    new = sorted({t for text in texts for t in _TOKEN.findall(text)} - have - {NL})
+    if not new:
+        return model, tok, []
+    grown = WordTokenizer([*tok.tokens, *new])
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    W = state["tok.weight"]
+    state["tok.weight"] = torch.cat([W, W.mean(0, keepdim=True).expand(len(new), -1)])
+    if "ident" in state:
+        g = torch.Generator().manual_seed(20240601 + len(grown))
+        state["ident"] = torch.cat([state["ident"], torch.randn(len(new), cfg.d_model, generator=g) * cfg.identity_std])
+    bigger = make_model(cfg, len(grown))
+    bigger.load_state_dict(state)
+    return bigger, grown, new
+
+
 def train_model(
     texts: Sequence[str],
     out: str | os.PathLike,
