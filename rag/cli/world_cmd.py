@@ -32,7 +32,7 @@ def dynamics(out, preset_name, conditions, seed, threads, keep_checkpoints, expo
     Trains a tiny GPT on a generated world, then continues training while rows of chosen batches are replaced
     by texts about new entities in three scenarios (duplicate: the same text N times at a fixed interval;
     paraphrase: N paraphrases; once), logging every probe's target log-probability (memorization, semantic,
-    composition) after every update. Writes OUT/measures.json and OUT/dynamics.md: local acquisition maxima,
+    composition) after each update of a window after each injection (log-spaced later). Writes OUT/measures.json and OUT/dynamics.md: local acquisition maxima,
     effectivity, retention and its decay constant (fit against log steps, with R²), per condition (batch size,
     interval between injections, width), scenario and probe kind, with bootstrap intervals over the facts, and
     the learnability threshold over intervals; plots in OUT/plots/.

@@ -5,7 +5,8 @@
     base-d<width>/   pretraining at the base batch size, no injection (shared by every condition of that width)
     <condition>/     the base continued: at injection updates u_i = 1 + i * interval, rows of the batch are replaced
                      by the scenario's texts (duplicate: the same text N times; paraphrase: N paraphrases; once:
-                     the text at u_1 only), and every probe's target log-probability is logged after every update
+                     the text at u_1 only), and every probe's target log-probability is logged after each update
+                     of a window after each injection, log-spaced updates later on (DynamicsConfig.log_points)
     measures.json, dynamics.md, plots/   local acquisition maxima, effectivity, retention and its decay constant
                      (rag.world.measures) per condition, scenario and probe kind; learnability threshold over intervals
 
@@ -113,6 +114,22 @@ class DynamicsConfig:
         iv = self.steps(c, c.interval)
         inj = [1 + i * iv for i in range(self.injections)]
         return inj, inj[-1] + self.steps(c, self.tail)
+
+    def log_points(self, c: Condition, per_decade: int = 16) -> list[int]:
+        """The updates after which every probe is logged: 0, every update of the window after each injection
+        (and the one before it), updates log-spaced after the first and after the last injection, the one just
+        before the next injection would have come, and the last."""
+        from rag.world.measures import log_grid
+
+        inj, U = self.schedule(c)
+        w, iv = self.steps(c, self.window), self.steps(c, c.interval)
+        pts = {0, U, min(U, inj[-1] - 1 + iv)}
+        for u in inj:
+            pts.update(range(u - 1, min(u + w, U + 1)))
+        for origin in (inj[0], inj[-1]):
+            n = max(2, int(per_decade * np.log10(max(U - origin, 1)))) if U > origin else 0
+            pts.update(int(origin + t) for t in log_grid(U - origin, n))
+        return sorted(pts)
 
     def model_for(self, c: Condition) -> TinyConfig:
         return replace(self.model, d_model=c.d_model)
@@ -303,7 +320,7 @@ def train_base(p: Prepared, c: Condition, progress: bool) -> Path:
 
 
 def run_condition(p: Prepared, c: Condition, progress: bool = True, keep_checkpoints: bool = False) -> Path:
-    """Continue the base of c's width under c, injecting and logging every probe after every update."""
+    """Continue the base of c's width under c, injecting, and logging every probe at cfg.log_points(c)."""
     from rag.world.tinylm import score_targets, write_model
 
     cfg = p.cfg
@@ -315,6 +332,7 @@ def run_condition(p: Prepared, c: Condition, progress: bool = True, keep_checkpo
     model, trainer = _new_model(p, c)
     inj, U = cfg.schedule(c)
     at = {u: i for i, u in enumerate(inj)}
+    logged = set(cfg.log_points(c))
     T = cfg.model.block_size
     prefixes = [q["prefix"] for q in p.probes]
     targets = [q["target"] for q in p.probes]
@@ -326,7 +344,9 @@ def run_condition(p: Prepared, c: Condition, progress: bool = True, keep_checkpo
         return make_batch(p.data, T, c.batch_size, (cfg.seed, 1, u), p.injections(at[u]) if u in at else None)
 
     def line_of(u: int, loss: float, rows: dict) -> dict:
-        line = {"u": u, "loss": round(loss, 5), "lp": probe_row()}
+        line = {"u": u, "loss": round(loss, 5)}
+        if u in logged:
+            line["lp"] = probe_row()
         if rows:
             line["rows"] = rows
         return line
@@ -355,8 +375,8 @@ def run_condition(p: Prepared, c: Condition, progress: bool = True, keep_checkpo
 
 
 def load_log(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(updates (U + 1,), log-probabilities (U + 1, P)) of a condition's log."""
-    rows = read_jsonl(folder / LOG)
+    """(logged updates (n,), probe log-probabilities (n, P)) of a condition's log."""
+    rows = [r for r in read_jsonl(folder / LOG) if "lp" in r]
     return np.array([r["u"] for r in rows]), np.array([r["lp"] for r in rows], dtype=float)
 
 

@@ -47,8 +47,8 @@ def condition_measures(out: Path, cfg, c, probes: list[dict]) -> dict:
 
     u, L = load_log(out / c.name)
     inj, U = cfg.schedule(c)
-    if len(u) != U + 1 or not np.array_equal(u, np.arange(U + 1)):
-        raise ValueError(f"{out / c.name}: the log holds updates {u[0]}..{u[-1]}, expected 0..{U}")
+    if not np.array_equal(u, cfg.log_points(c)):
+        raise ValueError(f"{out / c.name}: the log holds other updates than the schedule's ({len(u)} rows, {u[0]}..{u[-1]})")
     window, interval = cfg.steps(c, cfg.window), cfg.steps(c, c.interval)
     m = read_json_file(out / c.name / MANIFEST)
     groups = []
@@ -56,7 +56,7 @@ def condition_measures(out: Path, cfg, c, probes: list[dict]) -> dict:
         sc_inj = inj[:1] if sc == "once" else inj
         for series, X in (("paired", L[:, a] - L[:, b]), ("raw", L[:, a]), ("twin", L[:, b])):
             groups.append({"scenario": sc, "kind": kind, "series": series,
-                           **measure(X, sc_inj, window, interval, seed=cfg.seed)})
+                           **measure(u, X, sc_inj, window, interval, seed=cfg.seed)})
     curves = {}
     for (sc, kind), (a, b) in _pairs(probes).items():
         curves[f"{sc}/{kind}"] = {"raw": L[:, a].mean(1) - L[0, a].mean(), "twin": L[:, b].mean(1) - L[0, b].mean(),
@@ -64,7 +64,7 @@ def condition_measures(out: Path, cfg, c, probes: list[dict]) -> dict:
     setup = {"condition": asdict(c), "injections": inj, "updates": U, "window": window, "interval": interval,
              "tokens_per_update": m["tokens_per_update"], "rows_replaced": m["rows_replaced"],
              "seconds": m.get("seconds_this_session")}
-    return {"setup": setup, "groups": groups, "_curves": curves}
+    return {"setup": setup, "groups": groups, "_curves": curves, "_u": u}
 
 
 def _group(res: dict, sc: str, kind: str, series: str = "paired") -> dict | None:
@@ -72,9 +72,9 @@ def _group(res: dict, sc: str, kind: str, series: str = "paired") -> dict | None
 
 
 def learnability(cfg, results: dict) -> list[dict]:
-    """Per family of conditions that differ only in interval: the paired memorization gain one interval after the
-    last injection (just before the next would come), per interval and scenario; the threshold is the shortest
-    interval from which on every longer one's 95% interval includes 0."""
+    """Per family of conditions that differ only in interval, per series (paired, raw), scenario and probe kind: the
+    gain one interval after the last injection (just before the next would come), per interval; the threshold is
+    the shortest interval from which on every longer one's 95% interval includes 0."""
     fams: dict[tuple[int, int], list] = {}
     for c in cfg.conditions:
         if c.name in results:
@@ -84,26 +84,25 @@ def learnability(cfg, results: dict) -> list[dict]:
         if len({c.interval for c in cs}) < 2:
             continue
         cs = sorted(cs, key=lambda c: c.interval)
-        for sc in ("duplicate", "paraphrase"):
-            for kind in KINDS:
-                rows = []
-                for c in cs:
-                    g = _group(results[c.name], sc, kind)
-                    if g is None:
-                        continue
-                    gi = g.get("gain_one_interval_after") or g["final_gain"]
-                    rows.append({"condition": c.name, "interval": c.interval, "gain": gi, "final_gain": g["final_gain"]})
-                if not rows:
+        for series, sc, kind in ((se, sc, k) for se in ("paired", "raw") for sc in ("duplicate", "paraphrase") for k in KINDS):
+            rows = []
+            for c in cs:
+                g = _group(results[c.name], sc, kind, series)
+                if g is None:
                     continue
-                threshold = None
-                for i in range(len(rows)):
-                    if all(r["gain"]["lo"] <= 0 for r in rows[i:]):
-                        threshold = rows[i]["interval"]
-                        break
-                out.append({"batch_size": bs, "d_model": d, "scenario": sc, "kind": kind, "rows": rows,
-                            "threshold": threshold,
-                            "reading": (f"gain indistinguishable from 0 from interval {threshold} on" if threshold is not None
-                                        else f"gain above 0 at every interval tested (up to {rows[-1]['interval']})")})
+                gi = g.get("gain_one_interval_after") or g["final_gain"]
+                rows.append({"condition": c.name, "interval": c.interval, "gain": gi, "final_gain": g["final_gain"]})
+            if not rows:
+                continue
+            threshold = None
+            for i in range(len(rows)):
+                if all(r["gain"]["lo"] <= 0 for r in rows[i:]):
+                    threshold = rows[i]["interval"]
+                    break
+            out.append({"batch_size": bs, "d_model": d, "series": series, "scenario": sc, "kind": kind, "rows": rows,
+                        "threshold": threshold,
+                        "reading": (f"no gain above 0 from interval {threshold} on" if threshold is not None
+                                    else f"gain above 0 at every interval tested (up to {rows[-1]['interval']})")})
     return out
 
 
@@ -134,7 +133,8 @@ def write_markdown(out: Path, cfg, results: dict, learn: list[dict]) -> str:
              f"continued while rows of chosen batches are replaced by texts about {n_items} new entities "
              f"({n_items // 3} per scenario; each with a never-shown twin): **duplicate** (the same text at each of "
              f"{cfg.injections} injections), **paraphrase** ({cfg.injections} paraphrases), **once** (the first injection only). "
-             f"Every probe's target log-probability is logged after every update. Measures on the paired series (item "
+             f"Every probe's target log-probability is logged after each update of a window of {cfg.window} base steps after each "
+             f"injection, at log-spaced updates later on. Measures on the paired series (item "
              f"minus twin: what was learned about that entity, without the swings every name shares); 95% bootstrap "
              f"intervals over the probed facts. Effectivity: log-probability gain of one injection at its local maximum "
              f"(window {cfg.window} base steps); decay constant a: retention ~ b - a ln t after the last injection (R²; "
@@ -162,23 +162,29 @@ def write_markdown(out: Path, cfg, results: dict, learn: list[dict]) -> str:
                 a, r2, x0 = _decay(g)
                 raw = _group(res, sc, kind, "raw")
                 twin = _group(res, sc, kind, "twin")
-                rows.append([sc, kind, g["n"], _fmt(g["effectivity"]), _fmt(g["lam"]["gain"]), _fmt(g["final_gain"]), a, r2, x0,
+                rows.append([sc, kind, g["n"], _fmt(g["effectivity"]), _fmt(g["effectivity_of_mean"]), _fmt(g["lam"]["gain"]),
+                             _fmt(g["final_gain"]), a, r2, x0,
                              _fmt(raw["effectivity"]) if raw else "–", _decay(raw)[0], _fmt(twin["effectivity"]) if twin else "–"])
         lines += [f"### Condition `{c.name}`", "",
-                  _table(["scenario", "probe", "facts", "effectivity", "gain at last LAM", "final gain", "decay a", "R²",
+                  _table(["scenario", "probe", "facts", "effectivity", "effectivity of the mean curve", "gain at last LAM",
+                          "final gain", "decay a", "R²",
                           "x-intercept (updates)", "raw effectivity", "raw decay a", "twin effectivity (null)"], rows), "",
                   f"![log-probability over updates](plots/logprob-{c.name}.png)", "",
                   f"![retention](plots/retention-{c.name}.png)", ""]
     if learn:
-        lines += ["### Learnability threshold: the gain one interval after the last injection, by interval", ""]
+        lines += ["### Learnability threshold: the gain one interval after the last injection, by interval", "",
+                  "Gain over the state before the first injection, measured where the next injection would have come; the "
+                  "threshold is the shortest interval from which on no gain is above 0 (95% interval).", ""]
         rows = []
         for fam in learn:
+            if fam["kind"] == "composition":
+                continue
             for r in fam["rows"]:
-                rows.append([f"{fam['scenario']} / {fam['kind']}", f"batch {fam['batch_size']}, d={fam['d_model']}",
+                rows.append([fam["series"], f"{fam['scenario']} / {fam['kind']}", f"batch {fam['batch_size']}, d={fam['d_model']}",
                              r["interval"], _fmt(r["gain"]), _fmt(r["final_gain"])])
-        lines += [_table(["scenario / probe", "family", "interval (base steps)", "gain one interval after", "final gain"], rows), ""]
+        lines += [_table(["series", "scenario / probe", "family", "interval (base steps)", "gain one interval after", "final gain"], rows), ""]
         for fam in learn:
-            lines.append(f"- {fam['scenario']} / {fam['kind']} (batch {fam['batch_size']}, d={fam['d_model']}): {fam['reading']}.")
+            lines.append(f"- {fam['series']}, {fam['scenario']} / {fam['kind']} (batch {fam['batch_size']}, d={fam['d_model']}): {fam['reading']}.")
         lines.append("")
     lines += ["![conditions](plots/conditions.png)", ""]
     text = "\n".join(lines)
@@ -210,7 +216,7 @@ def plot(out: Path, cfg, results: dict, learn: list[dict]) -> None:
                 cur = res["_curves"].get(f"{sc}/{kind}")
                 if cur is None:
                     continue
-                x = np.arange(len(cur["raw"]))
+                x = res["_u"]
                 axes[0, j].plot(x, cur["raw"], color=colors[sc], lw=0.8, label=sc)
                 axes[0, j].plot(x, cur["twin"], color=colors[sc], lw=0.6, ls=":", alpha=0.7)
                 axes[1, j].plot(x, cur["paired"], color=colors[sc], lw=0.8, label=sc)
@@ -273,7 +279,7 @@ def plot(out: Path, cfg, results: dict, learn: list[dict]) -> None:
     axes[0].legend(fontsize=8)
     ax = axes[2]
     for fam in learn:
-        if fam["kind"] != "memorization":
+        if fam["kind"] != "memorization" or fam["series"] != "paired":
             continue
         xs = [r["interval"] for r in fam["rows"]]
         ys = np.array([r["gain"]["mean"] for r in fam["rows"]])

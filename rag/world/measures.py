@@ -1,12 +1,16 @@
 """The measures of Chang et al. (2024, "How Do Large Language Models Acquire Factual Knowledge During
 Pretraining?") from per-step probe logs, with percentile-bootstrap intervals over the probed facts.
 
-    L        (U + 1, P) float: probe p's target log-probability after u updates (row 0: before the first)
-    inj      the updates that carried the knowledge, 1-based (update u_i moves the model from row u_i - 1 to u_i)
+    u, L     the logged updates (increasing, from 0 = before the first update to U) and probe p's target
+             log-probability after each, (n_logged, P): every update of each window after an injection (and the one
+             before it) is logged, later ones log-spaced; a value between two logged updates is interpolated
+    inj      the updates that carried the knowledge, 1-based (update u_i moves the model from state u_i - 1 to u_i)
 
     local acquisition maximum   t_LAM(p, i) = argmax of L[u, p] over the window u_i <= u <= u_i + w - 1 (cut at
                                 the next injection and at the end of the log)
-    effectivity                 E(p, i) = L[t_LAM, p] - L[u_i - 1, p]: the gain of one injection
+    effectivity                 E(p, i) = L[t_LAM, p] - L[u_i - 1, p]: the gain of one injection (a maximum over
+                                the window: step-to-step noise biases it upwards; "effectivity_of_mean" takes the
+                                maximum of the probes' mean curve instead, which averages the noise first)
     retention                   R(t) = mean_p (L[t_LAM + t, p] - L[u_1 - 1, p]) / mean_p (L[t_LAM, p] - L[u_1 - 1, p])
                                 after the last injection (ratio of means: one probe's gain may be ~0)
     decay constant              a in R(t) ~ b - a ln t, least squares over log-spaced t in [1, t_max], with R²;
@@ -47,18 +51,31 @@ def log_grid(t_max: int, n: int = 40) -> np.ndarray:
     return np.unique(np.round(np.geomspace(1, t_max, n)).astype(int))
 
 
-def local_maxima(L: np.ndarray, inj: Sequence[int], window: int) -> tuple[np.ndarray, np.ndarray]:
-    """(t_LAM, effectivity), each (n_injections, P): the row of the window's maximum and its gain over the row
-    before the injection."""
-    U = L.shape[0] - 1
+def local_maxima(u: np.ndarray, L: np.ndarray, inj: Sequence[int], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t_LAM, effectivity), each (n_injections, P): the update of the window's maximum and its gain over the
+    state before the injection."""
+    U = int(u[-1])
     lam = np.zeros((len(inj), L.shape[1]), dtype=int)
     eff = np.zeros((len(inj), L.shape[1]))
-    for i, u in enumerate(inj):
-        hi = min(u + window - 1, U, (inj[i + 1] - 1) if i + 1 < len(inj) else U)
-        seg = L[u : hi + 1]
-        lam[i] = u + seg.argmax(0)
-        eff[i] = seg.max(0) - L[u - 1]
+    for i, ui in enumerate(inj):
+        hi = min(ui + window - 1, U, (inj[i + 1] - 1) if i + 1 < len(inj) else U)
+        rows = np.flatnonzero((u >= ui) & (u <= hi))
+        seg = L[rows]
+        lam[i] = u[rows][seg.argmax(0)]
+        eff[i] = seg.max(0) - L[_row(u, ui - 1)]
     return lam, eff
+
+
+def _row(u: np.ndarray, x: int) -> int:
+    i = int(np.searchsorted(u, x))
+    if i >= len(u) or u[i] != x:
+        raise ValueError(f"update {x} is not in the log")
+    return i
+
+
+def _at(u: np.ndarray, L: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """L interpolated at updates x (n_x, P) per probe column: x[:, p] for probe p."""
+    return np.stack([np.interp(x[:, p], u, L[:, p]) for p in range(L.shape[1])], axis=1)
 
 
 def _ci(reps: np.ndarray) -> tuple[float, float]:
@@ -74,29 +91,38 @@ def _stat(point: float, reps: np.ndarray, nd: int = 4) -> dict:
     return {"mean": round(float(point), nd), "lo": round(lo, nd), "hi": round(hi, nd)}
 
 
-def measure(L: np.ndarray, inj: Sequence[int], window: int, interval: int | None = None, n_boot: int = N_BOOT,
-            seed: int = 0, grid_points: int = 40) -> dict:
-    """Every measure of one group of probes (one scenario and probe kind) from its log L (U + 1, P)."""
+def measure(u: np.ndarray, L: np.ndarray, inj: Sequence[int], window: int, interval: int | None = None,
+            n_boot: int = N_BOOT, seed: int = 0, grid_points: int = 40) -> dict:
+    """Every measure of one group of probes (one scenario and probe kind) from its log (u, L)."""
+    u = np.asarray(u, dtype=int)
     L = np.asarray(L, dtype=float)
-    U, P = L.shape[0] - 1, L.shape[1]
-    inj = [int(u) for u in inj]
+    U, P = int(u[-1]), L.shape[1]
+    inj = [int(x) for x in inj]
     if not inj or inj[0] < 1 or inj[-1] > U:
         raise ValueError(f"injections {inj} must lie in 1..{U}")
     rng = np.random.default_rng(seed)
     W = rng.multinomial(P, np.full(P, 1.0 / P), size=n_boot).astype(float) / P  # (n_boot, P) resampling weights
-    lam, eff = local_maxima(L, inj, window)
-    base = L[inj[0] - 1]
+    lam, eff = local_maxima(u, L, inj, window)
+    base = L[_row(u, inj[0] - 1)]
     out: dict = {"n": P, "injections": inj}
     e = eff.mean(0)  # per probe, averaged over injections
     out["effectivity"] = _stat(e.mean(), W @ e)
     out["effectivity"]["per_injection"] = [round(float(x), 4) for x in eff.mean(1)]
+    em_point, em_reps = np.zeros(len(inj)), np.zeros((n_boot, len(inj)))
+    for i, ui in enumerate(inj):
+        hi = min(ui + window - 1, U, (inj[i + 1] - 1) if i + 1 < len(inj) else U)
+        rows = np.flatnonzero((u >= ui) & (u <= hi))
+        gain = L[rows] - L[_row(u, ui - 1)]  # (n_rows, P)
+        em_point[i] = gain.mean(1).max()
+        em_reps[:, i] = (W @ gain.T).max(1)
+    out["effectivity_of_mean"] = _stat(em_point.mean(), em_reps.mean(1))
     last = lam[-1]
-    g0 = L[last, np.arange(P)] - base
+    g0 = _at(u, L, last[None, :])[0] - base
     out["lam"] = {"gain": _stat(g0.mean(), W @ g0), "steps_after_injection": round(float((last - inj[-1]).mean()), 2)}
-    final = L[U] - base
+    final = L[-1] - base
     out["final_gain"] = _stat(final.mean(), W @ final)
     if interval is not None and inj[-1] - 1 + interval <= U:  # just before the next injection would have come
-        nxt = L[inj[-1] - 1 + interval] - base
+        nxt = _at(u, L, np.full((1, P), inj[-1] - 1 + interval))[0] - base
         out["gain_one_interval_after"] = _stat(nxt.mean(), W @ nxt)
     t_max = int(U - last.max())
     t = log_grid(t_max, grid_points)
@@ -104,7 +130,7 @@ def measure(L: np.ndarray, inj: Sequence[int], window: int, interval: int | None
         out["retention"] = None
         out["decay"] = {"reason": f"only {t_max} steps after the last local maximum"}
         return out
-    G = L[last[:, None] + t[None, :], np.arange(P)[:, None]] - base[:, None]  # (P, n_t) gain t steps after t_LAM
+    G = (_at(u, L, last[None, :] + t[:, None]) - base).T  # (P, n_t): gain t updates after each probe's t_LAM
     with np.errstate(invalid="ignore", divide="ignore"):
         r = G.mean(0) / g0.mean()
         r_reps = (W @ G) / (W @ g0)[:, None]
