@@ -43,12 +43,20 @@ import click
 @click.option("--per-bucket", type=int, default=None, help="Evaluate at most N questions per count bucket (default: all).")
 @click.option("--counterfactual", type=int, default=0, show_default=True,
               help="Also train a model without the documents of N facts (count >= 10) and report the drop on them.")
+@click.option("--dynamics", "dynamics", flag_value="quick", default=None,
+              help="Also run `rag world dynamics --preset quick` (knowledge acquired and forgotten during training; "
+                   "~2 min) into OUT/dynamics and add its section to the report.")
+@click.option("--dynamics-preset", "dynamics", help="The same with another preset (e.g. paper: < 30 min).")
+@click.option("--inject", is_flag=True,
+              help="Also run `rag world inject` on the bench's model (new facts taught by training vs supplied by "
+                   "retrieval; a few minutes) into OUT/inject and add its section to the report.")
 @click.option("--export", type=click.Path(path_type=Path), default=None,
               help="Also copy the committable part (report.md, tables, plots; no records or models) to this folder.")
 @click.option("--overwrite", is_flag=True, help="Delete the output folder and start afresh.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions, distractors, reading_docs, reading_known, avoid_names,
-          steps, d_model, layers, threads, retrievers, encoder, k, shots, sentences, prompt_format, per_bucket, counterfactual, export, overwrite, progress) -> None:
+          steps, d_model, layers, threads, retrievers, encoder, k, shots, sentences, prompt_format, per_bucket, counterfactual, dynamics, inject,
+          export, overwrite, progress) -> None:
     """Run the built-in benchmark end to end on a generated world.
 
     Generates a fictional world with known relevant-document counts, builds passages, BM25 and dense
@@ -75,7 +83,7 @@ def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions,
         retrievers=tuple(retrievers) or base.retrievers,
         encoder=encoder, k=k, shots=shots, sentences=sentences or None, prompt_format=prompt_format,
         per_bucket=per_bucket, counterfactual=counterfactual,
-        avoid_names=str(avoid_names) if avoid_names else None, seed=seed,
+        avoid_names=str(avoid_names) if avoid_names else None, seed=seed, dynamics=dynamics, inject=inject,
     )
     summary = run_bench(cfg, out, overwrite=overwrite, progress=progress)
     if export is not None:

@@ -8,6 +8,7 @@ Every step writes its own artifact folder under `out` and is skipped when that f
 (its manifest exists), so a rerun reuses everything done and an interrupted run continues.
 
     out/world/ passages/ bm25/ dense/ lexicon/ counts/ model/ [model-cf/] eval/ (a run folder, with report.html)
+        [dynamics/] (`rag world dynamics`, --dynamics)  [inject/] (`rag world inject` on model/, --inject)
     out/agreement.json  probes.json  [counterfactual.json]  bench.json  report.md  plots/
 """
 from __future__ import annotations
@@ -51,6 +52,8 @@ class BenchConfig:
     counterfactual: int = 0  # facts (with count >= 10) whose documents a second model never sees
     avoid_names: str | None = None  # a name list / DBpedia surface forms the generated names must avoid
     seed: int = 0
+    dynamics: str | None = None  # a `rag world dynamics` preset run into out/dynamics (None: not run)
+    inject: bool = False  # also run `rag world inject` (its quick settings) on the bench's model into out/inject
 
     def __post_init__(self):
         bad = [r for r in self.retrievers if r not in RETRIEVERS]
@@ -67,13 +70,18 @@ class BenchConfig:
             raise BadInputError(f"sentences must be positive (or None for whole passages), got {self.sentences}")
         if self.per_bucket is not None and self.per_bucket < 1:
             raise BadInputError(f"per_bucket must be positive, got {self.per_bucket}")
+        if self.dynamics is not None:
+            from rag.world.dynamics import preset
+
+            preset(self.dynamics)  # an unknown preset is an error naming the choices
 
 
 def _identity(cfg: dict) -> dict:
     """The settings that finished artifacts depend on. Left out: training threads (speed only), and what a
-    resumed run may add to (more retrievers, a larger per-bucket sample, a counterfactual model)."""
+    resumed run may add to (more retrievers, a larger per-bucket sample, a counterfactual model, the dynamics and
+    injection experiments)."""
     cfg = json.loads(json.dumps(cfg))
-    for k in ("counterfactual", "retrievers", "per_bucket"):
+    for k in ("counterfactual", "retrievers", "per_bucket", "dynamics", "inject"):
         cfg.pop(k, None)
     cfg.get("train", {}).pop("threads", None)
     return cfg
@@ -302,6 +310,16 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
             steps.run("counterfactual", None, lambda: write_json_atomic(
                 out / "counterfactual.json", counterfactual(cfg, out, truth, docs, vocab_texts, progress)))
         cf = json.loads((out / "counterfactual.json").read_text())
+    if cfg.dynamics:
+        from rag.world.dynamics import preset, run_dynamics
+
+        steps.run("dynamics", out / "dynamics", lambda: run_dynamics(preset(cfg.dynamics), out / "dynamics", progress=progress,
+                                                                     threads=cfg.train.threads, preset_name=cfg.dynamics))
+    if cfg.inject:
+        from rag.world.inject import QUICK, run_inject
+
+        steps.run("inject", out / "inject", lambda: run_inject(QUICK, world, out / "model", out / "inject", progress=progress,
+                                                               threads=cfg.train.threads))
     summary = {
         "world": {k: wm[k] for k in ("n_entities", "n_facts", "n_docs", "n_questions", "n_demos", "n_probes", "counts")},
         "passages": len(store),
@@ -406,6 +424,10 @@ def write_report(out: Path, summary: dict) -> Path:
                   f"{cf['n_facts']} facts (count >= 10), {cf['n_docs_removed']} documents removed.", "",
                   _md_table(["model", "closed-book EM", *keys],
                             [[name, cf[name]["closed_em"], *(cf[name][k] for k in keys)] for name in ("full", "counterfactual")]), ""]
+    for sub, name in (("dynamics", "dynamics.md"), ("inject", "inject.md")):
+        if (out / sub / MANIFEST).exists() and (out / sub / name).exists():
+            text = (out / sub / name).read_text(encoding="utf-8")
+            lines += [text.replace("](plots/", f"]({sub}/plots/"), ""]
     lines += ["## Steps", "", _md_table(["step", "seconds", "reused"], [[k, v["seconds"], v["reused"]] for k, v in summary["steps"].items()]),
               "", f"Wall time of this session: {summary['wall_seconds_this_session']} s.", ""]
     path = out / "report.md"
@@ -427,4 +449,12 @@ def export_report(out: str | os.PathLike, dest: str | os.PathLike) -> Path:
     write_json_atomic(dest / "probes.json", {"model": probes["model"], "rows": probes["rows"]})
     for p in (out / "plots").glob("*.png"):
         shutil.copy(p, dest / "plots" / p.name)
+    if (out / "dynamics" / MANIFEST).exists():
+        from rag.world.dynamics import export_run
+
+        export_run(out / "dynamics", dest / "dynamics")
+    if (out / "inject" / MANIFEST).exists():
+        from rag.world.inject import export_run as export_inject
+
+        export_inject(out / "inject", dest / "inject")
     return dest

@@ -85,6 +85,9 @@ class InjectConfig:
         return tuple(m for m in METHODS if self.lora or m != "train-lora")
 
 
+QUICK = InjectConfig(n_people=8, n_orgs=4, n_heldout=6)  # `rag bench --inject`
+
+
 # --- the new knowledge -----------------------------------------------------------------------------------
 
 

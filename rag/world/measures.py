@@ -14,7 +14,8 @@ Pretraining?") from per-step probe logs, with percentile-bootstrap intervals ove
     retention                   R(t) = mean_p (L[t_LAM + t, p] - L[u_1 - 1, p]) / mean_p (L[t_LAM, p] - L[u_1 - 1, p])
                                 after the last injection (ratio of means: one probe's gain may be ~0)
     decay constant              a in R(t) ~ b - a ln t, least squares over log-spaced t in [1, t_max], with R²;
-                                R reaches 0 at t = exp(b / a), the extrapolated learnability threshold
+                                R reaches 0 at t = exp(b / a), the extrapolated learnability threshold. Fitted only
+                                when the knowledge was acquired: the mean gain over the last window is above 0
     final gain                  L[U, p] - L[u_1 - 1, p]
 
 Every mean comes with a 95% percentile-bootstrap interval over probes (facts), the probes resampled with
@@ -135,9 +136,13 @@ def measure(u: np.ndarray, L: np.ndarray, inj: Sequence[int], window: int, inter
         r = G.mean(0) / g0.mean()
         r_reps = (W @ G) / (W @ g0)[:, None]
     out["retention"] = {"t": t.tolist(), "mean": [round(float(x), 4) for x in r]}
-    acquired = out["lam"]["gain"]["lo"] > 0
-    if not acquired:
-        out["decay"] = {"reason": "not acquired: the interval of the gain at the local maximum includes 0"}
+    # acquired: the gain averaged over the last window (unlike its maximum, not biased upwards by noise) is above 0
+    hi = min(inj[-1] + window - 1, U)
+    rows = np.flatnonzero((u >= inj[-1]) & (u <= hi))
+    wg = (L[rows] - base).mean(0)
+    out["window_gain"] = _stat(wg.mean(), W @ wg)
+    if out["window_gain"]["lo"] <= 0:
+        out["decay"] = {"reason": "not acquired: the mean gain over the window after the last injection is not above 0"}
         return out
     a, b, r2 = fit_decay(t, r)
     ra, rb, _ = fit_decay(t, r_reps)
