@@ -186,7 +186,7 @@ def write_markdown(out: Path, cfg, results: dict, learn: list[dict]) -> str:
         for fam in learn:
             lines.append(f"- {fam['series']}, {fam['scenario']} / {fam['kind']} (batch {fam['batch_size']}, d={fam['d_model']}): {fam['reading']}.")
         lines.append("")
-    lines += ["![conditions](plots/conditions.png)", ""]
+    lines += ["![conditions](plots/conditions.png)", "", "![retention by condition](plots/retention-conditions.png)", ""]
     text = "\n".join(lines)
     write_text_atomic(out / "dynamics.md", text)
     return text
@@ -258,6 +258,29 @@ def plot(out: Path, cfg, results: dict, learn: list[dict]) -> None:
         plt.close(fig)
 
     names = [c.name for c in cfg.conditions if c.name in results]
+    # retention of every condition on one axis per scenario, against tokens seen since the local maximum
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    cmap = plt.get_cmap("tab10")
+    for j, sc in enumerate(SCENARIOS):
+        ax = axes[j]
+        for k, n in enumerate(names):
+            g = _group(results[n], sc, "memorization")
+            if not g or not g.get("retention"):
+                continue
+            tok = np.array(g["retention"]["t"]) * results[n]["setup"]["tokens_per_update"]
+            d = g.get("decay") or {}
+            label = f"{n} (a={d['a']:.2f})" if "a" in d else f"{n} (not acquired)"
+            ax.plot(tok, g["retention"]["mean"], "-", lw=1, color=cmap(k % 10), label=label)
+        ax.set_xscale("log")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("tokens trained on since the local maximum")
+        ax.set_title(f"{sc}: retention, paired memorization")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "plots" / "retention-conditions.png", dpi=100)
+    plt.close(fig)
+
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     w = 0.25
     for k, sc in enumerate(SCENARIOS):

@@ -53,6 +53,36 @@ def test_tiny_bench_end_to_end_and_rerun(tmp_path):
     assert r.exit_code == 2 and "other settings" in r.output
 
 
+@pytest.mark.slow
+def test_tiny_bench_adds_dynamics_and_inject_sections(tmp_path, monkeypatch):
+    """`rag bench --dynamics-preset P --inject`: both experiments run into the bench folder, each adds its section
+    to report.md and its committable part to the export; what the bench had finished is reused."""
+    pytest.importorskip("torch")
+    from rag.world import dynamics
+    from rag.world.dynamics import Condition, DynamicsConfig
+    from rag.world.generator import WorldParams
+    from rag.world.tinylm import TinyConfig
+
+    monkeypatch.setitem(dynamics.PRESETS, "test-tiny", DynamicsConfig(
+        world=WorldParams(n_people=16, n_orgs=5, n_cities=5, n_countries=3, max_count=40, n_distractor_docs=10,
+                          n_reading_docs=0, n_nonce=0, n_demo_people=0),
+        model=TinyConfig(n_layer=1, n_head=2, d_model=16, block_size=64),
+        conditions=(Condition("base", batch_size=8, interval=4, d_model=16),), n_people=1, n_orgs=1, injections=3,
+        base_steps=10, base_batch=8, tail=8, window=4, warmup=5, checkpoint_every=5))
+    out = tmp_path / "bench"
+    base = ["bench", "--out", str(out), *TINY, "--retriever", "bm25"]
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, [*base, "--dynamics-preset", "test-tiny", "--inject", "--export", str(tmp_path / "res")])
+    assert r.exit_code == 0, r.output
+    steps = json.loads((out / "bench.json").read_text())["steps"]
+    assert steps["train"]["reused"] and not steps["dynamics"]["reused"] and not steps["inject"]["reused"]
+    report = (out / "report.md").read_text()
+    assert "Knowledge acquisition and forgetting during training" in report and "](dynamics/plots/logprob-base.png)" in report
+    assert "Injecting new facts: further training vs retrieval" in report and "train-lora" in report
+    assert (tmp_path / "res" / "dynamics" / "measures.json").exists() and (tmp_path / "res" / "inject" / "inject.json").exists()
+
+
 def test_bad_generator_parameters_are_clear_errors(tmp_path):
     for args, msg in ((["--people", "0"], "n_people must be at least 1"), (["--max-count", "-5"], "max_count"),
                       (["--zipf", "0"], "zipf must be a positive number")):
