@@ -1,7 +1,8 @@
 """`rag world dynamics`: how the tiny model acquires and forgets injected knowledge during training (Chang et al.
 2024), under several conditions, with exact ground truth.
 
-    world (no reading exercises) -> new entities with twins (rag.world.knowledge), split over three scenarios
+    world (no reading exercises) -> new entities with twins (rag.world.knowledge), split over three scenarios;
+                     each name is mentioned, without facts, in `name_mentions` pretraining documents
     base-d<width>/   pretraining at the base batch size, no injection (shared by every condition of that width)
     <condition>/     the base continued: at injection updates u_i = 1 + i * interval, rows of the batch are replaced
                      by the scenario's texts (duplicate: the same text N times; paraphrase: N paraphrases; once:
@@ -19,7 +20,7 @@ updates and draws its batches from (seed, phase, step) alone, so a run killed wi
 checkpoint and writes byte-identical logs (same seed, same thread count).
 
 Run folder (format 1):
-    config.json  vocab.json  world/  items.jsonl  probes.jsonl  base-d<w>/  <condition>/{log.jsonl, model/, manifest.json}
+    config.json  vocab.json  world/  items.jsonl  probes.jsonl  mentions.jsonl  base-d<w>/  <condition>/{log.jsonl, model/, manifest.json}
     measures.json  dynamics.md  plots/  manifest.json (when every condition of the run is finished)
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 from rag.artifacts import MANIFEST, atomic_dir, read_json_file, write_json_atomic, write_manifest, write_text_atomic
 from rag.errors import BadInputError
 from rag.world import checkpoint
-from rag.world.generator import CORPUS, WorldParams, generate, open_world, read_jsonl, write_world
+from rag.world.generator import CORPUS, DISTRACTORS, WorldParams, generate, open_world, read_jsonl, write_world
 from rag.world.tinylm import TinyConfig, TrainConfig, WordTokenizer
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ class DynamicsConfig:
     conditions: tuple[Condition, ...] = (Condition("base"),)
     n_people: int = 4  # new entities per scenario
     n_orgs: int = 4
+    # documents naming a new entity (or its twin) without any fact, in the pretraining corpus: the names are known
+    # words when their facts arrive (as the fictional names of Chang et al. are made of known tokens); a word the
+    # model never saw has an embedding that Adam drives through the softmax alone, and the first injection then
+    # upsets every prediction made after that name
+    name_mentions: int = 8
     injections: int = 10  # of the duplicate and paraphrase scenarios (once: 1)
     base_steps: int = 600  # pretraining before the first injection, at base_batch
     base_batch: int = 16
@@ -84,6 +90,8 @@ class DynamicsConfig:
 
         if not self.conditions:
             bad("at least one condition is needed")
+        if self.name_mentions < 0:
+            bad(f"name_mentions must be >= 0, got {self.name_mentions}")
         names = [c.name for c in self.conditions]
         if len(set(names)) != len(names):
             bad(f"condition names must be unique, got {names}")
@@ -258,15 +266,21 @@ def prepare(cfg: DynamicsConfig, out: Path) -> Prepared:
             rows.append({"scenario": sc, "item": it.to_json(), "texts": paraphrases(it, cfg.injections, "world", rng)})
             for p in probes(it, "world"):
                 prb.append({"pid": len(prb), "scenario": sc, **p})
+        mentions = [{"name": n, "text": DISTRACTORS[int(rng.integers(len(DISTRACTORS)))].format(e=n)}
+                    for it in items for n in (it.name, it.twin) for _ in range(cfg.name_mentions)]
         tok = WordTokenizer.build([*docs, *vocabulary_texts(items)])
         write_json_atomic(out / "vocab.json", {"version": 1, "tokens": tok.tokens})
         _jsonl(out / "items.jsonl", rows)
+        _jsonl(out / "mentions.jsonl", mentions)
         _jsonl(out / "probes.jsonl", prb)  # written last: its presence marks the preparation done
     tok = WordTokenizer(read_json_file(out / "vocab.json")["tokens"])
     items = read_jsonl(out / "items.jsonl")
     for it in items:
         Item.from_json(it["item"])  # a damaged file fails here, not mid-run
-    data = training_stream(docs, tok)
+    mentions = [m["text"] for m in read_jsonl(out / "mentions.jsonl")]
+    order = np.random.default_rng([cfg.seed, 20]).permutation(len(docs) + len(mentions))
+    pool = [*docs, *mentions]
+    data = training_stream([pool[i] for i in order], tok)
     return Prepared(cfg, out, tok, data, items, read_jsonl(out / "probes.jsonl"), wm["fingerprint"])
 
 
