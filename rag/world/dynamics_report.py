@@ -99,10 +99,15 @@ def learnability(cfg, results: dict) -> list[dict]:
                 if all(r["gain"]["lo"] <= 0 for r in rows[i:]):
                     threshold = rows[i]["interval"]
                     break
+            if threshold is None:
+                reading = f"gain above 0 at every interval tested (up to {rows[-1]['interval']}): the threshold lies beyond"
+            elif threshold == rows[0]["interval"]:
+                reading = f"no gain above 0 at any interval tested (from {threshold}): not acquired at all"
+            else:
+                prev = rows[[r["interval"] for r in rows].index(threshold) - 1]["interval"]
+                reading = f"no gain above 0 from interval {threshold} on: the threshold lies between {prev} and {threshold}"
             out.append({"batch_size": bs, "d_model": d, "series": series, "scenario": sc, "kind": kind, "rows": rows,
-                        "threshold": threshold,
-                        "reading": (f"no gain above 0 from interval {threshold} on" if threshold is not None
-                                    else f"gain above 0 at every interval tested (up to {rows[-1]['interval']})")})
+                        "threshold": threshold, "reading": reading})
     return out
 
 

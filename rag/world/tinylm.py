@@ -6,7 +6,10 @@ and output embeddings), a few million parameters, with a copy head (a pointer ov
 with the vocabulary distribution through a learned sink, as in pointer-generator networks): without it
 a model this small does not learn to copy an answer from a passage within minutes of CPU training. Training: random windows of `block_size` + 1 tokens
 from the documents joined by blank lines (the separator of few-shot prompts), AdamW with cosine decay,
-a fixed number of steps (deterministic for a seed and thread count).
+a fixed number of steps (deterministic for a seed and thread count). `Trainer.step` takes one batch the caller
+built, so the dynamics and injection experiments (rag.world.dynamics, rag.world.inject) train through the same
+loop; `score_targets` is the one target log-probability used by the probes, the dynamics logs and the reader's
+`score_batch`; `grow_vocabulary` adds words to a trained model.
 
 Model folder (format 1), written atomically:
     weights.safetensors   float32 tensors (no pickle is ever loaded)
