@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 KIND = "world-dynamics"
 SCENARIOS = ("duplicate", "paraphrase", "once")
-KINDS = ("memorization", "semantic", "composition")
 LOG = "log.jsonl"
 
 

@@ -12,7 +12,6 @@ log-probability (the paper's measure); "twin" = the twins alone (no knowledge in
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -20,14 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from rag.artifacts import MANIFEST, read_json_file, write_json_atomic, write_text_atomic
+from rag.world.dynamics import SCENARIOS, load_log
 from rag.world.generator import read_jsonl
+from rag.world.knowledge import KINDS
 from rag.world.measures import measure
 
 log = logging.getLogger(__name__)
-
-SCENARIOS = ("duplicate", "paraphrase", "once")
-KINDS = ("memorization", "semantic", "composition")
-SERIES = ("paired", "raw", "twin")
 
 
 def _pairs(probes: list[dict]) -> dict[tuple[str, str], tuple[list[int], list[int]]]:
@@ -43,8 +40,6 @@ def _pairs(probes: list[dict]) -> dict[tuple[str, str], tuple[list[int], list[in
 
 
 def condition_measures(out: Path, cfg, c, probes: list[dict]) -> dict:
-    from rag.world.dynamics import load_log
-
     u, L = load_log(out / c.name)
     inj, U = cfg.schedule(c)
     if not np.array_equal(u, cfg.log_points(c)):
