@@ -476,7 +476,8 @@ RULES: list[Rule] = [
     Rule(r"^rag ask .* --base-url https://models\.example\.org/v1 --model NAME --api-key-env MY_SERVER_KEY$",
          subs=(Sub(r"https://models\.example\.org/v1", "{server}", SERVER_MODEL), Sub(r"--model NAME", "--model smollm2-135m", SERVER_MODEL)),
          why=SERVER_MODEL + "; the key is sent from MY_SERVER_KEY (this server accepts any)", expect=r"closed-book:"),
-    Rule(r"^reader:\n  model: smollm2-135m", reader_yaml, kind="yaml"),
+    Rule(r"^reader:\n  model: smollm2-135m", reader_yaml, kind="yaml",
+         why="a fragment of an evaluation config: it must parse as the reader section of one"),
     # Relevant-document counts
     Rule(r"^rag counts build --passages indexes/wiki-both --qa \.\./shared/data/qa/nq-open\.test\.jsonl ", expect=r"unlinked"),
     Rule(r"^rag counts show indexes/counts-nq-open-wiki-both$", expect=r"bucket"),
