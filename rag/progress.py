@@ -157,6 +157,11 @@ def bar(desc: str, total: float | None = None, unit: str = "it", enabled: bool =
     return LineBar(desc, total=total, unit=unit, unit_scale=unit_scale, initial=initial)
 
 
+def note(message: str, *args) -> None:
+    """One line of a long command's progress that is neither a bar nor a stage (e.g. what a resumed run reuses)."""
+    log.info(message, *args)
+
+
 @contextmanager
 def stage(desc: str, what: str = "") -> Iterator[dict]:
     """A step without a bar: logs `desc: started` and `desc: done in T s` (or `interrupted`), on a terminal too.

@@ -84,7 +84,8 @@ def index() -> None:
               help="Index folder to create, e.g. indexes/bm25-wiki. Written atomically: it appears only when complete.")
 @_build_options
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bars on stderr (on a terminal; elsewhere, and with --no-progress, one log line per stage).")
 @engine_options()
 def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool, exec_engine, **options) -> None:
     """Index the passages in --passages as --kind into the folder --out.
@@ -114,9 +115,13 @@ def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool,
         if kind != "dense":
             raise BadInputError(f"--exec-engine ray / --shards apply to --kind dense (a {kind} index is built here)")
         given["engine"] = exec_engine  # dense takes no BM25 --engine (refused above), so the name is free
+    from rag.progress import draw_bars, stage
+
     store = PassageStore(passages)
     t0 = time.perf_counter()
-    path = cls.build(store, out, overwrite=overwrite, progress=progress, **given)
+    # bars where the builder draws them (a terminal); elsewhere its stages log started / done lines, and so does this
+    with stage(f"index build ({kind})", f"{len(store):,} passages -> {out}"):
+        path = cls.build(store, out, overwrite=overwrite, progress=draw_bars(progress), **given)
     click.echo(f"built {kind} index {path} over {len(store):,} passages in {time.perf_counter() - t0:.1f} s")
 
 

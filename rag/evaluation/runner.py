@@ -12,7 +12,6 @@ refuses to continue if anything that changes a record (QA file, counts, reader, 
 from __future__ import annotations
 
 import logging
-import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from rag.evaluation.records import CLOSED, EvalRecord, rag_mode
 from rag.evaluation.run_folder import RunFolder, Selection, mode_identities, run_identity
 from rag.evaluation.sampling import stratified_sample
 from rag.evaluation.timing import StageTimer, TimedReader
+from rag.progress import bar as progress_bar
+from rag.progress import note, stage
 from rag.qa import load_questions, qa_fingerprint
 from rag.regex_golds import is_regex
 from rag.types import Passage, Question
@@ -183,8 +184,8 @@ def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool,
     pending_q = [q for q in p.questions if any((q.qid, m) not in done for m in modes)]
     result.reused = sum(1 for q in p.questions for m in modes if (q.qid, m) in done)
     _write_start(folder, p)
-    log.info("%s: %d questions selected, %d records already done, %d questions to run", folder.path, len(p.questions),
-             result.reused, len(pending_q))
+    note("%s: %d questions selected, %d records already done, %d questions to run", folder.path, len(p.questions),
+         result.reused, len(pending_q))
 
     from rag.engine import engine_session
 
@@ -205,7 +206,7 @@ def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool,
     if report:
         from rag.evaluation.report import render
 
-        with timer.stage("report"):
+        with timer.stage("report"), stage("report", str(folder.path)):
             render(folder.path)
     timer.write(folder.path / "timing.json", _session_extra(result, pending_q, interrupted=False))
     return result
@@ -256,7 +257,7 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
     from rag.retrievers import load_index
 
     cfg = p.cfg
-    with timer.stage("load"):
+    with timer.stage("load"), stage("load", "indexes and reader"):
         retrievers: dict[str, "Retriever"] = {}
         for r in cfg.retrievers:
             if any((q.qid, rag_mode(r.name)) not in done for q in pending_q):
@@ -283,9 +284,7 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
             jobs.append((mode, todo, per_q, hits))
         return jobs
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(pending_q), desc=f"eval {cfg.name}", unit="q", file=sys.stderr, disable=not progress)
+    bar = progress_bar(f"eval {cfg.name}", total=len(pending_q), unit="question", enabled=progress)
     # a window of batches is prepared (retrieval) and handed to the generator together: one batch locally, enough
     # to keep every Ray reader actor busy otherwise; records are still written batch by batch, in order
     window = cfg.batch_size * gen.parallelism
@@ -307,11 +306,11 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
                     folder.store.append(recs)
                 result.computed[mode] = result.computed.get(mode, 0) + len(recs)
             bar.update(sum(len(c) for c in chunks))
-    except BaseException:
+    except BaseException as e:
+        bar.close(e)
         gen.close(owned=reader is None)  # free the model / the reader actors; the records written so far stay
         raise
-    finally:
-        bar.close()
+    bar.close()
     return gen
 
 
