@@ -51,6 +51,15 @@ def _amount(n: float, unit: str, scale: bool) -> str:
     return f"{n:,.0f} {unit}" + ("" if unit.endswith("s") or unit == "B" or n == 1 else "s")
 
 
+def _of(n: float, total: float | None, unit: str, scale: bool) -> str:
+    """"300 of 1,000 passages", "1.00MB of 3.00MB", or without a total "300 passages"."""
+    if not total:
+        return _amount(n, unit, scale)
+    if scale:
+        return f"{_amount(n, unit, scale)} of {_amount(total, unit, scale)}"
+    return f"{n:,.0f} of {_amount(total, unit, scale)}"
+
+
 def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
@@ -66,8 +75,7 @@ class LineBar:
         self.log_every = LOG_EVERY if log_every is None else log_every
         self.t0 = self.last = time.perf_counter()
         self.closed = False
-        of = f" of {_amount(total, unit, unit_scale)}" if total else ""
-        already = f", {_amount(initial, unit, unit_scale)}{of} done before" if initial else ""
+        already = f", {_amount(initial, unit, unit_scale)} done before" if initial else ""
         log.info("%s: started%s", desc, f" ({_amount(total, unit, unit_scale)}{already})" if total else already)
 
     def update(self, n: float = 1) -> None:
@@ -80,9 +88,9 @@ class LineBar:
     def _where(self, now: float) -> str:
         done = self.n - self.initial
         rate = done / max(now - self.t0, 1e-9)
-        text = _amount(self.n, self.unit, self.scale)
+        text = _of(self.n, self.total, self.unit, self.scale)
         if self.total:
-            text += f" of {_amount(self.total, self.unit, self.scale)} ({100 * self.n / self.total:.0f}%)"
+            text += f" ({100 * self.n / self.total:.0f}%)"
         text += f", {_amount(rate, self.unit, self.scale)}/s"
         if self.total and rate > 0:
             text += f", ETA {_seconds((self.total - self.n) / rate)}"
@@ -106,9 +114,8 @@ class LineBar:
         self.closed = True
         secs = time.perf_counter() - self.t0
         if error is not None:
-            of = f" of {_amount(self.total, self.unit, self.scale)}" if self.total else ""
             why = "" if isinstance(error, KeyboardInterrupt) else f" by {type(error).__name__}"
-            log.info("%s: interrupted%s after %s%s (%s)", self.desc, why, _amount(self.n, self.unit, self.scale), of,
+            log.info("%s: interrupted%s after %s (%s)", self.desc, why, _of(self.n, self.total, self.unit, self.scale),
                      _seconds(secs))
             return
         done = self.n - self.initial

@@ -57,9 +57,10 @@ def lexicon_cmd(out, passages, surface_forms, redirects, qa_files, case_sample, 
     from rag.progress import stage
 
     questions = [q for path in qa_files for q in _questions(path)]
-    with stage("lexicon", f"-> {out}"):
+    with stage("lexicon", f"-> {out}") as info:
         lex = build_lexicon(out, passages=passages, surface_forms=surface_forms, redirects=redirects, questions=questions,
                             qa_name=",".join(map(str, qa_files)) or "qa", case_sample=case_sample, overwrite=overwrite)
+        info.update(forms=lex.manifest["n_forms"], entities=lex.manifest["n_entities"])
     m = lex.manifest
     click.echo(f"lexicon {out}: {m['n_forms']:,} forms, {m['n_entities']:,} entities, {m['n_ambiguous_forms']:,} ambiguous forms "
                f"(fingerprint {m['fingerprint']})")
@@ -87,9 +88,10 @@ def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_
     from rag.progress import draw_bars, stage
 
     linker = make_cli_linker(linker_name, linker_opts, lexicon)
-    with stage("postings", f"linking {passages} -> {out}"):  # the linking bar is drawn on a terminal only
+    with stage("postings", f"linking {passages} -> {out}") as info:  # the linking bar is drawn on a terminal only
         p = build_postings(passages, linker, out, unit=unit, include_title=not no_title, workers=workers,
                            overwrite=overwrite, progress=draw_bars(not no_progress), engine=exec_engine)
+        info.update(pairs=p.manifest["n_pairs"], entities=p.manifest["n_entities"])
     m = p.manifest
     click.echo(f"postings {out}: {m['n_entities']:,} entities, {m['n_pairs']:,} (entity, document) pairs over {m['n_docs']:,} {unit}; "
                f"{m['passages_per_second']:,.0f} passages/s with {m['workers']} worker(s)")

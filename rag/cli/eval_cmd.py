@@ -54,7 +54,8 @@ def eval_group() -> None:
               help="Override any config value by its dotted key, VALUE read as YAML, e.g. --set reader.n_ctx=1024 "
                    "--set buckets=[0,10,1000] (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Delete the run folder's results and start afresh instead of resuming.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bar on stderr (on a terminal; elsewhere, and with --no-progress, one log line per stage).")
 @engine_options(shards=False)
 def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit, k, count_method, only, sets, overwrite, progress,
         exec_engine) -> None:

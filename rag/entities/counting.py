@@ -359,9 +359,10 @@ def build_counts(
                 log.info("reusing the lexicon finished by an earlier run: %s", lexicon)
             else:
                 with stage("lexicon", f"titles of {len(store):,} passages, {len(surface_forms)} surface-form files, "
-                                      f"{len(questions):,} questions' answers"):
-                    build_lexicon(lexicon, passages=store.folder, surface_forms=surface_forms, redirects=redirects,
-                                  questions=questions, qa_name=str(qa_path or "qa"), progress=progress)
+                                      f"{len(questions):,} questions' answers") as info:
+                    lex = build_lexicon(lexicon, passages=store.folder, surface_forms=surface_forms, redirects=redirects,
+                                        questions=questions, qa_name=str(qa_path or "qa"), progress=progress)
+                    info.update(forms=lex.manifest["n_forms"], entities=lex.manifest["n_entities"])
             built.append("lexicon")
         opts["lexicon"] = lexicon
     lk = make_linker(linker, **opts)
@@ -370,8 +371,9 @@ def build_counts(
         if postings.exists():
             log.info("reusing the postings finished by an earlier run: %s", postings)
         else:
-            with stage("postings", f"linking {len(store):,} passages"):
-                build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress, engine=engine)
+            with stage("postings", f"linking {len(store):,} passages") as info:
+                m = build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress, engine=engine).manifest
+                info.update(pairs=m["n_pairs"], entities=m["n_entities"], documents=m["n_docs"])
         built.append("postings")
         post = Postings.open(postings, store=store, linker=lk)
     else:
@@ -386,8 +388,9 @@ def build_counts(
     from rag.entities.frames import Frames
 
     fr = Frames.induce([q.question for q in questions]) if frames else None
-    with stage("counting", f"{len(questions):,} questions"):
+    with stage("counting", f"{len(questions):,} questions") as info:
         rows = count_questions(questions, lk, post, exclude_countries=exclude_countries, phrases=phrases, frames=fr)
+        info.update(counted=sum(r.status == OK for r in rows), unlinked=sum(r.status != OK for r in rows))
     fields_ = dict(
         passages={"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)},
         qa={"path": str(qa_path) if qa_path else None, "fingerprint": quick_fingerprint(qa_path) if qa_path and Path(qa_path).is_file() else None},
