@@ -306,7 +306,7 @@ def ray_line(ws: Workspace, line: str) -> str:
 
 def ray_cli(ws: Workspace, line: str) -> str:
     """`ray start|stop ...`: parsed by Ray's own click command (options and values checked), not run."""
-    ray_scripts = pytest.importorskip("ray.scripts.scripts", reason="pip install 'rag[ray]'")
+    import ray.scripts.scripts as ray_scripts  # rag[ray], part of `all`
     argv = shlex.split(line.replace("HEAD_IP", "127.0.0.1"))
     assert argv[0] == "ray", line
     cmd = ray_scripts.cli.commands[argv[1]]
