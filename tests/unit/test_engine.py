@@ -129,10 +129,10 @@ def test_sharded_ivf_shares_one_quantizer(tmp_path):
     store = make_store(tmp_path / "p", synthetic_texts(400, seed=3))
     DenseRetriever.build(store, tmp_path / "one", encoder="hash:64", factory="IVF8,Flat", progress=False)
     DenseRetriever.build(store, tmp_path / "sh", encoder="hash:64", factory="IVF8,Flat", progress=False, engine=EngineConfig(shards=3))
-    from rag.retrievers.dense import _ivfs
+    from rag.retrievers.faiss_index import ivf_parts
 
     one, sh = load_index(tmp_path / "one").configure(nprobe=2), load_index(tmp_path / "sh").configure(nprobe=2)
-    assert sh.nprobe == 2 and len(_ivfs(sh.index)) == 3 and all(p.nprobe == 2 for p in _ivfs(sh.index))
+    assert sh.nprobe == 2 and len(ivf_parts(sh.index)) == 3 and all(p.nprobe == 2 for p in ivf_parts(sh.index))
     q = one.embeddings()[:50]
     s1, r1 = one.search_vectors(q, 10)
     s2, r2 = sh.search_vectors(q, 10)
@@ -142,15 +142,16 @@ def test_sharded_ivf_shares_one_quantizer(tmp_path):
 def test_k_factor_reaches_every_shard(tmp_path):
     pytest.importorskip("faiss")
     from rag.retrievers import load_index
-    from rag.retrievers.dense import DenseRetriever, _refines
+    from rag.retrievers.dense import DenseRetriever
+    from rag.retrievers.faiss_index import refine_parts
     from tests.unit.test_dense import make_store, synthetic_texts
 
     store = make_store(tmp_path / "p", synthetic_texts(400, seed=4))
     DenseRetriever.build(store, tmp_path / "sh", encoder="hash:64", factory="IVF8,PQ8,RFlat", progress=False,
                          engine=EngineConfig(shards=2))
     sh = load_index(tmp_path / "sh").configure(k_factor=7)
-    assert sh.SEARCH_OPTIONS == ("nprobe", "k_factor") and len(_refines(sh.index)) == 2
-    assert all(r.k_factor == 7 for r in _refines(sh.index))
+    assert sh.SEARCH_OPTIONS == ("nprobe", "k_factor") and len(refine_parts(sh.index)) == 2
+    assert all(r.k_factor == 7 for r in refine_parts(sh.index))
 
 
 def test_sharded_corpus_build_is_byte_identical(tmp_path):
