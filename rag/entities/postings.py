@@ -346,7 +346,10 @@ def build_postings(
         bar.close()
         shards = [done[s.index] for s in plan]
         runs = [work / r for rec in shards for r in rec["runs"]]
-        vocab = linker.vocabulary if fixed_vocab else json.loads((work / f"{plan[0].name}.labels.json").read_text(encoding="utf-8"))
+        if fixed_vocab:
+            vocab = linker.vocabulary
+        else:  # one shard (refused above otherwise): its labels, in order of first appearance
+            vocab = json.loads((work / f"{plan[0].name}.labels.json").read_text(encoding="utf-8"))
 
         n_vocab = len(vocab)
         counts = np.zeros(n_vocab, np.int64)

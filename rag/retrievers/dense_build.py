@@ -90,7 +90,8 @@ class EncodeShard(ShardWorker):
             texts = [passage_text(t, x) for t, x in zip(batch["title"], batch["text"])]
             vecs = self.encoder.encode_batch(texts)
             if vecs.shape != (len(texts), dim):
-                raise RuntimeError(f"encoder {self.encoder.spec} returned shape {vecs.shape} for {len(texts)} texts, expected (*, {dim})")
+                raise RuntimeError(f"encoder {self.encoder.spec} returned shape {vecs.shape} for {len(texts)} texts, "
+                                   f"expected (*, {dim})")
             end = first + len(texts)
             mm[first - shard.start : end - shard.start] = vecs
             mm.flush()  # the rows are on disk before the progress file says so
@@ -151,7 +152,8 @@ class IndexShard(ShardWorker):
 
 def build_dense(store: PassageStore, out, *, overwrite: bool, progress: bool, encoder: "str | Encoder | None", factory: str,
                 batch_size: int | None, device: str, train_sample: int | None, chunk_size: int, ef_construction: int,
-                max_seq_length: int | None, precision: str, compile: bool, seed: int, embeddings_from, engine: EngineConfig | None) -> Path:
+                max_seq_length: int | None, precision: str, compile: bool, seed: int, embeddings_from,
+                engine: EngineConfig | None) -> Path:
     """DenseRetriever.build (which documents the options): plan, encode, assemble, train, index, merge."""
     engine = engine or LOCAL
     out = Path(out)
@@ -314,7 +316,8 @@ def _index(tmp: Path, plan: list[Shard], engine: EngineConfig, dim: int, factory
                           plan, idx_log, progress=bar.update)
     for s in plan:
         if done[s.index]["n_vectors"] != s.stop - s.start:
-            raise ArtifactError(f"shard {s.index} indexed {done[s.index]['n_vectors']} vectors for rows [{s.start}, {s.stop}); rebuild")
+            raise ArtifactError(f"shard {s.index} indexed {done[s.index]['n_vectors']} vectors for rows "
+                                f"[{s.start}, {s.stop}); rebuild")
     return n_train, [done[s.index] for s in plan]
 
 

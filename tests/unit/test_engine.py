@@ -165,7 +165,8 @@ def test_one_dense_shard_is_the_local_index(tmp_path, factory):
     finally:
         faiss.omp_set_num_threads(threads)
     one, sh1 = tmp_path / "one", tmp_path / "sh1"
-    assert (one / "embeddings.npy").read_bytes() == (sh1 / "embeddings.npy").read_bytes() == (tmp_path / "sh3" / "embeddings.npy").read_bytes()
+    vectors = (one / "embeddings.npy").read_bytes()
+    assert vectors == (sh1 / "embeddings.npy").read_bytes() == (tmp_path / "sh3" / "embeddings.npy").read_bytes()
     assert (one / "index.faiss").read_bytes() == (sh1 / "shards" / "shard-00000.faiss").read_bytes()
     if "PQ" in factory:
         def codebooks(path):
@@ -173,7 +174,8 @@ def test_one_dense_shard_is_the_local_index(tmp_path, factory):
             return faiss.vector_to_array(faiss.downcast_index(faiss.extract_index_ivf(index)).pq.centroids)
 
         for i in range(3):
-            np.testing.assert_array_equal(codebooks(one / "index.faiss"), codebooks(tmp_path / "sh3" / "shards" / f"shard-{i:05d}.faiss"))
+            shard = tmp_path / "sh3" / "shards" / f"shard-{i:05d}.faiss"
+            np.testing.assert_array_equal(codebooks(one / "index.faiss"), codebooks(shard))
 
 
 def test_sharded_encoding_resumes_within_a_shard(tmp_path):
@@ -184,10 +186,11 @@ def test_sharded_encoding_resumes_within_a_shard(tmp_path):
     store = make_store(tmp_path / "p", synthetic_texts(300, seed=7))
     DenseRetriever.build(store, tmp_path / "one", encoder="hash:64", progress=False)
     crashing = CountingEncoder(64, fail_after=4)  # shard 0: 3 chunks of 50; shard 1: one chunk, then the crash
+    two = {"progress": False, "engine": EngineConfig(shards=2), "chunk_size": 50}
     with pytest.raises(RuntimeError, match="simulated crash"):
-        DenseRetriever.build(store, tmp_path / "sh", encoder=crashing, progress=False, engine=EngineConfig(shards=2), chunk_size=50)
+        DenseRetriever.build(store, tmp_path / "sh", encoder=crashing, **two)
     resumed = CountingEncoder(64)
-    DenseRetriever.build(store, tmp_path / "sh", encoder=resumed, progress=False, engine=EngineConfig(shards=2), chunk_size=50)
+    DenseRetriever.build(store, tmp_path / "sh", encoder=resumed, **two)
     assert [len(c) for c in resumed.calls] == [50, 50]  # rows 200-300: the unfinished chunks of shard 1 only
     assert (tmp_path / "one" / "embeddings.npy").read_bytes() == (tmp_path / "sh" / "embeddings.npy").read_bytes()
     assert json.loads((tmp_path / "sh" / "manifest.json").read_text())["build"]["resumed_from"] == 200
