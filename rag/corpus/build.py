@@ -32,7 +32,7 @@ import numpy as np
 
 from rag.artifacts import atomic_dir, quick_fingerprint
 from rag.corpus.chunking import DEFAULT_WORDS, check_words, chunk_document
-from rag.corpus.readers import Fields, Redirect, open_reader
+from rag.corpus.readers import Fields, Redirect, detect_format, open_reader
 from rag.corpus.store import COLUMNS, FILE, REDIRECTS, PassageWriter, write_store_manifest
 from rag.engine import LOCAL, EngineConfig, Shard, ShardLog, ShardWorker, engine_session, run_shards, save_npy_atomic
 from rag.errors import BadInputError
@@ -184,10 +184,10 @@ def source_record(path: Path, reader: "CorpusReader", prefix: str, n_docs: int, 
 class BuildShard(ShardWorker):
     """Reads the source files [shard.start, shard.stop) in order into the work folder (see the module docstring)."""
 
-    def __init__(self, paths: list[str], format: str | None, fields: dict, words: int, prefixes: list[str], skip_bad: bool,
+    def __init__(self, paths: list[str], formats: list[str], fields: dict, words: int, prefixes: list[str], skip_bad: bool,
                  limit_docs: int | None, work: str, resources: dict | None = None):
         super().__init__(resources)
-        self.paths, self.format, self.fields, self.words = paths, format, fields, words
+        self.paths, self.formats, self.fields, self.words = paths, formats, fields, words
         self.prefixes, self.skip_bad, self.limit_docs, self.work = prefixes, skip_bad, limit_docs, Path(work)
 
     def run(self, shard: Shard) -> dict:
@@ -201,7 +201,7 @@ class BuildShard(ShardWorker):
             red = RedirectWriter(f)
             for i in range(shard.start, shard.stop):
                 path, prefix = Path(self.paths[i]), self.prefixes[i]
-                reader = open_reader(path, self.format, fields=Fields(**self.fields), skip_bad=self.skip_bad)
+                reader = open_reader(path, self.formats[i], fields=Fields(**self.fields), skip_bad=self.skip_bad)
                 n_before, p_before, r_before = n_docs, writer.n_passages, red.n
                 last_bytes = 0
                 for _, passages in read_documents(reader, path, prefix, self.words, seen, red):
@@ -258,8 +258,9 @@ def build_passages(
         raise BadInputError(f"limit_docs must be a positive integer, got {limit_docs!r}")
     paths = expand_sources(sources)
     fields = {"id": id_field, "title": title_field or None, "text": text_field, "number_docs": number_docs}
-    for p in paths:  # fail early on formats
-        open_reader(p, format, fields=Fields(**fields), skip_bad=skip_bad)
+    formats = [format or detect_format(p) for p in paths]
+    for p, f in zip(paths, formats):  # fail early on formats
+        open_reader(p, f, fields=Fields(**fields), skip_bad=skip_bad)
     if prefix_ids:
         names = [source_name(p) for p in paths]
         if len(set(names)) != len(names):
@@ -281,7 +282,7 @@ def build_passages(
             shard_log.done.pop(i)
         with engine_session(engine):
             done = run_shards(engine, BuildShard,
-                              {"paths": [str(p) for p in paths], "format": format, "fields": fields, "words": words,
+                              {"paths": [str(p) for p in paths], "formats": formats, "fields": fields, "words": words,
                                "prefixes": prefixes, "skip_bad": skip_bad, "limit_docs": limit_docs, "work": str(work)},
                               plan, shard_log, progress=progress)
         shards = [done[s.index] for s in plan]
