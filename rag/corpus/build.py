@@ -34,6 +34,7 @@ from rag.artifacts import atomic_dir, quick_fingerprint
 from rag.corpus.chunking import DEFAULT_WORDS, check_words, chunk_document
 from rag.corpus.readers import Fields, Redirect, detect_format, open_reader
 from rag.corpus.store import COLUMNS, FILE, REDIRECTS, PassageWriter, write_store_manifest
+from rag.corpus.store import KIND as STORE_KIND
 from rag.engine import LOCAL, EngineConfig, Shard, ShardLog, ShardWorker, engine_session, run_shards, save_npy_atomic
 from rag.errors import BadInputError
 
@@ -272,7 +273,7 @@ def build_passages(
     prefixes = [f"{source_name(p)}:" if prefix_ids else "" for p in paths]
 
     t0 = time.perf_counter()
-    with atomic_dir(out, overwrite=overwrite, resume=engine.sharded) as tmp:
+    with atomic_dir(out, overwrite=overwrite, resume=engine.sharded, kind=STORE_KIND, inputs=paths) as tmp:
         work = tmp / WORK
         work.mkdir(parents=True, exist_ok=True)
         key = {"sources": [[str(p.resolve()), quick_fingerprint(p)] for p in paths], "format": format, "fields": fields,

@@ -326,7 +326,7 @@ def build_postings(
     plan = engine.plan(len(store))
 
     t0 = time.perf_counter()
-    with atomic_dir(out, overwrite=overwrite, resume=engine.sharded) as tmp:
+    with atomic_dir(out, overwrite=overwrite, resume=engine.sharded, kind=KIND, inputs=[store.folder]) as tmp:
         work = tmp / WORK
         work.mkdir(parents=True, exist_ok=True)
         key = {"passages": store.fingerprint, "linker": linker.identity(), "include_title": include_title,

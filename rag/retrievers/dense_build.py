@@ -180,7 +180,8 @@ def build_dense(store: PassageStore, out, *, overwrite: bool, progress: bool, en
     plan = engine.plan(n)
     key = {"format": FORMAT, "passages": store.fingerprint, "n_passages": n,
            "encoder": {k: v for k, v in enc_info.items() if k not in ("libraries", "location")}}
-    with atomic_dir(out, overwrite=overwrite, resume=True) as tmp, engine_session(engine):
+    inputs = [store.folder, *([embeddings_from] if embeddings_from is not None else [])]
+    with atomic_dir(out, overwrite=overwrite, resume=True, kind=KIND, inputs=inputs) as tmp, engine_session(engine):
         if source is None:
             options = {"device": device, "batch_size": batch_size or enc.batch_size, "max_seq_length": max_seq_length,
                        "precision": precision, "compile": compile}
@@ -209,7 +210,7 @@ def build_dense(store: PassageStore, out, *, overwrite: bool, progress: bool, en
             kind=KIND,
             format=FORMAT,
             libraries=("faiss-cpu", "numpy", "ray") if engine.is_ray else ("faiss-cpu", "numpy"),
-            passages=passages_field(store),
+            passages=passages_field(store, out),
             encoder=enc_info,
             factory=factory,
             metric="inner_product",
