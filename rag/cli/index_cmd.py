@@ -111,7 +111,7 @@ def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool,
     if wrong:
         takes = ", ".join(flags[o] for o in cls.BUILD_OPTIONS if o in flags) or "no kind-specific options"
         raise BadInputError(f"{', '.join(wrong)} does not apply to --kind {kind} (it takes: {takes})")
-    if exec_engine.is_ray or exec_engine.shards is not None:
+    if exec_engine.sharded:
         if kind != "dense":
             raise BadInputError(f"--exec-engine ray / --shards apply to --kind dense (a {kind} index is built here)")
         given["engine"] = exec_engine  # dense takes no BM25 --engine (refused above), so the name is free

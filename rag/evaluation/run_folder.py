@@ -55,6 +55,7 @@ class Selection:
     # population with other edges and split it by method; None in selection files older than these fields
     population_counts: tuple[int | None, ...] | None = None
     population_methods: tuple[str, ...] | None = None
+    plan: dict | None = None  # a budgeted run's plan (rag.evaluation.budget.Plan.as_dict); per_bucket is then None
 
     def to_json(self) -> dict:
         out = {"seed": self.seed, "per_bucket": self.per_bucket, "limit": self.limit, "buckets": list(self.buckets),
@@ -63,6 +64,8 @@ class Selection:
             out["population_counts"] = list(self.population_counts)
         if self.population_methods is not None:
             out["population_methods"] = list(self.population_methods)
+        if self.plan is not None:
+            out["plan"] = self.plan
         return out
 
     @classmethod
@@ -73,7 +76,8 @@ class Selection:
 
         return cls(seed=obj.get("seed", cfg.seed), per_bucket=obj.get("per_bucket"), limit=obj.get("limit"),
                    buckets=tuple(obj.get("buckets", cfg.buckets)), sample=obj.get("sample", {}), qids=tuple(obj["qids"]),
-                   population_counts=seq("population_counts"), population_methods=seq("population_methods"))
+                   population_counts=seq("population_counts"), population_methods=seq("population_methods"),
+                   plan=obj.get("plan"))
 
     def populations(self, edges) -> dict[str, int]:
         """Bucket label -> population questions in it, for `edges` (a Buckets); older files: the sampling table."""

@@ -12,6 +12,7 @@ refuses to continue if anything that changes a record (QA file, counts, reader, 
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ class RunResult:
     computed: dict[str, int] = field(default_factory=dict)  # mode -> records computed in this session
     reused: int = 0  # records found finished from an earlier session
     reader_prompts: int = 0  # prompts sent to the reader in this session
+    stopped_by_budget: bool = False  # a budgeted run stopped with questions left
 
 
 @dataclass
@@ -69,8 +71,9 @@ class Prepared:
     modes: dict[str, dict]  # mode -> identity of that mode
 
 
-def prepare(cfg: EvalConfig) -> Prepared:
-    """Read and check the inputs (QA file, counts, index manifests) and draw the sample; loads no model."""
+def prepare(cfg: EvalConfig, sizes: dict[str, int] | None = None, plan: dict | None = None) -> Prepared:
+    """Read and check the inputs (QA file, counts, index manifests) and draw the sample; loads no model.
+    `sizes`: per-bucket sample sizes of a budget plan (`plan`, recorded in selection.json) instead of per_bucket."""
     from rag.readers import READERS
 
     READERS.get(cfg.reader.backend)
@@ -96,15 +99,17 @@ def prepare(cfg: EvalConfig) -> Prepared:
 
     count_of = {q.qid: counts.count_of(q.qid) for q in all_questions}
     labels = Buckets(tuple(cfg.buckets)).assign([count_of[q.qid] for q in all_questions])
-    qids, info = stratified_sample([q.qid for q in all_questions], labels, cfg.per_bucket, cfg.seed)
+    qids, info = stratified_sample([q.qid for q in all_questions], labels, cfg.per_bucket if sizes is None else sizes,
+                                   cfg.seed)
     chosen = set(qids)
     questions = [q for q in all_questions if q.qid in chosen]
     selection = Selection(
-        seed=cfg.seed, per_bucket=cfg.per_bucket, limit=cfg.qa.limit, buckets=tuple(cfg.buckets),
+        seed=cfg.seed, per_bucket=cfg.per_bucket if sizes is None else None, limit=cfg.qa.limit, buckets=tuple(cfg.buckets),
         sample={b: {"population": i.population, "sampled": i.sampled, "fraction": i.fraction} for b, i in info.items()},
         qids=tuple(q.qid for q in questions),
         population_counts=tuple(count_of[q.qid] for q in all_questions),
         population_methods=tuple(counts.method_of(q.qid) for q in all_questions),
+        plan=plan,
     )
     identity = run_identity(cfg, qa_fingerprint(qa_path), counts.fingerprint, regex=any(is_regex(q) for q in all_questions))
     return Prepared(cfg, questions, all_questions, counts, count_of, selection, index_manifests, identity,
@@ -166,6 +171,8 @@ def run_eval(
     """Run (or resume) the evaluation described by `cfg`; `reader` replaces loading cfg.reader (tests)."""
     from rag.locks import writer_lock
 
+    if cfg.budget is not None:
+        return run_budgeted(cfg, overwrite=overwrite, progress=progress, reader=reader, report=report)
     timer = StageTimer()
     with timer.stage("load"):
         p = prepare(cfg)
@@ -173,8 +180,77 @@ def run_eval(
         return _run_locked(p, timer, overwrite, progress, reader, report)
 
 
+def run_budgeted(cfg: EvalConfig, overwrite: bool = False, progress: bool = True, reader: "Reader | None" = None,
+                 report: bool = True, clock=time.monotonic) -> RunResult:
+    """cfg.budget: measure the cost per question on a pilot (the first question of each bucket in the seeded
+    order, so it belongs to every plan), plan the per-bucket sizes that fit what is left of the budget, run them,
+    and stop cleanly when the budget is spent (rerun with a larger budget to extend the same sample)."""
+    from rag.evaluation import budget as bud
+    from rag.evaluation.trends import bucket_centres
+    from rag.locks import writer_lock
+
+    start = clock()
+    total = bud.parse_duration(cfg.budget)
+    deadline = start + total
+    with writer_lock(cfg.run_dir):
+        timer = StageTimer()
+        old = _recorded_plan(cfg.run_dir) if not overwrite else None
+        cost = old["cost_per_question_s"] if old else None
+        pilot = 1
+        while cost is None:
+            p = prepare(cfg, sizes=_every_bucket(cfg, pilot))
+            pt = StageTimer()
+            res = _run_locked(p, pt, overwrite, progress, reader, report=False)
+            overwrite = False
+            n = sum(res.computed.values()) / max(1, 1 + len(cfg.retrievers))
+            if n > 0:  # the work of answering, without opening the model and indexes
+                cost = sum(v.seconds for k, v in pt.stages.items() if k not in ("load", "report")) / n
+            elif pilot > 50:
+                raise BadInputError("budget: could not measure the reader's cost (no question left to run); pass per_bucket instead")
+            pilot += 1
+        probe = prepare(cfg, sizes=_every_bucket(cfg, 10**9))
+        edges = Buckets(tuple(cfg.buckets))
+        populations = {b: int(v["population"]) for b, v in probe.selection.sample.items()}
+        centres = dict(zip(edges.labels, bucket_centres(edges.edges)))
+        done = _finished_per_bucket(cfg, probe)
+        left = max(0.0, deadline - clock())
+        plan = bud.plan(populations, {b: centres.get(b) for b in populations}, cost, left, cfg.allocation, done=done)
+        plan = bud.Plan(plan.per_bucket, cost, total, cfg.allocation)
+        log.warning("%s", plan.describe())
+        p = prepare(cfg, sizes=plan.per_bucket, plan=plan.as_dict())
+        return _run_locked(p, timer, overwrite, progress, reader, report, deadline=deadline, clock=clock)
+
+
+def _every_bucket(cfg: EvalConfig, n: int) -> dict:
+    """{bucket: n} for every bucket label (the unlinked one too)."""
+    return {b: n for b in Buckets(tuple(cfg.buckets)).all_labels}
+
+
+def _recorded_plan(folder: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads((Path(folder) / "selection.json").read_text(encoding="utf-8")).get("plan")
+    except (OSError, ValueError):
+        return None
+
+
+def _finished_per_bucket(cfg: EvalConfig, p: Prepared) -> dict[str, int]:
+    """Bucket -> questions of the population already answered in every mode of this run (they cost nothing)."""
+    from rag.evaluation.records import RECORDS, RecordStore
+
+    done = RecordStore(Path(cfg.run_dir) / RECORDS).load(repair=False)
+    modes = [CLOSED, *(rag_mode(r.name) for r in cfg.retrievers)]
+    labels = Buckets(tuple(cfg.buckets)).assign([p.count_of[q.qid] for q in p.all_questions])
+    out: dict[str, int] = {}
+    for q, b in zip(p.all_questions, labels):
+        if all((q.qid, m) in done for m in modes):
+            out[b] = out.get(b, 0) + 1
+    return out
+
+
 def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool, reader: "Reader | None",
-                report: bool) -> RunResult:
+                report: bool, deadline: float | None = None, clock=time.monotonic) -> RunResult:
     cfg = p.cfg
     with timer.stage("load"):
         folder = RunFolder.open(cfg.run_dir, p.identity, p.modes, overwrite)
@@ -193,7 +269,7 @@ def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool,
     try:
         if pending_q:
             with engine_session(cfg.engine):
-                gen = _run_pending(p, folder, done, pending_q, timer, result, reader, progress)
+                gen = _run_pending(p, folder, done, pending_q, timer, result, reader, progress, deadline, clock)
                 gen.close(owned=reader is None)
     except BaseException:
         # a session's timing is kept even when it is interrupted (Ctrl-C), so a resumed run shows each part
@@ -252,7 +328,8 @@ def _open_pipeline(p: Prepared, retrievers: dict[str, "Retriever"], reader: "Rea
 
 
 def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Question], timer: StageTimer,
-                 result: RunResult, reader: "Reader | None", progress: bool):
+                 result: RunResult, reader: "Reader | None", progress: bool, deadline: float | None = None,
+                 clock=time.monotonic):
     from rag.pipeline import retrieve
     from rag.retrievers import load_index
 
@@ -290,6 +367,11 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
     window = cfg.batch_size * gen.parallelism
     try:
         for wstart in range(0, len(pending_q), window):
+            if deadline is not None and clock() >= deadline:
+                log.warning("budget spent: %d of %d questions still to run; rerun with a larger --budget to extend "
+                            "this sample (everything finished is kept)", len(pending_q) - wstart, len(pending_q))
+                result.stopped_by_budget = True
+                break
             chunks = [pending_q[s : s + cfg.batch_size] for s in range(wstart, min(wstart + window, len(pending_q)), cfg.batch_size)]
             jobs = [j for c in chunks for j in jobs_of(c)]
             reads = []

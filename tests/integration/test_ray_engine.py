@@ -152,7 +152,7 @@ def test_postings_same_and_a_killed_worker_loses_nothing(ray_local, linked_world
 
 def test_postings_resume_skips_done_shards(ray_local, linked_world, tmp_path):
     from rag.entities.postings import build_postings
-    from rag.entities.postings_shards import WORK
+    from rag.entities.postings import WORK
 
     store, lexicon = linked_world
     flag, calls = tmp_path / "fail", tmp_path / "calls"
