@@ -1,0 +1,266 @@
+"""`backend: auto`: pick the reader backend and precision this machine runs fastest, by a documented rule.
+
+    from rag.readers.auto import choose_backend
+    choice = choose_backend("qwen2.5-coder-0.5b", device="auto")
+    choice.backend, choice.precision   # e.g. ("torch", "bf16"), ("llama-cpp", "gguf")
+    choice.reason                      # one sentence for logs and the run manifest
+    choice.measured                    # the machine facts the rule used (choice.as_dict() for JSON)
+    reader = load_reader(model, backend=choice.backend, **choice.load_options())
+
+The rule (eval/bench_reader_fast.py measures the constants; eval/results/reader-fast.md has the numbers):
+
+1. CUDA GPU visible (device auto/cuda): "vllm" when installed, else "torch" in bf16 (fp16 on GPUs without bf16).
+2. CPU: prefill dominates a QA prompt (~450 prompt tokens for ~5 answer tokens) and is compute-bound, so
+   each backend's speed is estimated as (its measured fraction of a matmul peak) x (that peak on this machine):
+       torch at precision p:  TORCH_EFFICIENCY x peak[p]        (peak: torch 2048^2 matmul, all cores)
+       llama.cpp Q4_K_M:      LLAMA_EFFICIENCY x peak[fp32]     (int8-dot kernels scale with the SIMD width)
+   bf16 is a candidate only when the CPU has bf16 matrix instructions (amx_bf16 / avx512_bf16 flags, or
+   bf16 on ARM) *and* the measured bf16 matmul beats fp32 by BF16_MIN_GAIN; otherwise fp32.
+   torch is chosen when its estimate beats llama.cpp's by MIN_SPEEDUP (batched decoding and the prefix
+   cache make a tie a small win at best, and llama.cpp is what earlier runs used); else llama-cpp.
+3. A backend that cannot run the model is never chosen: llama-cpp needs llama_cpp and a GGUF (named model
+   or .gguf path); torch needs torch and transformers.
+
+The matmul peaks are measured once per machine (~2 s) and cached as JSON under the cache folder
+($RAG_CACHE/machine/, else ~/.cache/rag/machine/), keyed by CPU model, flags, torch version and thread count.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+PROFILE_FORMAT = 1
+# fractions of the matmul peak a backend's prefill reaches (eval/results/reader-fast.md: torch ~0.5 of the
+# peak of its precision on both machine kinds measured; llama.cpp Q4_K_M ~0.45 of the fp32 peak)
+TORCH_EFFICIENCY = 0.5
+LLAMA_EFFICIENCY = 0.45
+BF16_MIN_GAIN = 1.2  # bf16 matmul must beat fp32 by this much to be used
+MIN_SPEEDUP = 1.5  # estimated torch prefill over llama.cpp's needed to leave llama.cpp
+BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX, x86 AVX512-BF16, ARM (Features: bf16)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A backend (READERS name) and precision ("bf16", "fp32", "fp16"; "gguf": the file's own quantization;
+    "auto": the engine decides), why, and the measurements behind it."""
+
+    backend: str
+    precision: str
+    reason: str
+    measured: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def load_options(self) -> dict:
+        """Keyword arguments for load_reader that apply this choice."""
+        return {"precision": self.precision} if self.backend == "torch" else {}
+
+
+# ---- machine facts
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """{"model": CPU model name, "flags": sorted flags} from /proc/cpuinfo (empty where there is none)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    model, flags = platform.processor() or platform.machine(), set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "cpu model") and value.strip():
+            model = value.strip()
+        elif key in ("flags", "features"):
+            flags.update(value.split())
+    return {"model": model, "flags": sorted(flags)}
+
+
+def has_bf16_units(flags) -> bool:
+    return any(f in set(flags) for f in BF16_FLAGS)
+
+
+def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
+    """Median GFLOP/s of an n x n torch matmul in `dtype` ("fp32" / "bf16"), after two warm-up calls (the
+    first bf16 call runs at about half speed)."""
+    import torch
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dt)
+    b = torch.randn(n, n, generator=g).to(dt)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _profile_path(info: dict, threads: int, torch_version: str) -> Path:
+    from rag.readers.models import cache_dir
+
+    key = json.dumps([info["model"], info["flags"], threads, torch_version, PROFILE_FORMAT])
+    return cache_dir().parent / "machine" / f"cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def cpu_profile(refresh: bool = False) -> dict:
+    """This CPU's facts and torch matmul peaks, measured once and cached (see the module doc)."""
+    import torch
+
+    from rag.artifacts import write_json_atomic
+    from rag.device import use_all_cores
+
+    threads = use_all_cores()
+    info = cpu_info()
+    path = _profile_path(info, threads, torch.__version__)
+    if not refresh and path.exists():
+        try:
+            return {**json.loads(path.read_text()), "cached": True}
+        except ValueError:
+            log.warning("ignoring an unreadable machine profile %s", path)
+    bf16_units = has_bf16_units(info["flags"])
+    peaks = {"fp32": matmul_gflops("fp32")}
+    # a CPU without bf16 instructions emulates it: not worth the measuring time
+    peaks["bf16"] = matmul_gflops("bf16") if bf16_units else None
+    profile = {
+        "format": PROFILE_FORMAT,
+        "cpu": info["model"],
+        "bf16_flags": [f for f in BF16_FLAGS if f in info["flags"]],
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "threads": threads,
+        "matmul_gflops": peaks,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_1m": os.getloadavg()[0],
+    }
+    try:
+        write_json_atomic(path, profile)
+    except OSError as e:  # a read-only cache only costs the measurement next time
+        log.warning("could not cache the machine profile at %s: %s", path, e)
+    return {**profile, "cached": False}
+
+
+# ---- the rule
+
+
+def choose_cpu_precision(profile: dict) -> tuple[str, str]:
+    """(precision, reason) for torch on this CPU: bf16 only where hardware has it and it measures faster."""
+    peaks = profile["matmul_gflops"]
+    if not profile.get("bf16_flags"):
+        return "fp32", "no bf16 matrix instructions on this CPU (no amx_bf16 / avx512_bf16 flag)"
+    bf16 = peaks.get("bf16") or 0.0
+    gain = bf16 / peaks["fp32"]
+    if gain < BF16_MIN_GAIN:
+        return "fp32", f"bf16 matmul only {gain:.2f}x fp32 here (< {BF16_MIN_GAIN})"
+    return "bf16", f"bf16 matmul {gain:.2f}x fp32 here ({', '.join(profile['bf16_flags'])})"
+
+
+def choose_precision(device: str = "cpu") -> str:
+    """The precision the torch backend uses on `device` when asked for "auto"."""
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device != "cpu":
+        return "fp32"
+    return choose_cpu_precision(cpu_profile())[0]
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def runs_on_llama_cpp(model: str) -> bool:
+    """Whether llama.cpp can open `model`: a named model (a GGUF in a wheel) or a .gguf path."""
+    from rag.readers.models import NAMED_MODELS
+
+    return model in NAMED_MODELS or str(model).lower().endswith(".gguf")
+
+
+def choose_backend(
+    model: str,
+    device: str = "auto",
+    *,
+    profile: dict | None = None,
+    available: set[str] | None = None,
+    cuda: bool | None = None,
+) -> Choice:
+    """The backend and precision to read `model` with on this machine (see the module doc for the rule).
+
+    `profile` (a cpu_profile()-shaped dict), `available` (backend names whose libraries are installed) and
+    `cuda` replace what this machine reports; tests use them to simulate other machines.
+    """
+    device = (device or "auto").lower()
+    if device not in ("auto", "cpu", "cuda", "gpu") and not device.startswith("cuda:"):
+        raise BadInputError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if available is None:
+        available = set()
+        if _installed("torch") and _installed("transformers"):
+            available.add("torch")
+        if _installed("llama_cpp"):
+            available.add("llama-cpp")
+        if _installed("vllm"):
+            available.add("vllm")
+    gguf = runs_on_llama_cpp(model)
+    if device != "cpu":
+        if cuda is None:
+            cuda = "torch" in available and _cuda_available()
+        if cuda:
+            if "vllm" in available:
+                return Choice("vllm", "auto", "CUDA GPU and vLLM installed: vLLM's batched engine", {"cuda": True})
+            if "torch" in available:
+                prec = choose_precision("cuda") if profile is None else profile.get("cuda_precision", "bf16")
+                return Choice("torch", prec, f"CUDA GPU: torch in {prec}", {"cuda": True})
+        elif device.startswith(("cuda", "gpu")):
+            raise BadInputError(f"device {device!r} asked for, but no CUDA GPU is visible; use auto or cpu")
+    llama_ok = "llama-cpp" in available and gguf
+    if "torch" not in available:
+        if llama_ok:
+            return Choice("llama-cpp", "gguf", "torch/transformers not installed", {})
+        raise BadInputError(
+            f"no reader backend can run {model!r} here: install torch and transformers (pip install 'rag[transformers]')"
+            + ("" if gguf else "") + (" or llama-cpp-python (pip install 'rag[readers]')" if gguf else "")
+        )
+    profile = profile if profile is not None else cpu_profile()
+    precision, why = choose_cpu_precision(profile)
+    peaks = profile["matmul_gflops"]
+    torch_est = TORCH_EFFICIENCY * peaks[precision]
+    llama_est = LLAMA_EFFICIENCY * peaks["fp32"]
+    speedup = torch_est / llama_est
+    measured = {**profile, "estimated_prefill_speedup_torch_over_llama_cpp": round(speedup, 3)}
+    if not llama_ok:
+        missing = "not a GGUF model" if not gguf else "llama-cpp-python not installed"
+        return Choice("torch", precision, f"{why}; llama.cpp not an option ({missing})", measured)
+    if speedup >= MIN_SPEEDUP:
+        return Choice("torch", precision, f"{why}; torch {precision} prefill estimated {speedup:.1f}x llama.cpp's "
+                      f"(>= {MIN_SPEEDUP})", measured)
+    return Choice("llama-cpp", "gguf", f"{why}; torch {precision} prefill estimated only {speedup:.1f}x llama.cpp's "
+                  f"(< {MIN_SPEEDUP})", measured)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
