@@ -151,6 +151,7 @@ def cpu_profile(refresh: bool = False) -> dict:
         "load_average_1m": os.getloadavg()[0],
     }
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, profile)
     except OSError as e:  # a read-only cache only costs the measurement next time
         log.warning("could not cache the machine profile at %s: %s", path, e)
