@@ -1,9 +1,9 @@
 """Readers: a local LLM answers closed-book or from passages, through one code path.
 
-Importing this package registers the built-in backends (llama-cpp, torch, transformers, openai, vllm, fake);
+Importing this package registers the built-in backends (llama-cpp, ct2, torch, transformers, openai, vllm, fake);
 heavy libraries load only when a model is opened. "tiny-lm" (rag.world) registers when READERS.get first asks for it.
 """
-from rag.readers import fake, llama_cpp, openai_compat, torch_reader, transformers, vllm  # noqa: F401  (register built-in backends)
+from rag.readers import ct2, fake, llama_cpp, openai_compat, torch_reader, transformers, vllm  # noqa: F401  (register built-in backends)
 from rag.readers.auto import Choice, choose_backend
 from rag.readers.answer import answer
 from rag.readers.base import READERS, Generation, Reader, Score, ScoringNotSupported

@@ -28,7 +28,7 @@ def byte_tokenizer():
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tk.decoder = decoders.ByteLevel()
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", pad_token="<eos>")
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<eos>", eos_token="<eos>", pad_token="<eos>")
 
 
 def tiny_model(vocab: int):
