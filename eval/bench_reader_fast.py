@@ -84,7 +84,7 @@ def non_embedding_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters() if id(p) not in skip))
 
 
-def prefill_engines(model_name: str, with_others: bool) -> tuple[dict, dict]:
+def prefill_engines(model_name: str, with_others: bool, with_ct2: bool = True) -> tuple[dict, dict]:
     """name -> run(ids); and facts (non-embedding params, conversion times, errors)."""
     import torch
 
@@ -113,8 +113,9 @@ def prefill_engines(model_name: str, with_others: bool) -> tuple[dict, dict]:
 
         engines[f"transformers {prec} (plain forward)"] = run_plain
         engines[f"torch reader {prec}"] = run_reader
-    if with_others:
-        for name, build in (("openvino", openvino_engines), ("ctranslate2", ct2_engines)):
+    others = ([("openvino", openvino_engines)] if with_others else []) + ([("ctranslate2", ct2_engines)] if with_ct2 else [])
+    if others:
+        for name, build in others:
             try:
                 t = time.perf_counter()
                 engines.update(build(model_name))
@@ -183,9 +184,9 @@ def ct2_engines(model_name: str) -> dict:
 
     from rag.readers.models import cache_dir
 
-    folder = cache_dir() / "ctranslate2" / Path(hf_folder(model_name)).name
-    if not (folder / "model.bin").exists():
-        ctranslate2.converters.TransformersConverter(hf_folder(model_name)).convert(str(folder), quantization="int8")
+    from rag.readers.ct2 import convert
+
+    folder = convert(hf_folder(model_name), "int8")
     tok = transformers.AutoTokenizer.from_pretrained(hf_folder(model_name))
     types = ctranslate2.get_supported_compute_types("cpu")
     out = {}
@@ -221,7 +222,7 @@ def section_prefill(results: dict, models, repeats: int, others: bool) -> None:
     peaks = {f"matmul {d} 4096^2": matmul_engine(d) for d in ("fp32", "bf16")}
     for model_name in models:
         small = "0.5b" in model_name
-        engines, facts = prefill_engines(model_name, with_others=others and small)
+        engines, facts = prefill_engines(model_name, with_others=others and small, with_ct2=others)
         ids = prefill_prompt(model_name)
         flops = 2 * facts["non_embedding_params"] * len(ids)
         all_engines = {**{k: v[0] for k, v in peaks.items()}, **engines}
@@ -293,9 +294,9 @@ def section_per_question(results: dict, models, n05: int, n15: int, repeats: int
         n = n05 if "0.5b" in model_name else n15
         qs, a, b = question_set(n)
         readers = {"llama.cpp Q4_K_M": load_reader(model_name)}
-        precs = ("bf16", "fp32") if "0.5b" in model_name else ("bf16",)
-        for prec in precs:
+        for prec in ("bf16",):
             readers[f"torch {prec}"] = load_reader(model_name, backend="torch", precision=prec, device="cpu")
+        readers["ct2 int8"] = load_reader(model_name, backend="ct2", precision="int8", device="cpu")
         for r in readers.values():  # warm-up: demonstrations into each engine's cache, first-call costs paid
             three_prompts(r, qs[:1], a[:1], b[:1])
         times = {k: [] for k in readers}
@@ -346,7 +347,8 @@ def section_memory(results: dict, models) -> None:
     rows = []
     for model_name in models:
         for label, options in (("llama.cpp Q4_K_M", {}), ("torch bf16", {"backend": "torch", "precision": "bf16", "device": "cpu"}),
-                               ("torch fp32", {"backend": "torch", "precision": "fp32", "device": "cpu"})):
+                               ("torch fp32", {"backend": "torch", "precision": "fp32", "device": "cpu"}),
+                               ("ct2 int8", {"backend": "ct2", "precision": "int8", "device": "cpu"})):
             code = MEMORY_CHILD.format(eval_dir=str(Path(__file__).resolve().parent), model=model_name, options=options)
             r = bu.run_child(code, env={"PYTHONPATH": str(REPO)})
             rows.append({"model": model_name, "engine": label, "peak_rss_mb": round(r["peak_rss_mb"]), "load_s": round(r["load_s"], 1)})

@@ -2,7 +2,7 @@
 
     from rag.readers.auto import choose_backend
     choice = choose_backend("qwen2.5-coder-0.5b", device="auto")
-    choice.backend, choice.precision   # e.g. ("torch", "bf16"), ("llama-cpp", "gguf")
+    choice.backend, choice.precision   # e.g. ("torch", "bf16"), ("ct2", "int8"), ("llama-cpp", "gguf")
     choice.reason                      # one sentence for logs and the run manifest
     choice.measured                    # the machine facts the rule used (choice.as_dict() for JSON)
     reader = load_reader(model, backend=choice.backend, **choice.load_options())
@@ -13,13 +13,15 @@ The rule (eval/bench_reader_fast.py measures the constants; eval/results/reader-
 2. CPU: prefill dominates a QA prompt (~450 prompt tokens for ~5 answer tokens) and is compute-bound, so
    each backend's speed is estimated as (its measured fraction of a matmul peak) x (that peak on this machine):
        torch at precision p:  TORCH_EFFICIENCY x peak[p]        (peak: torch 2048^2 matmul, all cores)
-       llama.cpp Q4_K_M:      LLAMA_EFFICIENCY x peak[fp32]     (int8-dot kernels scale with the SIMD width)
+       ct2 int8:              CT2_INT8_EFFICIENCY x peak[fp32]  (only on CPUs with int8 dot-product units:
+                                                                 avx512_vnni / avx_vnni / amx_int8 / ARM i8mm)
+       llama.cpp Q4_K_M:      LLAMA_EFFICIENCY x peak[fp32]     (its int8-dot kernels scale with the SIMD width)
    bf16 is a candidate only when the CPU has bf16 matrix instructions (amx_bf16 / avx512_bf16 flags, or
    bf16 on ARM) *and* the measured bf16 matmul beats fp32 by BF16_MIN_GAIN; otherwise fp32.
-   torch is chosen when its estimate beats llama.cpp's by MIN_SPEEDUP (batched decoding and the prefix
-   cache make a tie a small win at best, and llama.cpp is what earlier runs used); else llama-cpp.
+   The fastest estimate wins if it beats llama.cpp's by MIN_SPEEDUP (a tie is not worth leaving the
+   engine earlier runs used); else llama-cpp.
 3. A backend that cannot run the model is never chosen: llama-cpp needs llama_cpp and a GGUF (named model
-   or .gguf path); torch needs torch and transformers.
+   or .gguf path); torch needs torch and transformers; ct2 needs ctranslate2 (and transformers to convert).
 
 The matmul peaks are measured once per machine (~2 s) and cached as JSON under the cache folder
 ($RAG_CACHE/machine/, else ~/.cache/rag/machine/), keyed by CPU model, flags, torch version and thread count.
@@ -46,6 +48,10 @@ PROFILE_FORMAT = 1
 # peak of its precision on both machine kinds measured; llama.cpp Q4_K_M ~0.45 of the fp32 peak)
 TORCH_EFFICIENCY = 0.5
 LLAMA_EFFICIENCY = 0.45
+# CTranslate2 int8 prefill over the fp32 matmul peak: 2.9 measured on the AVX512-VNNI EPYC (reader-fast.md);
+# taken lower, since where AMX makes bf16 fast the int8 kernels were not measured
+CT2_INT8_EFFICIENCY = 2.0
+INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "i8mm")
 BF16_MIN_GAIN = 1.2  # bf16 matmul must beat fp32 by this much to be used
 MIN_SPEEDUP = 1.5  # estimated torch prefill over llama.cpp's needed to leave llama.cpp
 BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX, x86 AVX512-BF16, ARM (Features: bf16)
@@ -66,7 +72,7 @@ class Choice:
 
     def load_options(self) -> dict:
         """Keyword arguments for load_reader that apply this choice."""
-        return {"precision": self.precision} if self.backend == "torch" else {}
+        return {"precision": self.precision} if self.backend in ("torch", "ct2") else {}
 
 
 # ---- machine facts
@@ -143,6 +149,7 @@ def cpu_profile(refresh: bool = False) -> dict:
         "format": PROFILE_FORMAT,
         "cpu": info["model"],
         "bf16_flags": [f for f in BF16_FLAGS if f in info["flags"]],
+        "int8_flags": [f for f in INT8_FLAGS if f in info["flags"]],
         "torch_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "threads": threads,
@@ -222,6 +229,8 @@ def choose_backend(
             available.add("llama-cpp")
         if _installed("vllm"):
             available.add("vllm")
+        if _installed("ctranslate2") and _installed("transformers"):
+            available.add("ct2")
     gguf = runs_on_llama_cpp(model)
     if device != "cpu":
         if cuda is None:
@@ -235,28 +244,39 @@ def choose_backend(
         elif device.startswith(("cuda", "gpu")):
             raise BadInputError(f"device {device!r} asked for, but no CUDA GPU is visible; use auto or cpu")
     llama_ok = "llama-cpp" in available and gguf
-    if "torch" not in available:
+    if not available & {"torch", "ct2"}:
         if llama_ok:
-            return Choice("llama-cpp", "gguf", "torch/transformers not installed", {})
+            return Choice("llama-cpp", "gguf", "torch/transformers and ctranslate2 not installed", {})
         raise BadInputError(
             f"no reader backend can run {model!r} here: install torch and transformers (pip install 'rag[transformers]')"
-            + ("" if gguf else "") + (" or llama-cpp-python (pip install 'rag[readers]')" if gguf else "")
+            + (" or llama-cpp-python (pip install 'rag[readers]')" if gguf else "")
         )
     profile = profile if profile is not None else cpu_profile()
-    precision, why = choose_cpu_precision(profile)
     peaks = profile["matmul_gflops"]
-    torch_est = TORCH_EFFICIENCY * peaks[precision]
     llama_est = LLAMA_EFFICIENCY * peaks["fp32"]
-    speedup = torch_est / llama_est
-    measured = {**profile, "estimated_prefill_speedup_torch_over_llama_cpp": round(speedup, 3)}
+    # backend -> (precision, estimated prefill GFLOP/s, why)
+    candidates = {}
+    if "torch" in available:
+        precision, why = choose_cpu_precision(profile)
+        candidates["torch"] = (precision, TORCH_EFFICIENCY * peaks[precision], why)
+    if "ct2" in available and profile.get("int8_flags"):
+        candidates["ct2"] = ("int8", CT2_INT8_EFFICIENCY * peaks["fp32"], f"int8 dot-product units ({', '.join(profile['int8_flags'])})")
+    measured = {**profile, "estimated_prefill_speedup_over_llama_cpp": {k: round(v[1] / llama_est, 3) for k, v in candidates.items()}}
+    if not candidates:
+        if llama_ok:
+            return Choice("llama-cpp", "gguf", "torch not installed and no int8 dot-product units for ct2", measured)
+        raise BadInputError(f"no reader backend can run {model!r} on this CPU: install torch and transformers (pip install 'rag[transformers]')")
+    backend = max(candidates, key=lambda k: candidates[k][1])
+    precision, est, why = candidates[backend]
+    speedup = est / llama_est
     if not llama_ok:
         missing = "not a GGUF model" if not gguf else "llama-cpp-python not installed"
-        return Choice("torch", precision, f"{why}; llama.cpp not an option ({missing})", measured)
+        return Choice(backend, precision, f"{why}; llama.cpp not an option ({missing})", measured)
     if speedup >= MIN_SPEEDUP:
-        return Choice("torch", precision, f"{why}; torch {precision} prefill estimated {speedup:.1f}x llama.cpp's "
+        return Choice(backend, precision, f"{why}; {backend} {precision} prefill estimated {speedup:.1f}x llama.cpp's "
                       f"(>= {MIN_SPEEDUP})", measured)
-    return Choice("llama-cpp", "gguf", f"{why}; torch {precision} prefill estimated only {speedup:.1f}x llama.cpp's "
-                  f"(< {MIN_SPEEDUP})", measured)
+    return Choice("llama-cpp", "gguf", f"{why}; best other estimate ({backend} {precision}) only {speedup:.1f}x "
+                  f"llama.cpp's prefill (< {MIN_SPEEDUP})", measured)
 
 
 def _cuda_available() -> bool:

@@ -9,15 +9,16 @@ import pytest
 from rag.errors import BadInputError
 from rag.readers.auto import Choice, choose_backend, choose_cpu_precision, cpu_info, has_bf16_units
 
-ALL = {"torch", "llama-cpp"}
+ALL = {"torch", "llama-cpp", "ct2"}
 
 
-def profile(fp32: float, bf16: float | None, flags=("avx512_bf16",)) -> dict:
-    return {"cpu": "simulated", "bf16_flags": list(flags), "matmul_gflops": {"fp32": fp32, "bf16": bf16}}
+def profile(fp32: float, bf16: float | None, flags=("avx512_bf16",), int8=()) -> dict:
+    return {"cpu": "simulated", "bf16_flags": list(flags), "int8_flags": list(int8), "matmul_gflops": {"fp32": fp32, "bf16": bf16}}
 
 
-AMX = profile(281, 1538, ("amx_bf16", "avx512_bf16"))  # the AMX machine
+AMX = profile(281, 1538, ("amx_bf16", "avx512_bf16"), ("amx_int8", "avx512_vnni"))  # the AMX machine
 NO_BF16 = profile(186, None, ())  # an AVX2/FMA EPYC
+VNNI = profile(190, 420, ("avx512_bf16",), ("avx512_vnni",))  # this project's EPYC: AVX512-BF16 and VNNI, no AMX
 
 
 def test_cpu_without_bf16_picks_fp32():
@@ -45,14 +46,23 @@ def test_bf16_flag_but_no_measured_gain_picks_fp32():
 def test_amx_machine_picks_torch_bf16():
     c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=AMX, available=ALL, cuda=False)
     assert (c.backend, c.precision) == ("torch", "bf16")
-    assert c.measured["estimated_prefill_speedup_torch_over_llama_cpp"] > 3
+    assert c.measured["estimated_prefill_speedup_over_llama_cpp"]["torch"] > 3
     assert c.load_options() == {"precision": "bf16"}
     json.dumps(c.as_dict())  # goes into a run manifest as is
+
+
+def test_vnni_without_amx_picks_ct2_int8_else_torch_bf16():
+    c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=VNNI, available=ALL, cuda=False)
+    assert (c.backend, c.precision) == ("ct2", "int8") and c.load_options() == {"precision": "int8"}
+    c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=VNNI, available={"torch", "llama-cpp"}, cuda=False)
+    assert (c.backend, c.precision) == ("torch", "bf16")
 
 
 def test_missing_libraries_and_gpus():
     assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=AMX, available={"llama-cpp"}, cuda=False).backend == "llama-cpp"
     assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=NO_BF16, available={"torch"}, cuda=False).backend == "torch"
+    # ct2 needs int8 dot-product units: without them, and without torch, llama.cpp stays
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=NO_BF16, available={"ct2", "llama-cpp"}, cuda=False).backend == "llama-cpp"
     with pytest.raises(BadInputError, match="no reader backend"):
         choose_backend("org/model", "cpu", profile=AMX, available={"llama-cpp"}, cuda=False)
     gpu = choose_backend("qwen2.5-coder-0.5b", "auto", profile={"cuda_precision": "bf16"}, available=ALL, cuda=True)
