@@ -1,4 +1,4 @@
-"""Same answers? The torch reader (precision as `auto` picks it here, and fp32) against today's default,
+"""Same answers? The torch reader (in the precision `auto` picks for it here) and the ct2 reader (int8) against today's default,
 llama.cpp on the Q4_K_M GGUF, on samples of the NQ-open and TriviaQA presets' questions (issue 21, req. 3).
 
 For each set: a seeded random sample of questions from the preset's QA file, closed-book prompts (3 built-in
@@ -80,7 +80,8 @@ def main() -> None:
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--n", type=int, default=100, help="closed-book questions per set")
     ap.add_argument("--rag", type=int, default=40, help="of them, how many also get a k=3 BM25 prompt (0: none)")
-    ap.add_argument("--precisions", default="auto,fp32")
+    ap.add_argument("--precisions", default="auto", help="torch precisions (auto: what `auto` picks for torch here)")
+    ap.add_argument("--ct2", default="int8", help="ct2 precisions, comma-separated ('' for none)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -94,6 +95,8 @@ def main() -> None:
     readers = {"llama.cpp Q4_K_M": load_reader(args.model)}
     for p in precisions:
         readers[f"torch {p}"] = load_reader(args.model, backend="torch", precision=p, device="cpu")
+    for p in filter(None, args.ct2.split(",")):
+        readers[f"ct2 {p}"] = load_reader(args.model, backend="ct2", precision=p, device="cpu")
     ref_name = "llama.cpp Q4_K_M"
     result = {"model": args.model, "n": args.n, "rag": args.rag, "seed": args.seed, "auto_precision": auto_prec,
               "env": bu.machine(), "sets": {}}
@@ -136,14 +139,14 @@ def main() -> None:
 
 
 def render(res: dict) -> str:
-    lines = [f"# Reader agreement: torch backend vs llama.cpp Q4_K_M ({res['model']})", "",
+    lines = [f"# Reader agreement: torch and ct2 backends vs llama.cpp Q4_K_M ({res['model']})", "",
              f"{res['env']['when']}, {res['env']['cpu_count']} CPUs, load average during {res['load_average_during'][0]}-"
              f"{max(res['load_average_during'])}. Written by eval/reader_agreement.py. Seeded random sample (seed {res['seed']}) of "
              f"{res['n']} questions per preset's QA file; closed-book prompts for all, a k=3 BM25 retrieval prompt for the first "
              f"{res['rag']} (BM25 over the 2021 Wikipedia extract only: the presets' full indexes are not built here). Same weights "
-             f"for both backends: the Q4_K_M GGUF, run by llama.cpp's kernels or dequantized for torch. `auto` picks "
-             f"**{res['auto_precision']}** for torch on this machine. EM difference = torch - llama.cpp, paired, 95% bootstrap "
-             f"interval; b / c = questions only llama.cpp / only torch answered right.", ""]
+             f"for all backends: the Q4_K_M GGUF, run by llama.cpp's kernels, dequantized for torch, dequantized then re-quantized to int8 (per channel) for ct2. `auto` picks "
+             f"**{res['auto_precision']}** for torch on this machine. EM difference = backend - llama.cpp, paired, 95% bootstrap "
+             f"interval; b / c = questions only llama.cpp / only the other backend answered right.", ""]
     for set_name, kinds in res["sets"].items():
         for kind, s in kinds.items():
             lines += [f"## {set_name}, {kind} ({s['questions']} questions)", "",
