@@ -56,7 +56,7 @@ def save(results: dict) -> None:
 def env() -> dict:
     import torch
 
-    from rag.readers.auto import cpu_info
+    from rag.device import cpu_info
 
     info = cpu_info()
     return {**bu.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": info["model"],
@@ -181,8 +181,6 @@ def ct2_engines(model_name: str) -> dict:
     import ctranslate2
     import torch
     import transformers
-
-    from rag.readers.models import cache_dir
 
     from rag.readers.ct2 import convert
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rag.errors import BadInputError
-from rag.readers.auto import Choice, choose_backend, choose_cpu_precision, cpu_info, has_bf16_units
+from rag.device import choose_cpu_precision, cpu_info, has_bf16_units
+from rag.readers.auto import Choice, choose_backend
 
 ALL = {"torch", "llama-cpp", "ct2"}
 
@@ -85,16 +86,17 @@ def test_cpu_info_reads_flags():
 
 def test_profile_is_measured_once_and_cached(tmp_path, monkeypatch):
     pytest.importorskip("torch")
+    import rag.device as device
     import rag.readers.auto as auto
 
     monkeypatch.setenv("RAG_CACHE", str(tmp_path))
     calls = []
-    monkeypatch.setattr(auto, "matmul_gflops", lambda dtype, **kw: calls.append(dtype) or {"fp32": 100.0, "bf16": 250.0}[dtype])
-    monkeypatch.setattr(auto, "cpu_info", lambda: {"model": "sim", "flags": ["avx512_bf16"]})
-    first = auto.cpu_profile()
-    again = auto.cpu_profile()
+    monkeypatch.setattr(device, "matmul_gflops", lambda dtype, **kw: calls.append(dtype) or {"fp32": 100.0, "bf16": 250.0}[dtype])
+    monkeypatch.setattr(device, "cpu_info", lambda: {"model": "sim", "flags": ["avx512_bf16"]})
+    first = device.cpu_profile()
+    again = device.cpu_profile()
     assert calls == ["fp32", "bf16"] and not first["cached"] and again["cached"]
     assert again["matmul_gflops"] == {"fp32": 100.0, "bf16": 250.0}
     assert auto.choose_precision("cpu") == "bf16"
-    monkeypatch.setattr(auto, "cpu_info", lambda: {"model": "sim", "flags": []})  # another machine: measured anew
-    assert auto.cpu_profile()["matmul_gflops"]["bf16"] is None and calls == ["fp32", "bf16", "fp32"]
+    monkeypatch.setattr(device, "cpu_info", lambda: {"model": "sim", "flags": []})  # another machine: measured anew
+    assert device.cpu_profile()["matmul_gflops"]["bf16"] is None and calls == ["fp32", "bf16", "fp32"]
