@@ -11,7 +11,10 @@ $RAG_CACHE/models/ctranslate2/).
               `static_prompt`, whose decoder state the engine caches and reuses for later calls with the
               same prefix. A one-prompt call reuses the longest static prompt used before that begins it
               (so a run answering one prompt at a time adds no new cache entries)
-    decode    greedy (top-1), batched, every token that contains a newline is an end token
+    decode    greedy (top-1), every token that contains a newline is an end token
+    batches   `batch_size` prompts per CTranslate2 call, length-sorted; default 1: on the 2-core EPYC here
+              8 RAG prompts took about twice as long in batches of 8 as one at a time (padding, and its
+              batched int8 kernels gain nothing on 2 cores)
 
 precision: "int8" (default), "fp32", "bf16" / "fp16" where CTranslate2 offers them on this device. `score_batch` is CTranslate2's teacher-forced scoring (without the prefix cache).
 """
@@ -76,7 +79,7 @@ def hf_source(model: str, gguf_file: str | None = None) -> tuple[str, object]:
 @READERS.register("ct2")
 class Ct2Reader(Reader):
     def __init__(self, folder: str | Path, tokenizer, *, precision: str = "int8", device: str = "auto", threads: int | None = None,
-                 n_ctx: int = DEFAULT_N_CTX, name: str = "ct2", batch_size: int = 8):
+                 n_ctx: int = DEFAULT_N_CTX, name: str = "ct2", batch_size: int = 1):
         ctranslate2 = require("ctranslate2", "ct2")
         from rag.device import cpu_threads, resolve_device
 

@@ -1,6 +1,6 @@
-"""The torch backend on the real SmolLM2-135M (its GGUF dequantized once): it answers the built-in trivia as
-the llama.cpp backend does, in fp32 and in the precision `auto` picks here, and batched decoding answers as
-one-by-one decoding does."""
+"""The torch and ct2 backends on the real SmolLM2-135M (its GGUF dequantized once; for ct2 re-quantized to
+int8): they answer the built-in trivia as the llama.cpp backend does (torch in fp32 and in the precision `auto`
+picks here), and batched decoding answers as one-by-one decoding does."""
 from __future__ import annotations
 
 import pytest
@@ -34,9 +34,11 @@ def reference():
         llama.close()
 
 
-@pytest.mark.parametrize("precision", ["fp32", "auto"])
-def test_answers_the_builtin_trivia_as_llama_cpp(reference, precision):
-    reader = load_reader("smollm2-135m", backend="torch", precision=precision, device="cpu", batch_size=4)
+@pytest.mark.parametrize("backend, precision", [("torch", "fp32"), ("torch", "auto"), ("ct2", "int8")])
+def test_answers_the_builtin_trivia_as_llama_cpp(reference, backend, precision):
+    if backend == "ct2":
+        pytest.importorskip("ctranslate2", reason="pip install 'rag[ct2]'")
+    reader = load_reader("smollm2-135m", backend=backend, precision=precision, device="cpu", batch_size=4)
     preds = answer(reader, TRIVIA, demos=BUILTIN_DEMOS[:3])
     ours, ref = [p.answer for p in preds], [p.answer for p in reference]
     # the same weights (Q4_1 dequantized vs llama.cpp's Q4_1 kernels): greedy answers agree but for rare near-ties
@@ -48,7 +50,10 @@ def test_answers_the_builtin_trivia_as_llama_cpp(reference, precision):
     # batched (one call, prefix computed once) and one-by-one decoding give the same answers
     single = [answer(reader, [q], demos=BUILTIN_DEMOS[:3])[0].answer for q in TRIVIA[:4]]
     assert single == ours[:4]
-    assert reader.prefix_cache.hits > 0
+    if backend == "torch":
+        assert reader.prefix_cache.hits > 0
+    else:
+        assert len(reader._static) == 1  # the demonstrations, cached by CTranslate2
 
 
 def test_auto_backend_loads_and_records_its_choice():
