@@ -13,7 +13,7 @@ Sections (each merges its numbers into eval/results/reader-fast.json and re-rend
     per-question   closed-book + two retrieval prompts (k = 3 real ~100-word passages each, 3 built-in
                    demonstrations) per NQ-open question, `answer()` with batch_size 16 as the eval runs it;
                    llama.cpp and the torch reader alternate (ABBA order), medians of the repeats.
-    memory         peak RSS of a fresh process that loads the reader and answers 4 questions (3 prompts each).
+    memory         peak RSS of a fresh process that loads the reader and answers 2 questions (3 prompts each).
     encoder        all-MiniLM-L6-v2 passages/s in fp32 and bf16 (interleaved blocks), min cosine to fp32,
                    useful GFLOP/s as a share of the bf16 (and fp32) matmul peak measured in the same run.
 
@@ -332,11 +332,11 @@ import sys
 sys.path.insert(0, {eval_dir!r})
 from bench_reader_fast import question_set, three_prompts
 from rag.readers import load_reader
-qs, a, b = question_set(4)
+qs, a, b = question_set(2)
 t = time.perf_counter()
 r = load_reader({model!r}, **{options!r})
 load_s = time.perf_counter() - t
-three_prompts(r, qs[:4], a[:4], b[:4])
+three_prompts(r, qs[:2], a[:2], b[:2])
 _done(load_s=load_s)
 """
 
@@ -442,7 +442,7 @@ def render(res: dict) -> str:
                   _table(s["rows"], ["engine", "s_per_question", "speedup_vs_llama_cpp", "per_repeat_s", "answers_equal_to_llama_cpp"]), "",
                   f"`backend: auto` here: **{s['auto_choice']['backend']} {s['auto_choice']['precision']}** ({s['auto_choice']['reason']}).", ""]
     if "memory" in res:
-        lines += ["## Peak memory (fresh process: load + 4 questions x 3 prompts)", "",
+        lines += ["## Peak memory (fresh process: load + 2 questions x 3 prompts)", "",
                   _table(res["memory"]["rows"], ["model", "engine", "peak_rss_mb", "load_s"]), ""]
     if "encoder" in res:
         s = res["encoder"]
