@@ -47,10 +47,28 @@ def load_results() -> dict:
     return json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}
 
 
+def merge(into: dict, part: dict) -> dict:
+    """Sections of `part` replace those of `into`, per model where a section is keyed by model."""
+    for key, value in part.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict) and key in ("prefill", "per_question"):
+            into[key].update(value)
+        else:
+            into[key] = value
+    return into
+
+
 def save(results: dict) -> None:
+    """Merge this run's sections into the results file (runs of other sections may write it meanwhile)."""
+    import fcntl
+
     OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-    OUT_JSON.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    OUT_MD.write_text(render(results))
+    with open(OUT_JSON.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = merge(load_results(), results)
+        tmp = OUT_JSON.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(merged, indent=1, default=str) + "\n")
+        os.replace(tmp, OUT_JSON)
+        OUT_MD.write_text(render(merged))
 
 
 def env() -> dict:
@@ -467,9 +485,19 @@ def main() -> None:
     ap.add_argument("--questions-05", type=int, default=12)
     ap.add_argument("--questions-15", type=int, default=6)
     ap.add_argument("--encoder-passages", type=int, default=256)
+    ap.add_argument("--out", help="write reader-fast numbers to this .json (and .md) instead (e.g. for a run "
+                    "beside another one); --merge folds such files into eval/results/reader-fast.json")
+    ap.add_argument("--merge", nargs="*", help="merge these .json files into eval/results/reader-fast.json and stop")
     args = ap.parse_args()
+    global OUT_JSON, OUT_MD
+    if args.merge:
+        for path in args.merge:
+            save(json.loads(Path(path).read_text()))
+        return
+    if args.out:
+        OUT_JSON, OUT_MD = Path(args.out), Path(args.out).with_suffix(".md")
     models = [m for m in args.models.split(",") if m]
-    results = load_results()
+    results = {}  # this run's sections only: save() merges them into the file
     sections = args.sections.split(",")
     if "prefill" in sections:
         section_prefill(results, models, args.repeats, not args.no_other_engines)
