@@ -41,9 +41,10 @@ BUILD_FLAGS = [
      f"Default {DENSE_DEFAULTS['chunk_size']}.", "dense"),
     ("--ef-construction", "ef_construction", int,
      f"HNSW build-time candidate list (higher = better graph, slower build). Default {DENSE_DEFAULTS['ef_construction']}.", "dense"),
-    ("--precision", "precision", click.Choice(list(PRECISIONS)),
-     "Encoder arithmetic: fp32 (default), bf16 (faster on CPUs with AMX/AVX512-BF16, ~1e-2 vector error), "
-     "fp16 (CUDA only). Vectors are stored as float32 either way; queries may use another precision.", "dense"),
+    ("--precision", "precision", click.Choice(["auto", *PRECISIONS]),
+     "Encoder arithmetic: auto (default: bf16 where this CPU's or GPU's bf16 matmuls measure faster, else fp32), "
+     "fp32 (reproduces sentence-transformers exactly), bf16 (cosine >= 0.999 to fp32), fp16 (CUDA only). "
+     "Vectors are stored as float32 either way; queries may use another precision.", "dense"),
     ("--compile/--no-compile", "compile", bool,
      "Run the encoder through torch.compile: ~40 s of start-up that pays off on builds of 100k+ passages.", "dense"),
     ("--max-seq-length", "max_seq_length", int, "Encoder tokens kept per passage (default: the model's limit).", "dense"),

@@ -157,7 +157,7 @@ class DenseRetriever(Retriever):
         chunk_size: int = DEFAULTS["chunk_size"],
         ef_construction: int = DEFAULTS["ef_construction"],
         max_seq_length: int | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
         compile: bool = False,
         seed: int = DEFAULTS["seed"],
         embeddings_from: str | os.PathLike | None = None,
@@ -208,7 +208,10 @@ class DenseRetriever(Retriever):
         check_files(folder, manifest["files"])
         info = manifest["encoder"]
         built_spec = f"{info['backend']}:{info['name']}"
-        enc = get_encoder(encoder or built_spec, device=device, batch_size=batch_size, max_seq_length=info.get("max_seq_length"))
+        # queries in the precision the passages were encoded in (fp16 is for GPUs: "auto" picks for this device)
+        precision = info.get("precision", "fp32")
+        enc = get_encoder(encoder or built_spec, device=device, batch_size=batch_size, max_seq_length=info.get("max_seq_length"),
+                          precision="auto" if precision == "fp16" else precision)
         if identity_of(enc.info()) != identity_of(info):
             raise BadInputError(
                 f"{folder} was built with encoder {built_spec} ({info['dim']}-d) but the query encoder is "
