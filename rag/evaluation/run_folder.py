@@ -281,7 +281,7 @@ class RunFolder:
 
     def write_manifest(self, *, cfg: EvalConfig, identity: dict, modes: dict[str, dict], index_manifests: dict[str, dict],
                        counts: dict, n_population: int, n_selected: int, reader_info: dict | None = None,
-                       status: str = "running") -> None:
+                       status: str = "running", backend_choice: dict | None = None) -> None:
         """manifest.json: this session's modes and indexes merged over the old manifest's (a run may drop a
         retriever in one session and keep its records)."""
         old = self.old
@@ -308,5 +308,6 @@ class RunFolder:
             identity=identity,
             modes={**old.get("modes", {}), **modes},
             n_selected=n_selected,
+            **({"backend_choice": backend_choice} if backend_choice else {}),
         )
 

@@ -69,13 +69,21 @@ class Prepared:
     index_manifests: dict[str, dict]  # retriever name -> its index manifest
     identity: dict
     modes: dict[str, dict]  # mode -> identity of that mode
+    backend_choice: dict | None = None  # how backend "auto" was resolved on this machine (rag.readers.auto.Choice)
 
 
 def prepare(cfg: EvalConfig, sizes: dict[str, int] | None = None, plan: dict | None = None) -> Prepared:
     """Read and check the inputs (QA file, counts, index manifests) and draw the sample; loads no model.
     `sizes`: per-bucket sample sizes of a budget plan (`plan`, recorded in selection.json) instead of per_bucket."""
+    from dataclasses import replace as _replace
+
+    from rag.pipeline import resolve_backend
     from rag.readers import READERS
 
+    # backend "auto" becomes this machine's choice before anything is compared: a resumed run whose resolved backend
+    # or precision differs is refused like any other reader change
+    reader_cfg, choice = resolve_backend(cfg.reader)
+    cfg = _replace(cfg, reader=reader_cfg)
     READERS.get(cfg.reader.backend)
     qa_path = Path(cfg.qa.path)
     if not qa_path.exists():
@@ -113,7 +121,7 @@ def prepare(cfg: EvalConfig, sizes: dict[str, int] | None = None, plan: dict | N
     )
     identity = run_identity(cfg, qa_fingerprint(qa_path), counts.fingerprint, regex=any(is_regex(q) for q in all_questions))
     return Prepared(cfg, questions, all_questions, counts, count_of, selection, index_manifests, identity,
-                    mode_identities(cfg))
+                    mode_identities(cfg), choice.as_dict() if choice is not None else None)
 
 
 def first_hit(answers: Sequence[str], passages: Sequence[Passage], ks: Sequence[int], regex: bool = False) -> int | None:
@@ -295,7 +303,7 @@ def _write_start(folder: RunFolder, p: Prepared, reader_info: dict | None = None
     counts = {"path": str(cfg.counts), "fingerprint": p.counts.fingerprint, "kind": p.counts.manifest.get("kind")}
     folder.write_manifest(cfg=cfg, identity=p.identity, modes=p.modes, index_manifests=p.index_manifests, counts=counts,
                           n_population=len(p.all_questions), n_selected=len(p.questions), reader_info=reader_info,
-                          status=status)
+                          status=status, backend_choice=p.backend_choice)
 
 
 def _session_extra(result: RunResult, pending_q: list, interrupted: bool) -> dict:

@@ -100,3 +100,4 @@ def test_profile_is_measured_once_and_cached(tmp_path, monkeypatch):
     assert auto.choose_precision("cpu") == "bf16"
     monkeypatch.setattr(device, "cpu_info", lambda: {"model": "sim", "flags": []})  # another machine: measured anew
     assert device.cpu_profile()["matmul_gflops"]["bf16"] is None and calls == ["fp32", "bf16", "fp32"]
+
