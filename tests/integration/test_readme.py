@@ -220,7 +220,8 @@ def cli(ws: Workspace, line: str, code: int = 0) -> str:
     old = os.getcwd()
     os.chdir(ws.repo)
     try:
-        r = CliRunner().invoke(main, argv[1:], env={k: ws.env.get(k) for k in ("MY_SERVER_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")})
+        env = {k: ws.env.get(k) for k in ("MY_SERVER_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")}  # None: unset
+        r = CliRunner().invoke(main, argv[1:], env=env)
     finally:
         os.chdir(old)
     if r.exception is not None and not isinstance(r.exception, SystemExit):
