@@ -62,7 +62,9 @@ def save(results: dict) -> None:
     import fcntl
 
     OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-    with open(OUT_JSON.with_suffix(".lock"), "w") as lock:
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / f"{OUT_JSON.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         merged = merge(load_results(), results)
         tmp = OUT_JSON.with_suffix(f".tmp{os.getpid()}")

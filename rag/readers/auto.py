@@ -2,7 +2,8 @@
 
     from rag.readers.auto import choose_backend
     choice = choose_backend("qwen2.5-coder-0.5b", device="auto")
-    choice.backend, choice.precision   # e.g. ("torch", "bf16"), ("ct2", "int8"), ("llama-cpp", "gguf")
+    choice.backend, choice.precision   # ("torch", "bf16") on AMX or AVX512-BF16 CPUs, ("ct2", "int8") with VNNI
+                                       # but no bf16 units, ("llama-cpp", "gguf") on AVX2-only CPUs
     choice.reason                      # one sentence for logs and the run manifest
     choice.measured                    # the machine facts the rule used (choice.as_dict() for JSON)
     reader = load_reader(model, backend=choice.backend, **choice.load_options())
@@ -38,14 +39,17 @@ from rag.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
-# fractions of the matmul peak a backend's prefill reaches (eval/results/reader-fast.md: torch ~0.5 of the
-# peak of its precision on both machine kinds measured; llama.cpp Q4_K_M ~0.45 of the fp32 peak)
+# what a backend reaches, as a fraction of a matmul peak, calibrated on seconds per question (closed-book + two
+# k=3 retrieval prompts; eval/results/reader-fast.md). torch: ~0.5 of the peak of its precision (the AMX
+# machine: bf16 prefill 52% of the bf16 peak; the AVX512-BF16 EPYC here: torch bf16 2.2-2.4x llama.cpp per
+# question at bf16/fp32 peaks 2.2x); llama.cpp Q4_K_M ~0.45 of the fp32 peak (AMX machine: 46%).
 TORCH_EFFICIENCY = 0.5
 LLAMA_EFFICIENCY = 0.45
-# CTranslate2 int8 prefill over the fp32 matmul peak: 2.9 measured on the AVX512-VNNI EPYC (reader-fast.md);
-# taken lower, since where AMX makes bf16 fast the int8 kernels were not measured
-CT2_INT8_EFFICIENCY = 2.0
-MIN_SPEEDUP = 1.5  # estimated torch prefill over llama.cpp's needed to leave llama.cpp
+# CTranslate2 int8 over the fp32 peak: its lone-prompt prefill reached 2.9x the fp32 peak here, but per question
+# it ran at ~0.8-0.9x torch bf16 (about 2x llama.cpp), so 0.9; and its answers match llama.cpp's less often
+# (int8 re-quantization; eval/results/reader-agreement.md). It wins where bf16 units are missing but VNNI is not.
+CT2_INT8_EFFICIENCY = 0.9
+MIN_SPEEDUP = 1.5  # estimated speed over llama.cpp's needed to leave llama.cpp
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The "ct2" reader: CTranslate2, a C++ inference engine for Transformer models, with int8 weights on CPU.
 
-Measured on this project's 2-core AVX512-VNNI machine (no AMX; eval/results/reader-fast.md) its int8 prefill
-is the fastest of llama.cpp Q4_K_M, torch fp32/bf16, OpenVINO fp32/bf16 and itself in fp32: int8 dot
-products (VNNI) run at several times the fp32 rate. The same weights as the other backends: a named model's
+Measured on this project's 2-core AVX512-VNNI/BF16 machine (no AMX; eval/results/reader-fast.md) its int8
+prefill of a lone 450-token prompt is the fastest of llama.cpp Q4_K_M, torch fp32/bf16, OpenVINO fp32/bf16 and
+itself in fp32 (3.6x llama.cpp; int8 dot products run at several times the fp32 rate), but per question
+(closed-book + two retrieval prompts) the torch bf16 reader was as fast or faster, and int8 re-quantization
+changes more answers (eval/results/reader-agreement.md); `auto` picks it on CPUs with VNNI and no bf16 units. The same weights as the other backends: a named model's
 dequantized GGUF (rag.readers.transformers.load_dequantized), a .gguf file, a local model folder or a hub id,
 converted once to CTranslate2's format (weights stored in the precision asked for; cached under
 $RAG_CACHE/models/ctranslate2/).

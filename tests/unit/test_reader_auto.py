@@ -19,7 +19,8 @@ def profile(fp32: float, bf16: float | None, flags=("avx512_bf16",), int8=()) ->
 
 AMX = profile(281, 1538, ("amx_bf16", "avx512_bf16"), ("amx_int8", "avx512_vnni"))  # the AMX machine
 NO_BF16 = profile(186, None, ())  # an AVX2/FMA EPYC
-VNNI = profile(190, 420, ("avx512_bf16",), ("avx512_vnni",))  # this project's EPYC: AVX512-BF16 and VNNI, no AMX
+EPYC = profile(190, 420, ("avx512_bf16",), ("avx512_vnni",))  # this project's EPYC: AVX512-BF16 and VNNI, no AMX
+VNNI = profile(190, None, (), ("avx512_vnni",))  # e.g. Cascade Lake: VNNI, no bf16 units
 
 
 def test_cpu_without_bf16_picks_fp32():
@@ -52,11 +53,16 @@ def test_amx_machine_picks_torch_bf16():
     json.dumps(c.as_dict())  # goes into a run manifest as is
 
 
-def test_vnni_without_amx_picks_ct2_int8_else_torch_bf16():
+def test_avx512_bf16_epyc_picks_torch_bf16():
+    c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=EPYC, available=ALL, cuda=False)
+    assert (c.backend, c.precision) == ("torch", "bf16")
+
+
+def test_vnni_without_bf16_picks_ct2_int8():
     c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=VNNI, available=ALL, cuda=False)
     assert (c.backend, c.precision) == ("ct2", "int8") and c.load_options() == {"precision": "int8"}
-    c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=VNNI, available={"torch", "llama-cpp"}, cuda=False)
-    assert (c.backend, c.precision) == ("torch", "bf16")
+    # without ctranslate2 installed: torch fp32 is no faster than llama.cpp
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=VNNI, available={"torch", "llama-cpp"}, cuda=False).backend == "llama-cpp"
 
 
 def test_missing_libraries_and_gpus():
