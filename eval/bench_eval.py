@@ -8,6 +8,8 @@ matmul peak (measured in the same run) to eval/results/eval-timing-<name>.json a
     .venv/bin/python eval/bench_eval.py --config configs/nq-open.yaml --per-bucket 5 --out runs/bench-nq-open
     .venv/bin/python eval/bench_eval.py --config configs/smoke-nq-open-wiki2021.yaml --overwrite
 
+Run it from the repository root: like `rag eval run`, it reads relative paths (the preset's, --out) from the
+current folder; --results sends the results files elsewhere.
 Extra arguments after `--` go to `rag eval run` unchanged (e.g. -- --retriever bm25 --set reader.device=cuda).
 A resumed run reports only the last session's stages in "session" (and every session's sum in "total").
 """
@@ -24,8 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchutil as bu  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,10 +36,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="run folder (default: runs/bench-<config name>)")
     ap.add_argument("--overwrite", action="store_true", help="start the run afresh (default: resume it)")
     ap.add_argument("--name", default=None, help="results file name (default: eval-timing-<config name>)")
+    ap.add_argument("--results", type=Path, default=bu.RESULTS, help="folder for the results files (default: eval/results)")
     ap.add_argument("rest", nargs="*", help="further `rag eval run` arguments, after --")
     args = ap.parse_args(argv)
 
-    out = args.out or REPO / "runs" / f"bench-{args.config.stem}"
+    # relative paths (the config's, --out) are relative to where this runs, as for `rag eval run` (the repo root)
+    out = args.out or Path("runs") / f"bench-{args.config.stem}"
     cmd = [sys.executable, "-c", "from rag.cli import main; main()", "eval", "run", "--config", str(args.config), "--out", str(out), "--no-progress"]
     for flag, value in (("--per-bucket", args.per_bucket), ("--limit", args.limit), ("--reader", args.reader)):
         if value is not None:
@@ -50,7 +52,7 @@ def main(argv=None) -> None:
 
     peak_gflops = bu.matmul_peak_gflops()
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"rag eval run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -79,8 +81,8 @@ def main(argv=None) -> None:
         "reader_gflops_upper_bound": round(gflop / gen["seconds"], 1) if gen.get("seconds") else None,
     }
     name = args.name or f"eval-timing-{args.config.stem}"
-    bu.write_results(name, data, _markdown(data))
-    print((bu.RESULTS / f"{name}.md").read_text())
+    bu.write_results(name, data, _markdown(data), args.results)
+    print((args.results / f"{name}.md").read_text())
 
 
 def _prompt_tokens(path: Path) -> int:

@@ -240,7 +240,7 @@ def _kind(row: dict) -> str:
 
 def bench_dense_at(vectors, queries, ef_construction: int, label: str, kinds=KINDS) -> list[dict]:
     """Build Flat and the `kinds` of index over `vectors`, sweep query settings, recall@10 against Flat."""
-    from rag.retrievers.dense import build_faiss
+    from rag.retrievers.faiss_index import build_faiss
 
     rows = []
     truth = None
@@ -273,15 +273,15 @@ def bench_dense_at(vectors, queries, ef_construction: int, label: str, kinds=KIN
 def _vectors_and_queries(qa: Path, dense_index: Path):
     """Passage vectors of a dense index and the encoded NQ-open questions.
 
-    `dense_index` may also be an unfinished build (`X.partial/` with encode_progress.json): then only its
-    finished rows are used, which the results say.
+    `dense_index` may also be an unfinished local build (`X.partial/`, its one shard's progress in
+    encode/shard-00000.progress.json): then only its finished rows are used, which the results say.
     """
     import numpy as np
     from rag.encoders import DEFAULT_ENCODER, get_encoder
     from rag.qa import load_questions
 
     qs = [q.question for q in load_questions(qa)]
-    progress = dense_index / "encode_progress.json"
+    progress = dense_index / "encode" / "shard-00000.progress.json"
     if (dense_index / "manifest.json").exists():
         from rag.retrievers import load_index
 
@@ -290,7 +290,7 @@ def _vectors_and_queries(qa: Path, dense_index: Path):
     elif progress.exists():
         done = json.loads(progress.read_text())["rows_done"]
         enc = get_encoder(DEFAULT_ENCODER)
-        emb = np.ascontiguousarray(np.load(dense_index / "embeddings.npy", mmap_mode="r")[:done])
+        emb = np.ascontiguousarray(np.load(dense_index / "encode" / "shard-00000.npy", mmap_mode="r")[:done])
         source = f"the first {done:,} passages of {dense_index.name} (an unfinished encoding)"
     else:
         raise SystemExit(f"{dense_index}: neither a dense index nor a partial build")

@@ -80,10 +80,10 @@ def machine() -> dict:
     }
 
 
-def write_results(name: str, data: dict, markdown: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown)
+def write_results(name: str, data: dict, markdown: str, folder: Path = RESULTS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    (folder / f"{name}.md").write_text(markdown)
 
 
 def md_table(rows: list[dict], columns: list[str]) -> str:

@@ -26,9 +26,27 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 32
-# weights/activations dtype: fp32 reproduces sentence-transformers exactly; bf16 is ~1.5x faster on CPUs with
-# AMX (Sapphire Rapids and later) and on GPUs, at cosine >= 0.9999 to fp32; fp16 is for GPUs only
+# weights/activations dtype: fp32 reproduces sentence-transformers exactly; bf16 is ~1.4x faster on CPUs with
+# AMX (Sapphire Rapids and later), faster on AVX512-BF16 CPUs too, and on GPUs, at cosine >= 0.999 to fp32
+# (eval/results/encoder_options.md, reader-fast.md); fp16 is for GPUs only. "auto" (the default): bf16 on a
+# GPU with bf16, on a CPU where rag.device measured bf16 matmuls faster than fp32; fp32 otherwise.
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DEFAULT_PRECISION = "auto"
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """"auto" -> the fastest precision that keeps vectors within cosine 0.999 of fp32 on `device`."""
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device != "cpu":
+        return "fp32"
+    from rag.device import choose_cpu_precision, cpu_profile
+
+    return choose_cpu_precision(cpu_profile())[0]
 
 # backend -> factory(model, *, device, batch_size, max_seq_length, precision, compile) -> Encoder
 ENCODERS = Registry("encoder backend")
@@ -111,7 +129,7 @@ def get_encoder(
     device: str = "auto",
     batch_size: int | None = None,
     max_seq_length: int | None = None,
-    precision: str = "fp32",
+    precision: str = DEFAULT_PRECISION,
     compile: bool = False,
 ) -> Encoder:
     """Build an encoder from its spec (an Encoder instance is returned as is)."""
@@ -121,8 +139,8 @@ def get_encoder(
         raise BadInputError(f"batch_size must be a positive integer, got {batch_size!r}")
     if max_seq_length is not None and (not isinstance(max_seq_length, int) or max_seq_length <= 0):
         raise BadInputError(f"max_seq_length must be a positive integer, got {max_seq_length!r}")
-    if precision not in PRECISIONS:
-        raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise BadInputError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
     backend, model = parse_spec(spec)
     factory: Callable[..., Encoder] = ENCODERS.get(backend)
     return factory(
@@ -178,7 +196,7 @@ class SentenceTransformerEncoder(Encoder):
         device: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_seq_length: int | None = None,
-        precision: str = "fp32",
+        precision: str = DEFAULT_PRECISION,
         compile: bool = False,
     ):
         from rag.device import resolve_device, use_all_cores
@@ -190,6 +208,7 @@ class SentenceTransformerEncoder(Encoder):
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         st = require("sentence_transformers", "dense")
         self.device = resolve_device(device)
+        precision = resolve_precision(precision, self.device)
         if precision not in PRECISIONS:
             raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if precision == "fp16" and not self.device.startswith("cuda"):

@@ -24,7 +24,7 @@ from rag.readers import DEFAULT_BACKEND, DEFAULT_MODEL
 from rag.types import Hit, Passage, Prediction, Question
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rag.readers import Demo, PromptFormat, Reader
+    from rag.readers import Choice, Demo, PromptFormat, Reader
     from rag.retrievers.base import Retriever
     from rag.tokenize import DocFreq
 
@@ -34,7 +34,7 @@ class ReaderConfig:
     """How questions are read: the model and backend, the prompt, and the decoding limits."""
 
     model: str | None = DEFAULT_MODEL  # a named model, a .gguf path, a folder / hub id; None: a server's only model
-    backend: str = DEFAULT_BACKEND  # a rag.readers.READERS name ("fake" for tests)
+    backend: str = DEFAULT_BACKEND  # a rag.readers.READERS name ("fake" for tests), or "auto": chosen per machine
     prompt_format: str | None = None  # None: the named model's default
     shots: int = 3
     demos: Path | None = None  # QA file to draw demonstrations from (seeded); None: the built-in ones
@@ -47,10 +47,33 @@ class ReaderConfig:
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the backend's load()
 
 
+def resolve_backend(cfg: ReaderConfig) -> "tuple[ReaderConfig, Choice | None]":
+    """`cfg` with backend "auto" replaced by the backend and precision this machine runs fastest
+    (rag.readers.auto.choose_backend), and that Choice; other backends are returned as they are, with None.
+    An explicit `precision` option wins over the chosen one."""
+    if cfg.backend != "auto":
+        return cfg, None
+    from rag.readers.auto import choose_backend
+
+    choice = choose_backend(cfg.model, cfg.device)
+    options = {**choice.load_options(), **cfg.options}
+    if choice.backend not in ("torch", "ct2"):
+        options.pop("precision", None)
+    return replace(cfg, backend=choice.backend, options=options), choice
+
+
 def open_reader(cfg: ReaderConfig) -> "Reader":
-    """The reader `cfg` describes, opened in this process."""
+    """The reader `cfg` describes, opened in this process (backend "auto" resolved first)."""
     from rag.readers import load_reader
 
+    cfg, choice = resolve_backend(cfg)
+    reader = _load(cfg, load_reader)
+    if choice is not None:
+        reader.auto_choice = choice
+    return reader
+
+
+def _load(cfg: ReaderConfig, load_reader) -> "Reader":
     options = {"device": cfg.device, **cfg.options}
     if cfg.n_ctx is not None:
         options["n_ctx"] = cfg.n_ctx

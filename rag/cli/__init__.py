@@ -95,3 +95,5 @@ def main(verbose: int) -> None:
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # long commands' stage lines (rag.progress: started / done, with counts and times) are shown by default
+    logging.getLogger("rag.progress").setLevel(min(level, logging.INFO))

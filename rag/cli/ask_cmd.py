@@ -35,7 +35,7 @@ def _snippet(text: str, width: int = 160) -> str:
                    "transformers or vllm a local model folder or Hugging Face id, with --backend openai the server's "
                    "model id.")
 @click.option("--backend", default=DEFAULT_BACKEND, show_default=True,
-              help="Reader backend: llama-cpp (GGUF, fast on CPU), transformers, openai (any OpenAI-compatible "
+              help="Reader backend: auto (the fastest measured for this machine: rag.readers.auto), llama-cpp (GGUF), torch, ct2, transformers, openai (any OpenAI-compatible "
                    "server: see --base-url) or vllm (offline vLLM on a CUDA GPU, pip install 'rag[vllm]').")
 @click.option("--base-url", default=None,
               help="[openai] The server's OpenAI API root, e.g. http://127.0.0.1:8080/v1 (llama.cpp), "
@@ -102,7 +102,8 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
         raise BadInputError(f"--shots must be >= 0, got {shots}")
     if max_new_tokens <= 0:
         raise BadInputError(f"--max-new-tokens must be positive, got {max_new_tokens}")
-    READERS.get(backend)
+    if backend != "auto":  # auto: chosen for this machine when the model opens (rag.readers.auto)
+        READERS.get(backend)
     served = backend == "openai"  # the model is whatever the server serves: its id, or None for its only one
     if not served and (base_url or api_key_env or chat):
         raise BadInputError("--base-url, --api-key-env and --chat apply to the openai backend only")
@@ -139,10 +140,13 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
     pipe = Pipeline.open(cfg, seed=seed, exclude=[q], demo_retriever=index,
                          doc_freq=index.doc_freq() if index is not None and sentences else None, k=k)
     reader = pipe.reader
-    out: dict = {"question": q.question, "model": reader.model if served else cfg.model, "backend": backend,
+    out: dict = {"question": q.question, "model": reader.model if served else cfg.model, "backend": reader.backend,
                  "prompt_format": pipe.fmt.name, "shots": shots, "demos": [d.qid for d in pipe.demos]}
     if served:
         out["server"] = reader.url
+    if getattr(reader, "auto_choice", None) is not None:
+        out["backend_choice"] = {"backend": reader.auto_choice.backend, "precision": reader.auto_choice.precision,
+                                 "reason": reader.auto_choice.reason}
     if mode in ("closed", "both"):
         (p,) = pipe.answer([q])
         out["closed"] = {"answer": p.answer, "prompt_tokens": p.prompt_tokens, "new_tokens": p.new_tokens}

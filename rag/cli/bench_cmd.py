@@ -53,7 +53,8 @@ import click
 @click.option("--export", type=click.Path(path_type=Path), default=None,
               help="Also copy the committable part (report.md, tables, plots; no records or models) to this folder.")
 @click.option("--overwrite", is_flag=True, help="Delete the output folder and start afresh.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bars on stderr (on a terminal; elsewhere, and with --no-progress, one log line per step).")
 def bench(out, seed, people, orgs, cities, countries, max_count, zipf, mentions, distractors, reading_docs, reading_known, avoid_names,
           steps, d_model, layers, threads, retrievers, encoder, k, shots, sentences, prompt_format, per_bucket, counterfactual, dynamics, inject,
           export, overwrite, progress) -> None:

@@ -47,7 +47,8 @@ def corpus() -> None:
 @click.option("--limit-docs", type=click.IntRange(min=1), default=None,
               help="Stop after this many documents (over all sources), e.g. to build a small test store.")
 @click.option("--overwrite", is_flag=True, help="Replace the store at --out if it exists.")
-@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@click.option("--no-progress", is_flag=True,
+              help="No progress bar: one log line when reading starts and one when it ends (as when stderr is not a terminal).")
 @engine_options(shards=False)
 def build(sources, out, fmt, words, id_field, title_field, text_field, number_docs, prefix_ids, skip_bad,
           limit_docs, overwrite, no_progress, exec_engine) -> None:
@@ -68,32 +69,29 @@ def build(sources, out, fmt, words, id_field, title_field, text_field, number_do
     With --exec-engine ray each source file is read by its own worker (one shard per file; a resumed build skips
     the finished files), and the store is the same, byte for byte, as a local build's.
     """
-    from tqdm import tqdm
-
     from rag.corpus.build import build_passages, expand_sources
+    from rag.progress import bar
 
     paths = expand_sources(sources)
     total = sum(p.stat().st_size for p in paths)
-    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="reading", disable=no_progress or None,
-               dynamic_ncols=True, mininterval=0.5)
-    counts = [0, 0]
-
-    def progress(nbytes: int, docs: int, passages: int) -> None:
-        counts[0] += docs
-        counts[1] += passages
-        bar.update(nbytes)
-        if counts[0] % 500 == 0:
-            bar.set_postfix(docs=counts[0], passages=counts[1], refresh=False)
-
+    counts = {"documents": 0, "passages": 0}
     t0 = time.perf_counter()
-    try:
+    with bar(f"reading {len(paths)} source{'s' if len(paths) > 1 else ''}", total=total, unit="B", unit_scale=True,
+             enabled=not no_progress, unit_divisor=1024) as b:
+
+        def progress(nbytes: int, docs: int, passages: int) -> None:
+            counts["documents"] += docs
+            counts["passages"] += passages
+            b.update(nbytes)
+            if counts["documents"] % 500 == 0:
+                b.set_postfix(counts, refresh=False)
+
         manifest = build_passages(
             paths, out, format=fmt, words=words, id_field=id_field, title_field=title_field or None,
             text_field=text_field, number_docs=number_docs, prefix_ids=prefix_ids, skip_bad=skip_bad,
             overwrite=overwrite, limit_docs=limit_docs, progress=progress, engine=exec_engine,
         )
-    finally:
-        bar.close()
+        b.set_postfix(counts, refresh=False)
     seconds = time.perf_counter() - t0
     click.echo(_summary(out, manifest, seconds))
 

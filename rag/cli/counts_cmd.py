@@ -54,9 +54,13 @@ def lexicon_cmd(out, passages, surface_forms, redirects, qa_files, case_sample, 
 
     if passages is None and not surface_forms and not redirects and not qa_files:
         raise click.UsageError("give at least one source: --passages, --surface-forms, --redirects or --qa")
+    from rag.progress import stage
+
     questions = [q for path in qa_files for q in _questions(path)]
-    lex = build_lexicon(out, passages=passages, surface_forms=surface_forms, redirects=redirects, questions=questions,
-                        qa_name=",".join(map(str, qa_files)) or "qa", case_sample=case_sample, overwrite=overwrite)
+    with stage("lexicon", f"-> {out}") as info:
+        lex = build_lexicon(out, passages=passages, surface_forms=surface_forms, redirects=redirects, questions=questions,
+                            qa_name=",".join(map(str, qa_files)) or "qa", case_sample=case_sample, overwrite=overwrite)
+        info.update(forms=lex.manifest["n_forms"], entities=lex.manifest["n_entities"])
     m = lex.manifest
     click.echo(f"lexicon {out}: {m['n_forms']:,} forms, {m['n_entities']:,} entities, {m['n_ambiguous_forms']:,} ambiguous forms "
                f"(fingerprint {m['fingerprint']})")
@@ -71,7 +75,7 @@ def lexicon_cmd(out, passages, surface_forms, redirects, qa_files, case_sample, 
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes; default: all cores.")
 @click.option("--no-title", is_flag=True, help="Do not add each passage's own article entity (from its title) to its document.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar: one log line per stage (as when stderr is not a terminal).")
 @linker_options
 @engine_options(own_workers=True)
 def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_progress, linker_name, linker_opts, exec_engine) -> None:
@@ -81,10 +85,13 @@ def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_
     once; an interrupted build rerun with the same command skips the finished shards. Same postings either way.
     """
     from rag.entities.postings import build_postings
+    from rag.progress import draw_bars, stage
 
     linker = make_cli_linker(linker_name, linker_opts, lexicon)
-    p = build_postings(passages, linker, out, unit=unit, include_title=not no_title, workers=workers, overwrite=overwrite,
-                       progress=not no_progress, engine=exec_engine)
+    with stage("postings", f"linking {passages} -> {out}") as info:  # the linking bar is drawn on a terminal only
+        p = build_postings(passages, linker, out, unit=unit, include_title=not no_title, workers=workers,
+                           overwrite=overwrite, progress=draw_bars(not no_progress), engine=exec_engine)
+        info.update(pairs=p.manifest["n_pairs"], entities=p.manifest["n_entities"])
     m = p.manifest
     click.echo(f"postings {out}: {m['n_entities']:,} entities, {m['n_pairs']:,} (entity, document) pairs over {m['n_docs']:,} {unit}; "
                f"{m['passages_per_second']:,.0f} passages/s with {m['workers']} worker(s)")
@@ -118,7 +125,7 @@ def postings_cmd(passages, lexicon, out, unit, workers, no_title, overwrite, no_
               "mentioned as exactly that subject is its question entity. Natural QA sets (NQ, TriviaQA) are left alone.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes for corpus linking; default: all cores.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar: one log line per stage (as when stderr is not a terminal).")
 @linker_options
 @engine_options(own_workers=True)
 def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, unit, exclude_countries, surface_index, frames, workers, overwrite,
@@ -130,13 +137,14 @@ def build_cmd(passages, qa, out, lexicon, postings, surface_forms, redirects, un
     link nothing are kept with a status (question-unlinked / answer-unlinked / both-unlinked).
     """
     from rag.entities.counting import build_counts
+    from rag.progress import draw_bars
 
     questions = _questions(qa)
     rows, manifest = build_counts(
         passages, questions, out, qa_path=qa, lexicon=lexicon, postings=postings, surface_forms=surface_forms,
         redirects=redirects, linker=linker_name, linker_options=linker_opts, unit=unit,
         exclude_countries=exclude_countries, phrase_index=surface_index, frames=frames, workers=workers, overwrite=overwrite,
-        progress=not no_progress, engine=exec_engine,
+        progress=draw_bars(not no_progress), engine=exec_engine,  # stages log started / done lines; bars on a terminal
     )
     _print_summary(out, manifest["summary"])
 

@@ -37,6 +37,13 @@ def eval_group() -> None:
 @click.option("--per-bucket", type=int, default=None,
               help="Evaluate a seeded stratified sample of at most N questions per count bucket (overrides per_bucket).")
 @click.option("--all", "all_questions", is_flag=True, help="Evaluate every question (overrides per_bucket in the config).")
+@click.option("--budget", default=None, metavar="DURATION",
+              help="Spend at most this long (e.g. 90m, 2h): the reader's cost per question is measured on a pilot, the "
+                   "per-bucket sample sizes that fit are planned (printed and recorded in selection.json), and the run "
+                   "stops cleanly when the time is spent. A larger budget later extends the same sample.")
+@click.option("--allocation", type=click.Choice(["slope", "equal"]), default=None,
+              help="How --budget spreads questions over buckets: slope (default: where they narrow the interval of "
+                   "the accuracy-vs-count slope most) or equal.")
 @click.option("--seed", type=int, default=None, help="Seed of the sample, the demonstrations and the bootstrap (overrides seed).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder. Default: runs/<name>. Rerunning with the same folder resumes it.")
@@ -54,9 +61,10 @@ def eval_group() -> None:
               help="Override any config value by its dotted key, VALUE read as YAML, e.g. --set reader.n_ctx=1024 "
                    "--set buckets=[0,10,1000] (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Delete the run folder's results and start afresh instead of resuming.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bar on stderr (on a terminal; elsewhere, and with --no-progress, one log line per stage).")
 @engine_options(shards=False)
-def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit, k, count_method, only, sets, overwrite, progress,
+def run(config_path, per_bucket, all_questions, budget, allocation, seed, out, model, backend, limit, k, count_method, only, sets, overwrite, progress,
         exec_engine) -> None:
     """Run (or resume) the evaluation described by --config.
 
@@ -70,6 +78,7 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
     \b
     Examples:
       rag eval run --config configs/nq-open.yaml --per-bucket 50
+      rag eval run --config configs/nq-open.yaml --budget 90m
       rag eval run --config configs/triviaqa.yaml --reader qwen2.5-coder-1.5b --per-bucket 20 --out runs/tqa-1.5b
       rag eval run --config configs/nq-open.yaml --retriever bm25 --limit 100 --set reader.device=cuda
       rag eval run --config configs/nq-open.yaml --exec-engine ray --ray-address head:6379 --workers 8
@@ -84,7 +93,7 @@ def run(config_path, per_bucket, all_questions, seed, out, model, backend, limit
     if per_bucket is not None and all_questions:
         raise BadInputError("--per-bucket and --all exclude each other")
     explicit = dict(parse_set(item) for item in sets)
-    flags = {"per_bucket": per_bucket, "seed": seed, "out": str(out) if out else None, "reader.model": model,
+    flags = {"per_bucket": per_bucket, "budget": budget, "allocation": allocation, "seed": seed, "out": str(out) if out else None, "reader.model": model,
              "reader.backend": backend, "qa.limit": limit, "k": k, "count_method": count_method}
     if exec_engine.is_ray:  # flags win over the config's engine block; without them the config decides
         flags.update({"engine.kind": "ray", "engine.address": exec_engine.address, "engine.workers": exec_engine.workers})

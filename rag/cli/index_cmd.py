@@ -41,9 +41,10 @@ BUILD_FLAGS = [
      f"Default {DENSE_DEFAULTS['chunk_size']}.", "dense"),
     ("--ef-construction", "ef_construction", int,
      f"HNSW build-time candidate list (higher = better graph, slower build). Default {DENSE_DEFAULTS['ef_construction']}.", "dense"),
-    ("--precision", "precision", click.Choice(list(PRECISIONS)),
-     "Encoder arithmetic: fp32 (default), bf16 (faster on CPUs with AMX/AVX512-BF16, ~1e-2 vector error), "
-     "fp16 (CUDA only). Vectors are stored as float32 either way; queries may use another precision.", "dense"),
+    ("--precision", "precision", click.Choice(["auto", *PRECISIONS]),
+     "Encoder arithmetic: auto (default: bf16 where this CPU's or GPU's bf16 matmuls measure faster, else fp32), "
+     "fp32 (reproduces sentence-transformers exactly), bf16 (cosine >= 0.999 to fp32), fp16 (CUDA only). "
+     "Vectors are stored as float32 either way; queries may use another precision.", "dense"),
     ("--compile/--no-compile", "compile", bool,
      "Run the encoder through torch.compile: ~40 s of start-up that pays off on builds of 100k+ passages.", "dense"),
     ("--max-seq-length", "max_seq_length", int, "Encoder tokens kept per passage (default: the model's limit).", "dense"),
@@ -84,7 +85,8 @@ def index() -> None:
               help="Index folder to create, e.g. indexes/bm25-wiki. Written atomically: it appears only when complete.")
 @_build_options
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bars on stderr (on a terminal; elsewhere, and with --no-progress, one log line per stage).")
 @engine_options()
 def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool, exec_engine, **options) -> None:
     """Index the passages in --passages as --kind into the folder --out.
@@ -110,13 +112,17 @@ def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool,
     if wrong:
         takes = ", ".join(flags[o] for o in cls.BUILD_OPTIONS if o in flags) or "no kind-specific options"
         raise BadInputError(f"{', '.join(wrong)} does not apply to --kind {kind} (it takes: {takes})")
-    if exec_engine.is_ray or exec_engine.shards is not None:
+    if exec_engine.sharded:
         if kind != "dense":
             raise BadInputError(f"--exec-engine ray / --shards apply to --kind dense (a {kind} index is built here)")
         given["engine"] = exec_engine  # dense takes no BM25 --engine (refused above), so the name is free
+    from rag.progress import draw_bars, stage
+
     store = PassageStore(passages)
     t0 = time.perf_counter()
-    path = cls.build(store, out, overwrite=overwrite, progress=progress, **given)
+    # bars where the builder draws them (a terminal); elsewhere its stages log started / done lines, and so does this
+    with stage(f"index build ({kind})", f"{len(store):,} passages -> {out}"):
+        path = cls.build(store, out, overwrite=overwrite, progress=draw_bars(progress), **given)
     click.echo(f"built {kind} index {path} over {len(store):,} passages in {time.perf_counter() - t0:.1f} s")
 
 

@@ -5,12 +5,24 @@ them, since pids are f"{doc_id}#{position}": a repeated id is an error naming th
 unless prefix_ids=True, which makes every doc id f"{source name}:{id}" (source name = the file name
 without its suffixes). Uniqueness is checked with 16-byte hashes of the ids (16 bytes per document
 kept in memory, not the ids themselves).
+
+A build is plan -> work per shard -> merge (rag.engine). A shard is a range of source files, which one
+BuildShard worker reads in order into the work folder `<out>.partial/build/`:
+    shard-XXXXX.parquet        its passages (passages.parquet columns, in reading order)
+    shard-XXXXX.redirects.tsv  its redirects
+    shard-XXXXX.ids.npy        sorted 16-byte digests of its document ids
+The local engine reads every source as one shard, whose files become the store's as they are. The ray engine
+(or engine.shards) reads one source file per shard; the driver then finds ids repeated across shards from the
+digests and streams the shards, in source order, through one PassageWriter: passages.parquet is byte for byte
+the file a local build writes (same rows, same row groups), so the store's fingerprint is the same. A corpus
+given as one file is one shard: split it (e.g. wikiextractor's AA/wiki_00 ... folders) to spread it.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,16 +32,19 @@ import numpy as np
 
 from rag.artifacts import atomic_dir, quick_fingerprint
 from rag.corpus.chunking import DEFAULT_WORDS, check_words, chunk_document
-from rag.corpus.readers import Fields, Redirect, open_reader
-from rag.corpus.store import REDIRECTS, PassageWriter
+from rag.corpus.readers import Fields, Redirect, detect_format, open_reader
+from rag.corpus.store import COLUMNS, FILE, REDIRECTS, PassageWriter, write_store_manifest
+from rag.corpus.store import KIND as STORE_KIND
+from rag.engine import LOCAL, EngineConfig, Shard, ShardLog, ShardWorker, engine_session, run_shards, save_npy_atomic
 from rag.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.corpus.readers import CorpusReader
-    from rag.engine import EngineConfig
     from rag.types import Passage
 
 log = logging.getLogger(__name__)
+
+WORK = "build"
 
 
 def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
@@ -167,6 +182,51 @@ def source_record(path: Path, reader: "CorpusReader", prefix: str, n_docs: int, 
     }
 
 
+class BuildShard(ShardWorker):
+    """Reads the source files [shard.start, shard.stop) in order into the work folder (see the module docstring)."""
+
+    def __init__(self, paths: list[str], formats: list[str], fields: dict, words: int, prefixes: list[str], skip_bad: bool,
+                 limit_docs: int | None, work: str, resources: dict | None = None):
+        super().__init__(resources)
+        self.paths, self.formats, self.fields, self.words = paths, formats, fields, words
+        self.prefixes, self.skip_bad, self.limit_docs, self.work = prefixes, skip_bad, limit_docs, Path(work)
+
+    def run(self, shard: Shard) -> dict:
+        """Reports (bytes of the compressed input, 1 document, its passages) per document read."""
+        base = self.work / shard.name
+        tmp_dir, tmp_red = Path(f"{base}.tmp-{os.getpid()}"), Path(f"{base}.redirects.tsv.tmp-{os.getpid()}")
+        writer, seen = PassageWriter(tmp_dir), _IdSet()
+        sources: list[dict] = []
+        n_docs = n_empty = 0
+        with open(tmp_red, "w", encoding="utf-8", newline="\n") as f:
+            red = RedirectWriter(f)
+            for i in range(shard.start, shard.stop):
+                path, prefix = Path(self.paths[i]), self.prefixes[i]
+                reader = open_reader(path, self.formats[i], fields=Fields(**self.fields), skip_bad=self.skip_bad)
+                n_before, p_before, r_before = n_docs, writer.n_passages, red.n
+                last_bytes = 0
+                for _, passages in read_documents(reader, path, prefix, self.words, seen, red):
+                    writer.add(passages)
+                    n_empty += not passages
+                    n_docs += 1
+                    b = reader.bytes_read()
+                    self.report(b - last_bytes, 1, len(passages))
+                    last_bytes = b
+                    if self.limit_docs is not None and n_docs >= self.limit_docs:
+                        break
+                end_source(seen, path)
+                sources.append(source_record(path, reader, prefix, n_docs - n_before, writer.n_passages - p_before,
+                                             red.n - r_before))
+                if self.limit_docs is not None and n_docs >= self.limit_docs:
+                    break
+        writer.finish()
+        save_npy_atomic(f"{base}.ids.npy", seen.digests)  # sorted, as _check_unique needs
+        os.replace(tmp_red, f"{base}.redirects.tsv")
+        os.replace(tmp_dir / FILE, f"{base}.parquet")  # last: its presence means the shard is complete
+        shutil.rmtree(tmp_dir)
+        return {"sources": sources, "n_empty": n_empty, "n_passages": writer.n_passages, "n_docs_kept": writer.n_docs}
+
+
 def build_passages(
     sources: Sequence[str | os.PathLike] | str | os.PathLike,
     out: str | os.PathLike,
@@ -182,89 +242,79 @@ def build_passages(
     overwrite: bool = False,
     limit_docs: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
-    engine: "EngineConfig | None" = None,
+    engine: EngineConfig | None = None,
 ) -> dict:
     """Read `sources`, cut DPR-style passages of `words` words, write the store at `out`; returns the manifest.
 
     format: a FORMATS name for every source (None: detected per file). id/title/text_field: field names of
     generic jsonl/tsv/parquet records (title_field None or "": no titles). number_docs: ids are line numbers.
     limit_docs: stop after this many documents (over all sources). progress(bytes, docs, passages) is called
-    with increments as reading goes on (bytes of the compressed inputs). Nothing is left at `out` on failure.
-    engine: None / local reads the sources one after the other here; ray (or engine.shards) reads one source
-    file per worker, resumably (rag.corpus.build_shards), and writes the same passages.parquet byte for byte.
+    with increments as reading goes on (bytes of the compressed inputs; on ray, once per source file). Nothing
+    is left at `out` on failure. engine: None / local reads the sources one after the other here, as one shard;
+    ray (or engine.shards) reads one source file per worker, resumably, and writes the same passages.parquet
+    byte for byte.
     """
     check_words(words)
     if limit_docs is not None and (not isinstance(limit_docs, int) or limit_docs < 1):
         raise BadInputError(f"limit_docs must be a positive integer, got {limit_docs!r}")
     paths = expand_sources(sources)
-    fields = Fields(id=id_field, title=title_field or None, text=text_field, number_docs=number_docs)
-    readers = [open_reader(p, format, fields=fields, skip_bad=skip_bad) for p in paths]  # fail early on formats
+    fields = {"id": id_field, "title": title_field or None, "text": text_field, "number_docs": number_docs}
+    formats = [format or detect_format(p) for p in paths]
+    for p, f in zip(paths, formats):  # fail early on formats
+        open_reader(p, f, fields=Fields(**fields), skip_bad=skip_bad)
     if prefix_ids:
         names = [source_name(p) for p in paths]
         if len(set(names)) != len(names):
             raise BadInputError(f"prefix_ids needs distinct source names, got {names}")
-
-    sharded = engine is not None and (engine.is_ray or engine.shards is not None)
-    if sharded and limit_docs is not None:
+    engine = engine or LOCAL
+    if engine.sharded and limit_docs is not None:
         raise BadInputError("--limit-docs stops a sequential read; use the local engine with it")
+    plan = engine.plan(len(paths), shards=len(paths))  # sharded: one source file per shard
+    prefixes = [f"{source_name(p)}:" if prefix_ids else "" for p in paths]
 
     t0 = time.perf_counter()
-    n_read = n_empty = n_redirects = 0
-    per_source: list[dict] = []
-    seen = _IdSet()
-    with atomic_dir(out, overwrite=overwrite, resume=sharded) as tmp:
-        writer = PassageWriter(tmp)
-        if sharded:
-            from rag.corpus.build_shards import build_sharded
-
-            per_source, n_read, n_empty = build_sharded(
-                paths, tmp, writer, format=format, fields={"id": id_field, "title": fields.title, "text": text_field,
-                "number_docs": number_docs}, words=words, skip_bad=skip_bad, engine=engine, progress=progress,
-                prefixes=[f"{source_name(p)}:" if prefix_ids else "" for p in paths],
-            )
-            n_redirects = sum(s["n_redirects"] for s in per_source)
-        else:
-            with open(tmp / REDIRECTS, "w", encoding="utf-8", newline="\n") as f:
-                red = RedirectWriter(f)
-                for path, reader in zip(paths, readers):
-                    prefix = f"{source_name(path)}:" if prefix_ids else ""
-                    n_before, p_before, r_before = n_read, writer.n_passages, red.n
-                    last_bytes = 0
-                    for _, passages in read_documents(reader, path, prefix, words, seen, red):
-                        if passages:
-                            writer.add(passages)
-                        else:
-                            n_empty += 1
-                        n_read += 1
-                        if progress is not None:
-                            b = reader.bytes_read()
-                            progress(b - last_bytes, 1, len(passages))
-                            last_bytes = b
-                        if limit_docs is not None and n_read >= limit_docs:
-                            break
-                    end_source(seen, path)
-                    per_source.append(source_record(path, reader, prefix, n_read - n_before,
-                                                    writer.n_passages - p_before, red.n - r_before))
-                    if limit_docs is not None and n_read >= limit_docs:
-                        break
-            n_redirects = red.n
+    with atomic_dir(out, overwrite=overwrite, resume=engine.sharded, kind=STORE_KIND, inputs=paths) as tmp:
+        work = tmp / WORK
+        work.mkdir(parents=True, exist_ok=True)
+        key = {"sources": [[str(p.resolve()), quick_fingerprint(p)] for p in paths], "format": format, "fields": fields,
+               "words": words, "prefixes": prefixes, "skip_bad": skip_bad, "limit_docs": limit_docs}
+        shard_log = ShardLog(work, key, plan)
+        for i in [i for i in shard_log.done if not (work / f"{plan[i].name}.parquet").exists()]:
+            shard_log.done.pop(i)
+        with engine_session(engine):
+            done = run_shards(engine, BuildShard,
+                              {"paths": [str(p) for p in paths], "formats": formats, "fields": fields, "words": words,
+                               "prefixes": prefixes, "skip_bad": skip_bad, "limit_docs": limit_docs, "work": str(work)},
+                              plan, shard_log, progress=progress)
+        shards = [done[s.index] for s in plan]
+        per_source = [src for rec in shards for src in rec["sources"]]
+        n_read = sum(s["n_docs"] for s in per_source)
+        n_empty = sum(rec["n_empty"] for rec in shards)
+        n_passages = sum(rec["n_passages"] for rec in shards)
         n_bad = sum(s["n_bad"] for s in per_source)
-        if writer.n_passages == 0:
+        n_redirects = sum(s["n_redirects"] for s in per_source)
+        _check_unique(work, plan, paths)
+        if n_passages == 0:
             raise BadInputError(
                 f"no passages from {', '.join(map(str, paths))}: {n_read} documents read, {n_empty} of them empty, "
                 f"{n_bad} bad records skipped, {n_redirects} redirects"
             )
+        _merge(work, plan, tmp)
+        shutil.rmtree(work)
         seconds = time.perf_counter() - t0
-        manifest = writer.close(
+        manifest = write_store_manifest(
+            tmp,
+            n_passages,
+            sum(rec["n_docs_kept"] for rec in shards),
             extra_files=(REDIRECTS,),
             sources=per_source,
             words=words,
             corpus_format=format or "auto",
-            fields={"id": None if number_docs else id_field, "title": fields.title, "text": text_field},
+            fields={"id": None if number_docs else id_field, "title": fields["title"], "text": text_field},
             number_docs=number_docs,
             prefix_ids=prefix_ids,
             limit_docs=limit_docs,
-            engine=(engine.as_dict() if engine is not None else {"kind": "local"}),
+            engine=engine.as_dict(),
             n_docs_read=n_read,
             n_empty_docs=n_empty,
             n_bad=n_bad,
@@ -272,8 +322,46 @@ def build_passages(
             redirects=REDIRECTS,
             build_seconds=round(seconds, 2),
         )
-    log.info("built %s: %d passages from %d documents in %.1f s", out, writer.n_passages, n_read, seconds)
+    log.info("built %s: %d passages from %d documents in %.1f s", out, n_passages, n_read, seconds)
     return manifest
+
+
+def _check_unique(work: Path, plan: list[Shard], paths: list[Path]) -> None:
+    """A document id used in two shards is the same error as in a local build (naming the later file; shards of
+    several files are only planned as the single shard of a local build, which checks its ids as it reads)."""
+    import pyarrow.parquet as pq
+
+    if len(plan) == 1:
+        return
+    seen = np.empty(0, dtype="S16")
+    for s in plan:
+        d = np.load(work / f"{s.name}.ids.npy")
+        if seen.size and d.size:
+            pos = np.minimum(np.searchsorted(seen, d), seen.size - 1)
+            hit = np.flatnonzero(seen[pos] == d)
+            if hit.size:
+                ids = pq.read_table(work / f"{s.name}.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
+                dup = next((i for i in dict.fromkeys(ids) if id_digests([i])[0] == d[hit[0]]), "(an empty document's id)")
+                _duplicate(dup, paths[s.start])
+        seen = np.sort(np.concatenate([seen, d]))
+
+
+def _merge(work: Path, plan: list[Shard], tmp: Path) -> None:
+    """The shards' files -> tmp/passages.parquet and tmp/redirects.tsv, in shard order; one shard's files are moved."""
+    import pyarrow.parquet as pq
+
+    if len(plan) == 1:
+        os.replace(work / f"{plan[0].name}.parquet", tmp / FILE)
+        os.replace(work / f"{plan[0].name}.redirects.tsv", tmp / REDIRECTS)
+        return
+    writer = PassageWriter(tmp)
+    with open(tmp / REDIRECTS, "w", encoding="utf-8", newline="\n") as red:
+        for s in plan:
+            with open(work / f"{s.name}.redirects.tsv", encoding="utf-8") as f:
+                shutil.copyfileobj(f, red)
+            for batch in pq.ParquetFile(work / f"{s.name}.parquet").iter_batches(batch_size=50_000, columns=list(COLUMNS)):
+                writer.add_columns(batch.to_pydict())
+    writer.finish()
 
 
 def _tsv(s: str) -> str:

@@ -99,19 +99,26 @@ class PassageWriter:
     def close(self, extra_files: Sequence[str] = (), **manifest_fields) -> dict:
         """Finish the file and write the manifest; `extra_files` (already in the folder) get their sizes checked too."""
         self.finish()
-        if self.n_passages == 0:
-            raise BadInputError("the corpus produced no passages (empty input, or every record was empty or skipped)")
-        return write_manifest(
-            self.folder,
-            kind=KIND,
-            format=FORMAT,
-            libraries=("pyarrow",),
-            n_passages=self.n_passages,
-            n_docs=self.n_docs,
-            fingerprint=file_sha256(self.folder / FILE)[:32],
-            files=file_sizes(self.folder, [FILE, *extra_files]),
-            **manifest_fields,
-        )
+        return write_store_manifest(self.folder, self.n_passages, self.n_docs, extra_files, **manifest_fields)
+
+
+def write_store_manifest(folder: str | os.PathLike, n_passages: int, n_docs: int, extra_files: Sequence[str] = (),
+                         **manifest_fields) -> dict:
+    """The manifest of a finished passages.parquet in `folder` (n_docs: documents with a passage)."""
+    if n_passages == 0:
+        raise BadInputError("the corpus produced no passages (empty input, or every record was empty or skipped)")
+    folder = Path(folder)
+    return write_manifest(
+        folder,
+        kind=KIND,
+        format=FORMAT,
+        libraries=("pyarrow",),
+        n_passages=n_passages,
+        n_docs=n_docs,
+        fingerprint=file_sha256(folder / FILE)[:32],
+        files=file_sizes(folder, [FILE, *extra_files]),
+        **manifest_fields,
+    )
 
 
 class PassageStore:
@@ -206,18 +213,52 @@ def read_row_range(folder: str | os.PathLike, start: int, stop: int, columns: Se
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(Path(folder) / FILE, memory_map=True)
-    meta = pf.metadata
-    groups, first, row = [], None, 0
-    for g in range(meta.num_row_groups):
-        n = meta.row_group(g).num_rows
-        if row + n > start and row < stop:
-            groups.append(g)
-            first = row if first is None else first
-        row += n
-    if stop > row or start < 0 or start > stop:
-        raise BadInputError(f"rows [{start}, {stop}) are outside the {row} rows of {folder}")
+    groups, first = _row_groups(pf, start, stop, folder)
     if not groups:
         return {c: [] for c in columns}
     table = pf.read_row_groups(groups, columns=list(columns)) if len(groups) > 1 else pf.read_row_group(groups[0], columns=list(columns))
     table = table.slice(start - first, stop - start)
     return {c: table.column(c).to_pylist() for c in columns}
+
+
+def iter_row_range(folder: str | os.PathLike, start: int, stop: int, batch_size: int,
+                   columns: Sequence[str] = ("title", "text")) -> Iterator[tuple[int, dict]]:
+    """Yields (first_row, {column: list}) over rows [start, stop) of a store's passages.parquet in batches of exactly
+    batch_size rows counted from `start` (the last may be shorter), reading only the row groups they span."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(Path(folder) / FILE, memory_map=True)
+    groups, first = _row_groups(pf, start, stop, folder)
+    if not groups:
+        return
+    buf: dict[str, list] = {c: [] for c in columns}
+    at = start  # first row of buf
+    row = first
+    for batch in pf.iter_batches(batch_size=batch_size, row_groups=groups, columns=list(columns)):
+        lo, hi = max(start, row) - row, min(stop, row + batch.num_rows) - row
+        row += batch.num_rows
+        if lo >= hi:
+            continue
+        d = batch.slice(lo, hi - lo).to_pydict()
+        for c in columns:
+            buf[c].extend(d[c])
+        while len(buf[columns[0]]) >= batch_size:
+            yield at, {c: v[:batch_size] for c, v in buf.items()}
+            buf = {c: v[batch_size:] for c, v in buf.items()}
+            at += batch_size
+    if buf[columns[0]]:
+        yield at, buf
+
+
+def _row_groups(pf, start: int, stop: int, folder) -> tuple[list[int], int]:
+    """(the row groups of parquet file `pf` that rows [start, stop) span, the first row of the first of them)."""
+    groups, first, row = [], 0, 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if row + n > start and row < stop:
+            first = first if groups else row
+            groups.append(g)
+        row += n
+    if stop > row or start < 0 or start > stop:
+        raise BadInputError(f"rows [{start}, {stop}) are outside the {row} rows of {folder}")
+    return groups, first

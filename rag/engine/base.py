@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rag.engine.shards import Shard, plan_shards
 from rag.errors import BadInputError
 
 ENGINES = ("local", "ray")
@@ -37,6 +38,19 @@ class EngineConfig:
     @property
     def is_ray(self) -> bool:
         return self.kind == "ray"
+
+    @property
+    def sharded(self) -> bool:
+        """Whether a stage splits its input into several shards: always on ray, on the local engine when `shards`
+        is set. Otherwise the whole input is one shard, done in this process, and the output has no shard layout."""
+        return self.is_ray or self.shards is not None
+
+    def plan(self, n_rows: int, shards: int | None = None) -> list[Shard]:
+        """The shards of a stage's input of n_rows rows: `shards` (default: self.shards, else about SHARD_ROWS rows
+        each) row ranges when sharded, else one shard of every row."""
+        if not self.sharded:
+            return [Shard(0, 0, n_rows)]
+        return plan_shards(n_rows, shards or self.shards)
 
     def as_dict(self) -> dict:
         """For manifests: how an artifact was built (never part of its identity: both engines give the same result)."""

@@ -1,9 +1,11 @@
 """Run a stage's shards on the chosen engine, recording each finished shard so a rerun resumes.
 
-A stage defines a ShardWorker subclass: constructed once per worker (loads the encoder, linker automaton,
-...), then `run(shard)` per shard, which writes that shard's output atomically and returns a small JSON-able
-record. Local engine: one worker in this process, shards in order. Ray engine: a pool of actors over Ray
-Data (rag.engine.ray_engine), shards in any order.
+Every sharded stage is written once, as plan -> work per shard -> merge: the driver plans the shards
+(EngineConfig.plan), run_shards does the pending ones, and the driver merges their outputs. A stage defines a
+ShardWorker subclass: constructed once per worker (loads the encoder, linker automaton, ...), then `run(shard)`
+per shard, which writes that shard's output atomically and returns a small JSON-able record. Local engine: one
+worker in this process, shards in order (a local build without --shards is one shard of the whole input).
+Ray engine: a pool of actors over Ray Data (rag.engine.ray_engine), shards in any order.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import socket
 import sys
 import time
 from abc import ABC, abstractmethod
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rag.engine.base import EngineConfig
 from rag.engine.shards import Shard, ShardLog
@@ -22,10 +24,20 @@ from rag.engine.shards import Shard, ShardLog
 class ShardWorker(ABC):
     """resources: None (local: use this machine's defaults) or {"threads": int, "device": "cpu" | "cuda"} (ray)."""
 
+    progress: Callable[..., None] | None = None  # the local engine's progress callback (set by run_shards)
+    _amounts: list | None = None  # what report() was given during the current shard, summed
+
     def __init__(self, resources: dict | None = None):
         self.resources = resources
         if resources and resources.get("threads"):
             limit_threads(int(resources["threads"]))
+
+    def report(self, *amounts) -> None:
+        """Progress within a shard (rows encoded, documents read, ...): passed to run_shards' `progress` at once on
+        the local engine; on ray, where actors cannot call the driver, summed and passed on when the shard ends."""
+        self._amounts = list(amounts) if self._amounts is None else [a + b for a, b in zip(self._amounts, amounts)]
+        if self.progress is not None:
+            self.progress(*amounts)
 
     @abstractmethod
     def run(self, shard: Shard) -> dict:
@@ -42,10 +54,13 @@ class ShardWorker(ABC):
         from rag.errors import RagError
 
         t0 = time.perf_counter()
+        self._amounts = None
         try:
             rec = self.run(shard)
         except RagError as e:  # the user's error (bad input): reported as is by the driver, never retried
             return {"shard": shard.index, "error": str(e), "error_type": type(e).__name__}
+        if self._amounts is not None:
+            rec = {**rec, "progress": self._amounts}
         return {"shard": shard.index, "start": shard.start, "stop": shard.stop, "seconds": round(time.perf_counter() - t0, 3),
                 "worker": f"{socket.gethostname()}:{os.getpid()}", **rec}
 
@@ -75,8 +90,9 @@ def run_shards(engine: EngineConfig, worker_cls: type[ShardWorker], kwargs: dict
                uses_gpu: bool = False, progress=None) -> dict[int, dict]:
     """Run the pending shards of `plan` (inside engine_session); returns every finished shard's record by index.
 
-    `progress(record)` is called as each shard finishes. With uses_gpu the ray actors ask for GPUs when the
-    cluster has them (rag.engine.resources)."""
+    `progress(*amounts)` gets what the workers report (ShardWorker.report): as they go on the local engine, per
+    finished shard on ray. With uses_gpu the ray actors ask for GPUs when the cluster has them
+    (rag.engine.resources)."""
     todo = log.pending(plan)
     if todo:
         if engine.is_ray:
@@ -86,6 +102,7 @@ def run_shards(engine: EngineConfig, worker_cls: type[ShardWorker], kwargs: dict
             records = map_shards(worker_cls, {**kwargs, "resources": {"threads": res.threads, "device": res.device}}, todo, res)
         else:
             worker = worker_cls(**kwargs)
+            worker.progress = progress
             records = (worker.timed(s) for s in todo)
         for rec in records:
             if "error" in rec:
@@ -93,6 +110,6 @@ def run_shards(engine: EngineConfig, worker_cls: type[ShardWorker], kwargs: dict
 
                 raise getattr(errors, rec.get("error_type", ""), errors.RagError)(rec["error"])
             log.mark(rec["shard"], rec)
-            if progress is not None:
-                progress(rec)
+            if engine.is_ray and progress is not None and rec.get("progress"):
+                progress(*rec["progress"])
     return log.done

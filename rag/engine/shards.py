@@ -1,10 +1,11 @@
 """Shards: contiguous row ranges of an input, the unit of parallel work and of resuming.
 
-A sharded build works in `<out>.partial/`. Each shard's output is written under its own name
-(`shard-00003.npy`, ...) through a temporary file and a rename, so a worker killed mid-shard leaves no
-output for it; `shards_done.json` lists the finished shards (written atomically after each one) together
-with the key of the build, so a rerun of the same build skips them and redoes only the rest. Outputs are
-keyed by shard, never appended, so a shard done twice (a retried worker) is overwritten, not duplicated.
+A build works in `<out>.partial/` (a local build too: it is one shard). Each shard's output is written under
+its own name (`shard-00003.npy`, ...) through a temporary file and a rename, so a worker killed mid-shard
+leaves no output for it; `shards_done.json` lists the finished shards (written atomically after each one)
+together with the key of the build, so a rerun of the same build skips them and redoes only the rest.
+Outputs are keyed by shard, never appended, so a shard done twice (a retried worker) is overwritten, not
+duplicated.
 
 shards_done.json: {"key": <what the build is: inputs' fingerprints and parameters>,
                    "plan": [[start, stop], ...], "done": {"3": {...worker's record...}, ...}}

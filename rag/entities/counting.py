@@ -48,6 +48,7 @@ from rag.entities.frames import subject_key
 from rag.entities.linkers import EntityLinker
 from rag.entities.postings import Postings, intersect_count
 from rag.errors import ArtifactError, BadInputError
+from rag.progress import stage
 from rag.regex_golds import NOT_LITERAL, is_regex, linking_answers
 from rag.types import Mention, Question
 
@@ -357,8 +358,11 @@ def build_counts(
             if lexicon.exists():  # complete: lexicons are written atomically
                 log.info("reusing the lexicon finished by an earlier run: %s", lexicon)
             else:
-                build_lexicon(lexicon, passages=store.folder, surface_forms=surface_forms, redirects=redirects,
-                              questions=questions, qa_name=str(qa_path or "qa"), progress=progress)
+                with stage("lexicon", f"titles of {len(store):,} passages, {len(surface_forms)} surface-form files, "
+                                      f"{len(questions):,} questions' answers") as info:
+                    lex = build_lexicon(lexicon, passages=store.folder, surface_forms=surface_forms, redirects=redirects,
+                                        questions=questions, qa_name=str(qa_path or "qa"), progress=progress)
+                    info.update(forms=lex.manifest["n_forms"], entities=lex.manifest["n_entities"])
             built.append("lexicon")
         opts["lexicon"] = lexicon
     lk = make_linker(linker, **opts)
@@ -367,7 +371,9 @@ def build_counts(
         if postings.exists():
             log.info("reusing the postings finished by an earlier run: %s", postings)
         else:
-            build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress, engine=engine)
+            with stage("postings", f"linking {len(store):,} passages") as info:
+                m = build_postings(store, lk, postings, unit=unit, workers=workers, progress=progress, engine=engine).manifest
+                info.update(pairs=m["n_pairs"], entities=m["n_entities"], documents=m["n_docs"])
         built.append("postings")
         post = Postings.open(postings, store=store, linker=lk)
     else:
@@ -382,7 +388,9 @@ def build_counts(
     from rag.entities.frames import Frames
 
     fr = Frames.induce([q.question for q in questions]) if frames else None
-    rows = count_questions(questions, lk, post, exclude_countries=exclude_countries, phrases=phrases, frames=fr)
+    with stage("counting", f"{len(questions):,} questions") as info:
+        rows = count_questions(questions, lk, post, exclude_countries=exclude_countries, phrases=phrases, frames=fr)
+        info.update(counted=sum(r.status == OK for r in rows), unlinked=sum(r.status != OK for r in rows))
     fields_ = dict(
         passages={"path": str(store.folder), "fingerprint": store.fingerprint, "n_passages": len(store)},
         qa={"path": str(qa_path) if qa_path else None, "fingerprint": quick_fingerprint(qa_path) if qa_path and Path(qa_path).is_file() else None},

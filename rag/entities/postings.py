@@ -11,36 +11,49 @@ Folder layout (format 1):
     doc_ids.txt    one doc_id per line       document j when unit == "articles" (passages: j = store row)
     manifest.json  kind "postings", unit, passages {path, fingerprint, n_passages}, linker identity, counts
 
-Building streams the store by parquet row group over worker processes (forked after the linker's
-automaton is built, so it is built once and shared), and spills sorted (entity, doc) runs to disk when
-more than `spill_pairs` pairs are pending, so corpora larger than memory work; runs are merged by entity range.
+Building is plan -> work per shard -> merge (rag.engine). A shard is a row range of the store. A LinkShard
+worker builds the linker's automaton once, then links each of its shards one parquet row group at a time
+(on the local engine over forked processes, which share the automaton) and writes the sorted unique
+(entity << 32 | doc) keys in runs, spilling one whenever more than `spill_pairs` pairs are pending, so corpora
+larger than memory work. The driver merges the runs of every shard by entity range (a single run is used as
+is), so the postings are the same byte for byte whatever the engine and the shards. The local engine links the
+whole store as one shard; the ray engine (or engine.shards) links row-range shards, resumably.
+
+Work folder (inside `<out>.partial/`, removed when the postings are written):
+    link/doc_of_row.npy             int64 (n_passages,)  document number of each passage row (articles or rows)
+    link/shard-XXXXX.run-YYYY.npy   int64 sorted unique keys: run YYYY of shard XXXXX
+    link/shard-XXXXX.labels.json    free-form linkers (one shard only): the labels its entity ids stand for
+    link/shards_done.json           finished shards (rag.engine.shards)
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, read_manifest, write_manifest
+from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, read_manifest, write_json_atomic, write_manifest
 from rag.corpus.store import FILE as PASSAGES_FILE
 from rag.corpus.store import PassageStore
+from rag.engine import LOCAL, EngineConfig, Shard, ShardLog, ShardWorker, engine_session, run_shards, save_npy_atomic
 from rag.entities.linkers import EntityLinker, LexiconLinker
 from rag.errors import ArtifactError, BadInputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from rag.engine import EngineConfig
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 KIND = "postings"
 UNITS = ("articles", "passages")
-_W: dict = {}  # worker state, set in the parent before forking
+WORK = "link"
+DOC_OF_ROW = "doc_of_row.npy"
+_W: dict = {}  # state of the forked linking processes, set in the worker before forking
 _EMPTY = np.zeros(0, np.int32)
 
 
@@ -185,16 +198,93 @@ def _link_rows(linker: EntityLinker, texts: list[str], titles: list[str] | None,
     return [p[0] for p in pairs], np.asarray([p[1] for p in pairs], np.int64)
 
 
-def _work(task: tuple[int, int]):
+def _link_group(task: tuple[int, int, int, int]):
+    """(rows linked, their keys or (labels, docs)) for rows [lo, hi) of row group `group`, which starts at row
+    `first`; run in forked pool processes (or in the worker itself) with the state in _W."""
     import pyarrow.parquet as pq
 
-    group, first_row = task
+    group, first, lo, hi = task
     pf = pq.ParquetFile(_W["path"], memory_map=True)
     cols = ["text", "title"] if _W["include_title"] else ["text"]
     t = pf.read_row_group(group, columns=cols).to_pydict()
-    n = len(t["text"])
-    docs = _W["doc_of_row"][first_row : first_row + n]
-    return n, _link_rows(_W["linker"], t["text"], t.get("title"), docs, _W["chunk"])
+    if (lo, hi) != (0, len(t["text"])):
+        t = {k: v[lo:hi] for k, v in t.items()}
+    docs = np.asarray(_W["doc_of_row"][first + lo : first + hi])
+    return hi - lo, _link_rows(_W["linker"], t["text"], t.get("title"), docs, _W["chunk"])
+
+
+def _groups(path: Path, shard: Shard) -> list[tuple[int, int, int, int]]:
+    """(row group, its first row, lo, hi): the part [lo, hi) of each row group that lies in the shard."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    out, row = [], 0
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        lo, hi = max(shard.start, row), min(shard.stop, row + n)
+        if lo < hi:
+            out.append((g, row, lo - row, hi - row))
+        row += n
+    return out
+
+
+class LinkShard(ShardWorker):
+    """Links the rows of a shard into sorted key runs (see the module docstring); `processes` > 1 forks that many
+    processes per shard, after the automaton is built, so they share it."""
+
+    def __init__(self, linker: EntityLinker, passages: str, work: str, include_title: bool, chunk: int, processes: int,
+                 spill_pairs: int, resources: dict | None = None):
+        super().__init__(resources)
+        for lk in (linker, getattr(linker, "base", None)):
+            if isinstance(lk, LexiconLinker):
+                lk.automaton  # built once per worker
+                lk.lexicon.entity_id("")
+        self.linker, self.path, self.work = linker, Path(passages) / PASSAGES_FILE, Path(work)
+        self.include_title, self.chunk, self.processes, self.spill_pairs = include_title, chunk, processes, spill_pairs
+        self.doc_of_row = np.load(self.work / DOC_OF_ROW, mmap_mode="r")
+
+    def run(self, shard: Shard) -> dict:
+        """Reports the rows linked, per row group."""
+        tasks = _groups(self.path, shard)
+        fixed_vocab = self.linker.vocabulary is not None
+        label_id: dict[str, int] = {}  # free-form linkers: label -> entity id, in order of first appearance
+        runs: list[str] = []
+        pending: list[np.ndarray] = []
+        n_pending = n_pairs = 0
+
+        def spill() -> None:
+            nonlocal pending, n_pending, n_pairs
+            if pending:
+                keys = np.unique(np.concatenate(pending))
+                pending, n_pending = [], 0
+                runs.append(f"{shard.name}.run-{len(runs):04d}.npy")
+                save_npy_atomic(self.work / runs[-1], keys)
+                n_pairs += len(keys)
+
+        _W.update(linker=self.linker, path=str(self.path), include_title=self.include_title, doc_of_row=self.doc_of_row,
+                  chunk=self.chunk)
+        use_pool = self.processes > 1 and len(tasks) > 1 and "fork" in mp.get_all_start_methods()
+        pool = mp.get_context("fork").Pool(min(self.processes, len(tasks))) if use_pool else None
+        try:
+            for n, res in pool.imap_unordered(_link_group, tasks) if pool else map(_link_group, tasks):
+                if not fixed_vocab:
+                    labels, d = res
+                    ids = np.fromiter((label_id.setdefault(lab, len(label_id)) for lab in labels), np.int64, len(labels))
+                    res = (ids << 32) | d
+                pending.append(res)
+                n_pending += len(res)
+                if n_pending >= self.spill_pairs:
+                    spill()
+                self.report(n)
+        finally:
+            if pool:
+                pool.close()
+                pool.join()
+            _W.clear()
+        spill()
+        if not fixed_vocab:
+            write_json_atomic(self.work / f"{shard.name}.labels.json", list(label_id))
+        return {"rows": shard.stop - shard.start, "pairs": n_pairs, "runs": runs, "processes": self.processes if use_pool else 1}
 
 
 def build_postings(
@@ -209,15 +299,13 @@ def build_postings(
     spill_pairs: int = 50_000_000,
     overwrite: bool = False,
     progress: bool = False,
-    engine: "EngineConfig | None" = None,
+    engine: EngineConfig | None = None,
 ) -> "Postings":
     """Link every passage of `store` and write entity -> document postings to `out` (atomically).
 
-    engine: None / local: forked worker processes on this machine (`workers`). ray (or engine.shards): row-range
-    shards linked by actors that each build the linker's automaton once, resumable per shard
-    (rag.entities.postings_shards); the postings are identical to the local engine's."""
-    import pyarrow.parquet as pq
-
+    engine: None / local: the whole store as one shard, linked by `workers` forked processes on this machine.
+    ray (or engine.shards): row-range shards linked by actors that each build the linker's automaton once,
+    resumable per shard; the postings are identical to the local engine's."""
     if unit not in UNITS:
         raise BadInputError(f"unknown document unit {unit!r}; choose one of: {', '.join(UNITS)}")
     store = store if isinstance(store, PassageStore) else PassageStore(store)
@@ -226,52 +314,52 @@ def build_postings(
     workers = cpu_threads() if workers is None else int(workers)
     if workers < 1:
         raise BadInputError(f"workers must be >= 1, got {workers}")
-    doc_of_row, doc_ids = _documents(store, unit)
-    n_docs = len(doc_ids) if doc_ids is not None else len(store)
-    sharded = engine is not None and (engine.is_ray or engine.shards is not None)
-    # build the automaton and the title lookup once here; forked workers share them (shard workers build their own)
-    for lk in (linker, getattr(linker, "base", None)):
-        if isinstance(lk, LexiconLinker) and not sharded:
-            lk.automaton
-            lk.lexicon.entity_id("")
-    path = store.folder / PASSAGES_FILE
-    meta = pq.ParquetFile(path).metadata
-    tasks, row = [], 0
-    for g in range(meta.num_row_groups):
-        tasks.append((g, row))
-        row += meta.row_group(g).num_rows
-    _W.update(linker=linker, path=str(path), include_title=include_title, doc_of_row=doc_of_row, chunk=chunk)
-
-    t0 = time.perf_counter()
+    engine = engine or LOCAL
     fixed_vocab = linker.vocabulary is not None
-    label_id: dict[str, int] = {}
-    labels_dyn: list[str] = []
-    if sharded and not fixed_vocab:
+    if engine.sharded and not fixed_vocab:
         raise BadInputError(
             f"the {linker.name or type(linker).__name__} linker returns free-form labels; sharded (ray) linking needs a "
             "fixed-vocabulary linker (lexicon or spacy). Use the local engine for it"
         )
-    shard_stats = None
-    with atomic_dir(out, overwrite=overwrite, resume=sharded) as tmp:
-        if sharded:
-            from rag.entities.postings_shards import link_sharded
+    doc_of_row, doc_ids = _documents(store, unit)
+    n_docs = len(doc_ids) if doc_ids is not None else len(store)
+    plan = engine.plan(len(store))
 
-            _W.clear()
-            runs, workers, shard_stats = link_sharded(store, linker, tmp, doc_of_row, include_title, chunk, engine, progress)
-            keys, use_pool = None, True
-        else:
-            keys, runs, use_pool = _link_local(tmp, tasks, workers, linker, fixed_vocab, label_id, labels_dyn, spill_pairs,
-                                               len(store), progress)
-        vocab = linker.vocabulary if fixed_vocab else labels_dyn
+    t0 = time.perf_counter()
+    with atomic_dir(out, overwrite=overwrite, resume=engine.sharded, kind=KIND, inputs=[store.folder]) as tmp:
+        work = tmp / WORK
+        work.mkdir(parents=True, exist_ok=True)
+        key = {"passages": store.fingerprint, "linker": linker.identity(), "include_title": include_title,
+               "n_docs": int(doc_of_row.max()) + 1 if len(doc_of_row) else 0}
+        shard_log = ShardLog(work, key, plan)
+        for i, rec in list(shard_log.done.items()):
+            if "runs" not in rec or not all((work / r).exists() for r in rec["runs"]):
+                shard_log.done.pop(i)  # recorded but a file is gone (or recorded by an older rag): redo it
+        if not (work / DOC_OF_ROW).exists() or shard_log.pending(plan):
+            save_npy_atomic(work / DOC_OF_ROW, doc_of_row)
+        bar = _bar(len(store), progress)
+        with engine_session(engine):
+            done = run_shards(engine, LinkShard,
+                              {"linker": linker, "passages": str(store.folder), "work": str(work), "include_title": include_title,
+                               "chunk": chunk, "processes": 1 if engine.is_ray else workers, "spill_pairs": spill_pairs},
+                              plan, shard_log, progress=bar.update)
+        bar.close()
+        shards = [done[s.index] for s in plan]
+        runs = [work / r for rec in shards for r in rec["runs"]]
+        if fixed_vocab:
+            vocab = linker.vocabulary
+        else:  # one shard (refused above otherwise): its labels, in order of first appearance
+            vocab = json.loads((work / f"{plan[0].name}.labels.json").read_text(encoding="utf-8"))
 
         n_vocab = len(vocab)
         counts = np.zeros(n_vocab, np.int64)
         raw = tmp / "docs.raw"
         with open(raw, "wb") as f:
-            if keys is not None or not runs:
-                keys = np.zeros(0, np.int64) if keys is None else keys
+            if len(runs) <= 1:
+                keys = np.load(runs[0]) if runs else np.zeros(0, np.int64)
                 counts += np.bincount(keys >> 32, minlength=n_vocab)
                 (keys & 0xFFFFFFFF).astype(np.int32).tofile(f)
+                del keys
             else:
                 _merge_runs(runs, n_vocab, spill_pairs, counts, f)
         n_pairs = int(counts.sum())
@@ -286,12 +374,7 @@ def build_postings(
         docs.flush()
         del docs, src
         raw.unlink()
-        for p in runs:
-            p.unlink()
-        if sharded:
-            import shutil
-
-            shutil.rmtree(tmp / "link")
+        shutil.rmtree(work)
         with open(tmp / "entities.txt", "w", encoding="utf-8", newline="\n") as f:
             for i in keep.tolist():
                 f.write(_one_line(vocab[i]) + "\n")
@@ -302,9 +385,10 @@ def build_postings(
                     f.write(_one_line(d) + "\n")
             files.append("doc_ids.txt")
         seconds = time.perf_counter() - t0
-        import hashlib
-
         fingerprint = hashlib.sha256("".join(file_sha256(tmp / n) for n in files).encode()).hexdigest()[:32]
+        processes: dict[str, int] = {}  # worker -> the most processes it linked a shard with
+        for rec in shards:
+            processes[rec["worker"]] = max(processes.get(rec["worker"], 1), rec["processes"])
         write_manifest(
             tmp,
             kind=KIND,
@@ -319,67 +403,16 @@ def build_postings(
             n_docs=int(n_docs),
             n_pairs=n_pairs,
             n_runs=len(runs),
-            workers=workers if use_pool else 1,
-            engine=engine.as_dict() if engine is not None else {"kind": "local"},
-            shards=shard_stats,
+            workers=sum(processes.values()),
+            engine=engine.as_dict(),
+            shards=[{k: rec.get(k) for k in ("start", "stop", "pairs", "seconds", "worker")} for rec in shards]
+            if engine.sharded else None,
             build_seconds=round(seconds, 2),
             passages_per_second=round(len(store) / max(seconds, 1e-9), 1),
             files=file_sizes(tmp, files),
         )
     log.info("postings %s: %d entities, %d pairs over %d %s in %.1f s", out, len(keep), n_pairs, n_docs, unit, seconds)
     return Postings(out)
-
-
-
-def _link_local(tmp: Path, tasks, workers: int, linker, fixed_vocab: bool, label_id: dict, labels_dyn: list,
-                spill_pairs: int, n_rows: int, progress: bool):
-    """Link row groups over forked processes; returns (keys, [], use_pool) or, after spilling, (None, run files, use_pool)."""
-    runs: list[Path] = []
-    pending: list[np.ndarray] = []
-    n_pending = 0
-
-    def spill(final: bool = False):
-        nonlocal pending, n_pending
-        if not pending:
-            return None
-        keys = np.unique(np.concatenate(pending))
-        pending, n_pending = [], 0
-        if final and not runs:
-            return keys
-        p = tmp / f"run-{len(runs):04d}.npy"
-        np.save(p, keys)
-        runs.append(p)
-        return None
-
-    bar = _bar(n_rows, progress)
-    use_pool = workers > 1 and len(tasks) > 1 and "fork" in mp.get_all_start_methods()
-    pool = mp.get_context("fork").Pool(min(workers, len(tasks))) if use_pool else None
-    try:
-        results = pool.imap_unordered(_work, tasks) if pool else map(_work, tasks)
-        for n, res in results:
-            if not fixed_vocab:
-                labels, d = res
-                ids = np.empty(len(labels), np.int64)
-                for k, lab in enumerate(labels):
-                    i = label_id.get(lab)
-                    if i is None:
-                        i = label_id[lab] = len(labels_dyn)
-                        labels_dyn.append(lab)
-                    ids[k] = i
-                res = (ids << 32) | d
-            pending.append(res)
-            n_pending += len(res)
-            if n_pending >= spill_pairs:
-                spill()
-            bar.update(n)
-    finally:
-        if pool:
-            pool.close()
-            pool.join()
-        bar.close()
-        _W.clear()
-    keys = spill(final=True)
-    return keys, runs, use_pool
 
 
 def _merge_runs(runs: list[Path], n_vocab: int, spill_pairs: int, counts: np.ndarray, f) -> None:

@@ -72,6 +72,10 @@ class EvalConfig:
     recall_ks: list[int] = field(default_factory=lambda: list(DEFAULT_RECALL_KS))
     buckets: list[int] = field(default_factory=lambda: list(DEFAULT_EDGES))  # lower edges of the count buckets
     per_bucket: int | None = None  # stratified sample size per bucket; None: every question
+    # a time budget ("90m", "2h"): per-bucket sizes are planned from the reader's measured cost (rag.evaluation.budget)
+    # and the run stops cleanly when the budget is spent; per_bucket is then ignored
+    budget: str | None = None
+    allocation: str = "slope"  # how a budget is spread over buckets: slope (Neyman for the slope) or equal
     seed: int = 0
     metric: str = "em"  # the accuracy shown in tables and plots: em, f1 or contains
     batch_size: int = 32  # questions retrieved, answered and written (fsync) together; the resume granularity
@@ -104,6 +108,12 @@ def _validate(c: EvalConfig) -> None:
         bad(f"recall_ks must be positive integers, got {c.recall_ks}")
     if c.per_bucket is not None and c.per_bucket <= 0:
         bad(f"per_bucket must be positive (or null for every question), got {c.per_bucket}")
+    if c.budget is not None:
+        from rag.evaluation.budget import parse_duration
+
+        parse_duration(c.budget)
+    if c.allocation not in ("slope", "equal"):
+        bad(f"allocation must be slope or equal, got {c.allocation!r}")
     if c.metric not in METRICS:
         bad(f"metric must be one of {', '.join(METRICS)}, got {c.metric!r}")
     if c.batch_size <= 0 or c.n_boot <= 0:

@@ -98,8 +98,10 @@ def summarize(run: "Run", edges: Sequence[int] | None = None) -> Summary:
         "reading": (f"k = {cfg.k} passages retrieved, of which the reader is shown the {cfg.reader.sentences} "
                     f"best-matching sentences" if cfg.reader.sentences else f"k = {cfg.k} passages read"),
         "metric": cfg.metric,
-        "sampling": (f"{selection.per_bucket} per bucket, seed {selection.seed}"
-                     if selection.per_bucket else "every question"),
+        "sampling": (f"{selection.per_bucket} per bucket, seed {selection.seed}" if selection.per_bucket else
+                     f"budget {selection.plan['budget_s'] / 60:.0f} min, {selection.plan['allocation']} allocation "
+                     f"({selection.plan['cost_per_question_s']:.2f} s per question), seed {selection.seed}"
+                     if selection.plan else "every question"),
         "code": code.get("git_commit", code.get("rag", "?"))[:12] + (" (uncommitted changes)" if code.get("git_dirty") else ""),
         "status": manifest.get("status", "?"),
     }

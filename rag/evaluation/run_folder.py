@@ -55,6 +55,7 @@ class Selection:
     # population with other edges and split it by method; None in selection files older than these fields
     population_counts: tuple[int | None, ...] | None = None
     population_methods: tuple[str, ...] | None = None
+    plan: dict | None = None  # a budgeted run's plan (rag.evaluation.budget.Plan.as_dict); per_bucket is then None
 
     def to_json(self) -> dict:
         out = {"seed": self.seed, "per_bucket": self.per_bucket, "limit": self.limit, "buckets": list(self.buckets),
@@ -63,6 +64,8 @@ class Selection:
             out["population_counts"] = list(self.population_counts)
         if self.population_methods is not None:
             out["population_methods"] = list(self.population_methods)
+        if self.plan is not None:
+            out["plan"] = self.plan
         return out
 
     @classmethod
@@ -73,7 +76,8 @@ class Selection:
 
         return cls(seed=obj.get("seed", cfg.seed), per_bucket=obj.get("per_bucket"), limit=obj.get("limit"),
                    buckets=tuple(obj.get("buckets", cfg.buckets)), sample=obj.get("sample", {}), qids=tuple(obj["qids"]),
-                   population_counts=seq("population_counts"), population_methods=seq("population_methods"))
+                   population_counts=seq("population_counts"), population_methods=seq("population_methods"),
+                   plan=obj.get("plan"))
 
     def populations(self, edges) -> dict[str, int]:
         """Bucket label -> population questions in it, for `edges` (a Buckets); older files: the sampling table."""
@@ -277,7 +281,7 @@ class RunFolder:
 
     def write_manifest(self, *, cfg: EvalConfig, identity: dict, modes: dict[str, dict], index_manifests: dict[str, dict],
                        counts: dict, n_population: int, n_selected: int, reader_info: dict | None = None,
-                       status: str = "running") -> None:
+                       status: str = "running", backend_choice: dict | None = None) -> None:
         """manifest.json: this session's modes and indexes merged over the old manifest's (a run may drop a
         retriever in one session and keep its records)."""
         old = self.old
@@ -304,5 +308,6 @@ class RunFolder:
             identity=identity,
             modes={**old.get("modes", {}), **modes},
             n_selected=n_selected,
+            **({"backend_choice": backend_choice} if backend_choice else {}),
         )
 

@@ -12,7 +12,7 @@ refuses to continue if anything that changes a record (QA file, counts, reader, 
 from __future__ import annotations
 
 import logging
-import sys
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,8 @@ from rag.evaluation.records import CLOSED, EvalRecord, rag_mode
 from rag.evaluation.run_folder import RunFolder, Selection, mode_identities, run_identity
 from rag.evaluation.sampling import stratified_sample
 from rag.evaluation.timing import StageTimer, TimedReader
+from rag.progress import bar as progress_bar
+from rag.progress import note, stage
 from rag.qa import load_questions, qa_fingerprint
 from rag.regex_golds import is_regex
 from rag.types import Passage, Question
@@ -51,6 +53,7 @@ class RunResult:
     computed: dict[str, int] = field(default_factory=dict)  # mode -> records computed in this session
     reused: int = 0  # records found finished from an earlier session
     reader_prompts: int = 0  # prompts sent to the reader in this session
+    stopped_by_budget: bool = False  # a budgeted run stopped with questions left
 
 
 @dataclass
@@ -66,12 +69,21 @@ class Prepared:
     index_manifests: dict[str, dict]  # retriever name -> its index manifest
     identity: dict
     modes: dict[str, dict]  # mode -> identity of that mode
+    backend_choice: dict | None = None  # how backend "auto" was resolved on this machine (rag.readers.auto.Choice)
 
 
-def prepare(cfg: EvalConfig) -> Prepared:
-    """Read and check the inputs (QA file, counts, index manifests) and draw the sample; loads no model."""
+def prepare(cfg: EvalConfig, sizes: dict[str, int] | None = None, plan: dict | None = None) -> Prepared:
+    """Read and check the inputs (QA file, counts, index manifests) and draw the sample; loads no model.
+    `sizes`: per-bucket sample sizes of a budget plan (`plan`, recorded in selection.json) instead of per_bucket."""
+    from dataclasses import replace as _replace
+
+    from rag.pipeline import resolve_backend
     from rag.readers import READERS
 
+    # backend "auto" becomes this machine's choice before anything is compared: a resumed run whose resolved backend
+    # or precision differs is refused like any other reader change
+    reader_cfg, choice = resolve_backend(cfg.reader)
+    cfg = _replace(cfg, reader=reader_cfg)
     READERS.get(cfg.reader.backend)
     qa_path = Path(cfg.qa.path)
     if not qa_path.exists():
@@ -95,19 +107,21 @@ def prepare(cfg: EvalConfig) -> Prepared:
 
     count_of = {q.qid: counts.count_of(q.qid) for q in all_questions}
     labels = Buckets(tuple(cfg.buckets)).assign([count_of[q.qid] for q in all_questions])
-    qids, info = stratified_sample([q.qid for q in all_questions], labels, cfg.per_bucket, cfg.seed)
+    qids, info = stratified_sample([q.qid for q in all_questions], labels, cfg.per_bucket if sizes is None else sizes,
+                                   cfg.seed)
     chosen = set(qids)
     questions = [q for q in all_questions if q.qid in chosen]
     selection = Selection(
-        seed=cfg.seed, per_bucket=cfg.per_bucket, limit=cfg.qa.limit, buckets=tuple(cfg.buckets),
+        seed=cfg.seed, per_bucket=cfg.per_bucket if sizes is None else None, limit=cfg.qa.limit, buckets=tuple(cfg.buckets),
         sample={b: {"population": i.population, "sampled": i.sampled, "fraction": i.fraction} for b, i in info.items()},
         qids=tuple(q.qid for q in questions),
         population_counts=tuple(count_of[q.qid] for q in all_questions),
         population_methods=tuple(counts.method_of(q.qid) for q in all_questions),
+        plan=plan,
     )
     identity = run_identity(cfg, qa_fingerprint(qa_path), counts.fingerprint, regex=any(is_regex(q) for q in all_questions))
     return Prepared(cfg, questions, all_questions, counts, count_of, selection, index_manifests, identity,
-                    mode_identities(cfg))
+                    mode_identities(cfg), choice.as_dict() if choice is not None else None)
 
 
 def first_hit(answers: Sequence[str], passages: Sequence[Passage], ks: Sequence[int], regex: bool = False) -> int | None:
@@ -165,6 +179,8 @@ def run_eval(
     """Run (or resume) the evaluation described by `cfg`; `reader` replaces loading cfg.reader (tests)."""
     from rag.locks import writer_lock
 
+    if cfg.budget is not None:
+        return run_budgeted(cfg, overwrite=overwrite, progress=progress, reader=reader, report=report)
     timer = StageTimer()
     with timer.stage("load"):
         p = prepare(cfg)
@@ -172,8 +188,77 @@ def run_eval(
         return _run_locked(p, timer, overwrite, progress, reader, report)
 
 
+def run_budgeted(cfg: EvalConfig, overwrite: bool = False, progress: bool = True, reader: "Reader | None" = None,
+                 report: bool = True, clock=time.monotonic) -> RunResult:
+    """cfg.budget: measure the cost per question on a pilot (the first question of each bucket in the seeded
+    order, so it belongs to every plan), plan the per-bucket sizes that fit what is left of the budget, run them,
+    and stop cleanly when the budget is spent (rerun with a larger budget to extend the same sample)."""
+    from rag.evaluation import budget as bud
+    from rag.evaluation.trends import bucket_centres
+    from rag.locks import writer_lock
+
+    start = clock()
+    total = bud.parse_duration(cfg.budget)
+    deadline = start + total
+    with writer_lock(cfg.run_dir):
+        timer = StageTimer()
+        old = _recorded_plan(cfg.run_dir) if not overwrite else None
+        cost = old["cost_per_question_s"] if old else None
+        pilot = 1
+        while cost is None:
+            p = prepare(cfg, sizes=_every_bucket(cfg, pilot))
+            pt = StageTimer()
+            res = _run_locked(p, pt, overwrite, progress, reader, report=False)
+            overwrite = False
+            n = sum(res.computed.values()) / max(1, 1 + len(cfg.retrievers))
+            if n > 0:  # the work of answering, without opening the model and indexes
+                cost = sum(v.seconds for k, v in pt.stages.items() if k not in ("load", "report")) / n
+            elif pilot > 50:
+                raise BadInputError("budget: could not measure the reader's cost (no question left to run); pass per_bucket instead")
+            pilot += 1
+        probe = prepare(cfg, sizes=_every_bucket(cfg, 10**9))
+        edges = Buckets(tuple(cfg.buckets))
+        populations = {b: int(v["population"]) for b, v in probe.selection.sample.items()}
+        centres = dict(zip(edges.labels, bucket_centres(edges.edges)))
+        done = _finished_per_bucket(cfg, probe)
+        left = max(0.0, deadline - clock())
+        plan = bud.plan(populations, {b: centres.get(b) for b in populations}, cost, left, cfg.allocation, done=done)
+        plan = bud.Plan(plan.per_bucket, cost, total, cfg.allocation)
+        log.warning("%s", plan.describe())
+        p = prepare(cfg, sizes=plan.per_bucket, plan=plan.as_dict())
+        return _run_locked(p, timer, overwrite, progress, reader, report, deadline=deadline, clock=clock)
+
+
+def _every_bucket(cfg: EvalConfig, n: int) -> dict:
+    """{bucket: n} for every bucket label (the unlinked one too)."""
+    return {b: n for b in Buckets(tuple(cfg.buckets)).all_labels}
+
+
+def _recorded_plan(folder: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads((Path(folder) / "selection.json").read_text(encoding="utf-8")).get("plan")
+    except (OSError, ValueError):
+        return None
+
+
+def _finished_per_bucket(cfg: EvalConfig, p: Prepared) -> dict[str, int]:
+    """Bucket -> questions of the population already answered in every mode of this run (they cost nothing)."""
+    from rag.evaluation.records import RECORDS, RecordStore
+
+    done = RecordStore(Path(cfg.run_dir) / RECORDS).load(repair=False)
+    modes = [CLOSED, *(rag_mode(r.name) for r in cfg.retrievers)]
+    labels = Buckets(tuple(cfg.buckets)).assign([p.count_of[q.qid] for q in p.all_questions])
+    out: dict[str, int] = {}
+    for q, b in zip(p.all_questions, labels):
+        if all((q.qid, m) in done for m in modes):
+            out[b] = out.get(b, 0) + 1
+    return out
+
+
 def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool, reader: "Reader | None",
-                report: bool) -> RunResult:
+                report: bool, deadline: float | None = None, clock=time.monotonic) -> RunResult:
     cfg = p.cfg
     with timer.stage("load"):
         folder = RunFolder.open(cfg.run_dir, p.identity, p.modes, overwrite)
@@ -183,8 +268,8 @@ def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool,
     pending_q = [q for q in p.questions if any((q.qid, m) not in done for m in modes)]
     result.reused = sum(1 for q in p.questions for m in modes if (q.qid, m) in done)
     _write_start(folder, p)
-    log.info("%s: %d questions selected, %d records already done, %d questions to run", folder.path, len(p.questions),
-             result.reused, len(pending_q))
+    note("%s: %d questions selected, %d records already done, %d questions to run", folder.path, len(p.questions),
+         result.reused, len(pending_q))
 
     from rag.engine import engine_session
 
@@ -192,7 +277,7 @@ def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool,
     try:
         if pending_q:
             with engine_session(cfg.engine):
-                gen = _run_pending(p, folder, done, pending_q, timer, result, reader, progress)
+                gen = _run_pending(p, folder, done, pending_q, timer, result, reader, progress, deadline, clock)
                 gen.close(owned=reader is None)
     except BaseException:
         # a session's timing is kept even when it is interrupted (Ctrl-C), so a resumed run shows each part
@@ -205,7 +290,7 @@ def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool,
     if report:
         from rag.evaluation.report import render
 
-        with timer.stage("report"):
+        with timer.stage("report"), stage("report", str(folder.path)):
             render(folder.path)
     timer.write(folder.path / "timing.json", _session_extra(result, pending_q, interrupted=False))
     return result
@@ -218,7 +303,7 @@ def _write_start(folder: RunFolder, p: Prepared, reader_info: dict | None = None
     counts = {"path": str(cfg.counts), "fingerprint": p.counts.fingerprint, "kind": p.counts.manifest.get("kind")}
     folder.write_manifest(cfg=cfg, identity=p.identity, modes=p.modes, index_manifests=p.index_manifests, counts=counts,
                           n_population=len(p.all_questions), n_selected=len(p.questions), reader_info=reader_info,
-                          status=status)
+                          status=status, backend_choice=p.backend_choice)
 
 
 def _session_extra(result: RunResult, pending_q: list, interrupted: bool) -> dict:
@@ -251,12 +336,13 @@ def _open_pipeline(p: Prepared, retrievers: dict[str, "Retriever"], reader: "Rea
 
 
 def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Question], timer: StageTimer,
-                 result: RunResult, reader: "Reader | None", progress: bool):
+                 result: RunResult, reader: "Reader | None", progress: bool, deadline: float | None = None,
+                 clock=time.monotonic):
     from rag.pipeline import retrieve
     from rag.retrievers import load_index
 
     cfg = p.cfg
-    with timer.stage("load"):
+    with timer.stage("load"), stage("load", "indexes and reader"):
         retrievers: dict[str, "Retriever"] = {}
         for r in cfg.retrievers:
             if any((q.qid, rag_mode(r.name)) not in done for q in pending_q):
@@ -283,14 +369,17 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
             jobs.append((mode, todo, per_q, hits))
         return jobs
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(pending_q), desc=f"eval {cfg.name}", unit="q", file=sys.stderr, disable=not progress)
+    bar = progress_bar(f"eval {cfg.name}", total=len(pending_q), unit="question", enabled=progress)
     # a window of batches is prepared (retrieval) and handed to the generator together: one batch locally, enough
     # to keep every Ray reader actor busy otherwise; records are still written batch by batch, in order
     window = cfg.batch_size * gen.parallelism
     try:
         for wstart in range(0, len(pending_q), window):
+            if deadline is not None and clock() >= deadline:
+                log.warning("budget spent: %d of %d questions still to run; rerun with a larger --budget to extend "
+                            "this sample (everything finished is kept)", len(pending_q) - wstart, len(pending_q))
+                result.stopped_by_budget = True
+                break
             chunks = [pending_q[s : s + cfg.batch_size] for s in range(wstart, min(wstart + window, len(pending_q)), cfg.batch_size)]
             jobs = [j for c in chunks for j in jobs_of(c)]
             reads = []
@@ -307,11 +396,11 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
                     folder.store.append(recs)
                 result.computed[mode] = result.computed.get(mode, 0) + len(recs)
             bar.update(sum(len(c) for c in chunks))
-    except BaseException:
+    except BaseException as e:
+        bar.close(e)
         gen.close(owned=reader is None)  # free the model / the reader actors; the records written so far stay
         raise
-    finally:
-        bar.close()
+    bar.close()
     return gen
 
 

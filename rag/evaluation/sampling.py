@@ -24,15 +24,17 @@ def _key(seed: int, qid: str) -> str:
     return hashlib.sha256(f"{seed}:{qid}".encode()).hexdigest()
 
 
-def stratified_sample(qids: Sequence[str], buckets: Sequence[str], per_bucket: int | None, seed: int = 0):
-    """Returns (selected qids in input order, {bucket: SampleInfo}). per_bucket=None keeps everything."""
+def stratified_sample(qids: Sequence[str], buckets: Sequence[str], per_bucket: int | dict[str, int] | None, seed: int = 0):
+    """Returns (selected qids in input order, {bucket: SampleInfo}). per_bucket=None keeps everything; a dict gives
+    each bucket its own size (a budget plan; a bucket not in it gets none)."""
     by_bucket: dict[str, list[str]] = defaultdict(list)
     for q, b in zip(qids, buckets):
         by_bucket[b].append(q)
     chosen: set[str] = set()
     info = {}
     for b, members in by_bucket.items():
-        take = members if per_bucket is None else sorted(members, key=lambda q: _key(seed, q))[:per_bucket]
+        n = per_bucket.get(b, 0) if isinstance(per_bucket, dict) else per_bucket
+        take = members if n is None else sorted(members, key=lambda q: _key(seed, q))[:n]
         chosen.update(take)
         info[b] = SampleInfo(b, len(members), len(take))
     return [q for q in qids if q in chosen], info

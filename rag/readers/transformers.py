@@ -55,6 +55,33 @@ def load_dequantized(gguf: Path):
     return tok, model
 
 
+def open_model(model: str, gguf_file: str | None = None):
+    """(tokenizer, fp32 model, NamedModel or None) for a named model, a GGUF file, a local folder or a hub id.
+
+    Named models and GGUF files go through the cached dequantized copy (`load_dequantized`).
+    """
+    transformers = require("transformers", "transformers")
+    torch = require("torch", "transformers")
+    if model in NAMED_MODELS:
+        tok, m = load_dequantized(model_path(model))
+        return tok, m, NAMED_MODELS[model]
+    if gguf_file is not None or model.lower().endswith(".gguf"):
+        path = Path(model) / gguf_file if gguf_file else Path(model)
+        if not path.is_file():
+            raise BadInputError(f"GGUF file {path} does not exist")
+        tok, m = load_dequantized(path)
+        return tok, m, None
+    # a local folder or a hub id (offline machines need the folder)
+    try:
+        tok, m = _from_pretrained(transformers, torch, model)
+    except OSError as e:
+        raise BadInputError(
+            f"cannot load {model!r} with transformers ({e}); pass a local model folder, a .gguf file, "
+            f"or a named model ({', '.join(sorted(NAMED_MODELS))})"
+        ) from e
+    return tok, m, None
+
+
 @READERS.register("transformers")
 class TransformersReader(Reader):
     def __init__(self, tokenizer, model, n_ctx: int = DEFAULT_N_CTX, device: str = "auto", name: str = "transformers", batch_size: int = 8):
@@ -86,29 +113,10 @@ class TransformersReader(Reader):
 
     @classmethod
     def load(cls, model: str, gguf_file: str | None = None, n_ctx: int | None = None, device: str = "auto", **options) -> "TransformersReader":
-        transformers = require("transformers", "transformers")
-        torch = require("torch", "transformers")
-        name = model
-        if model in NAMED_MODELS:
-            tok, m = load_dequantized(model_path(model))
-            n_ctx = n_ctx or NAMED_MODELS[model].n_ctx
-        elif gguf_file is not None or model.lower().endswith(".gguf"):
-            path = Path(model) / gguf_file if gguf_file else Path(model)
-            if not path.is_file():
-                raise BadInputError(f"GGUF file {path} does not exist")
-            tok, m = load_dequantized(path)
-        else:
-            # a local folder or a hub id (offline machines need the folder)
-            try:
-                tok, m = _from_pretrained(transformers, torch, model)
-            except OSError as e:
-                raise BadInputError(
-                    f"cannot load {model!r} with transformers ({e}); pass a local model folder, a .gguf file, "
-                    f"or a named model ({', '.join(sorted(NAMED_MODELS))})"
-                ) from e
-        reader = cls(tok, m, n_ctx=n_ctx or DEFAULT_N_CTX, device=device, name=name, **options)
-        if model in NAMED_MODELS:
-            reader.prompt_format = NAMED_MODELS[model].prompt_format
+        tok, m, named = open_model(model, gguf_file)
+        reader = cls(tok, m, n_ctx=n_ctx or (named.n_ctx if named else DEFAULT_N_CTX), device=device, name=model, **options)
+        if named:
+            reader.prompt_format = named.prompt_format
         return reader
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +30,7 @@ import numpy as np
 from rag.artifacts import atomic_dir, check_files, file_sizes, read_json_file, write_json_atomic, write_manifest
 from rag.corpus.store import PassageStore, passage_text
 from rag.errors import ArtifactError, BadInputError, require
+from rag.progress import draw_bars, stage
 from rag.registry import Registry
 from rag.retrievers.base import INDEXES, Retriever, check_queries, make_hits, passages_field
 from rag.tokenize import DocFreq, Tokenizer
@@ -263,11 +263,11 @@ def _check_params(engine: str, k1, b, variant: str) -> dict:
 
 def tokenize_store(store: PassageStore, tokenizer: Tokenizer, progress: bool = True, batch_size: int = 10_000):
     """Token ids per passage in row order, and the stem -> id vocabulary; passages stream in batches."""
-    from tqdm.auto import tqdm
+    from rag.progress import bar as progress_bar
 
     vocab: dict[str, int] = {}
     ids: list[list[int]] = []
-    with tqdm(total=len(store), desc="tokenize", unit="passage", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar("tokenize", total=len(store), unit="passage", enabled=progress) as bar:
         for _, batch in store.iter_batches(batch_size=batch_size, columns=("title", "text")):
             texts = [passage_text(t, x) for t, x in zip(batch["title"], batch["text"])]
             ids.extend(tokenizer.encode_batch(texts, vocab, grow=True))
@@ -310,7 +310,8 @@ class BM25Retriever(Retriever):
             ids, vocab = tokenize_store(store, tokenizer, progress, batch_size)
             if len(ids) != len(store):
                 raise ArtifactError(f"{store.folder}: read {len(ids)} passages, its manifest says {len(store)}; rebuild the passage store")
-            files = eng.build(ids, vocab, tmp, params, progress)
+            with stage(f"{engine} index", f"{len(ids):,} passages, {len(vocab):,} terms"):
+                files = eng.build(ids, vocab, tmp, params, draw_bars(progress))
             # what changes scores, kept beside the engine files too: load refuses a manifest edited to say otherwise
             write_json_atomic(tmp / SETTINGS, {"engine": engine, "parameters": params, "tokenizer": tokenizer.spec()})
             files = [*files, SETTINGS]

@@ -94,21 +94,19 @@ def _done(folder: Path) -> bool:
 class _Steps:
     """Timing and reuse notes of each pipeline step (written to bench.json)."""
 
-    def __init__(self, progress: bool):
+    def __init__(self):
         self.rows: dict[str, dict] = {}
-        self.progress = progress
 
     def run(self, name: str, folder: Path | None, fn):
+        from rag.progress import note, stage
+
         if folder is not None and _done(folder):
             self.rows[name] = {"seconds": 0.0, "reused": True}
-            log.info("bench: %s reused (%s)", name, folder)
+            note("bench %s: reused (%s)", name, folder)
             return None
-        if self.progress:
-            import sys
-
-            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        out = fn()
+        with stage(f"bench {name}"):
+            out = fn()
         self.rows[name] = {"seconds": round(time.perf_counter() - t, 1), "reused": False}
         return out
 
@@ -248,6 +246,7 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     from rag.counts import load_counts
     from rag.entities.counting import build_counts
     from rag.evaluation import run_eval
+    from rag.progress import draw_bars
     from rag.qa import load_questions
     from rag.retrievers import INDEXES
     from rag.world.tinylm import train_model
@@ -267,7 +266,8 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
                             f"to start afresh, or --out NEW_FOLDER")
     write_json_atomic(old, mine)
     t0 = time.perf_counter()
-    steps = _Steps(progress)
+    steps = _Steps()
+    bars = draw_bars(progress)  # for the steps that draw their own tqdm bars; the others log started / done lines
 
     world = out / "world"
     avoid = load_avoid_list(cfg.avoid_names) if cfg.avoid_names else ()
@@ -278,7 +278,7 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     store = PassageStore(passages)
     for r in cfg.retrievers:
         opts = {"encoder": cfg.encoder} if r == "dense" else {}
-        steps.run(f"index:{r}", out / r, lambda r=r, opts=opts: INDEXES.get(r).build(store, out / r, progress=progress, **opts))
+        steps.run(f"index:{r}", out / r, lambda r=r, opts=opts: INDEXES.get(r).build(store, out / r, progress=bars, **opts))
     steps.run("lexicon", out / "lexicon", lambda: build_world_lexicon(world, passages, out / "lexicon"))
     questions = load_questions(world / QA, "nq-open")
     steps.run("counts", out / "counts", lambda: build_counts(passages, questions, out / "counts", qa_path=world / QA,
@@ -293,7 +293,7 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     vocab_texts = [q.question for q in questions] + [p["prefix"] + " " + p["target"] for p in probes] + \
                   [json.dumps(x) for x in read_jsonl(world / DEMOS)]
     steps.run("train", out / "model", lambda: train_model([d["text"] for d in docs], out / "model", vocab_texts=vocab_texts,
-                                                          model_cfg=cfg.model, train_cfg=cfg.train, progress=progress,
+                                                          model_cfg=cfg.model, train_cfg=cfg.train, progress=bars,
                                                           world={"fingerprint": wm["fingerprint"]}))
     ecfg = _eval_config(cfg, out, out / "model")
     # the evaluation resumes on its own: finished (question, mode) records are kept, new retrievers added
@@ -308,7 +308,7 @@ def run_bench(cfg: BenchConfig = BenchConfig(), out: str | os.PathLike = "runs/b
     if cfg.counterfactual:
         if not (out / "counterfactual.json").exists():
             steps.run("counterfactual", None, lambda: write_json_atomic(
-                out / "counterfactual.json", counterfactual(cfg, out, truth, docs, vocab_texts, progress)))
+                out / "counterfactual.json", counterfactual(cfg, out, truth, docs, vocab_texts, bars)))
         cf = json.loads((out / "counterfactual.json").read_text())
     if cfg.dynamics:
         from rag.world.dynamics import preset, run_dynamics

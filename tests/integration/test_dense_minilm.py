@@ -51,7 +51,8 @@ def flat(store, tmp_path_factory):
 
     faiss.omp_set_num_threads(1)  # see tests/unit/test_dense.py: OpenMP spin-waits on a shared machine
     out = tmp_path_factory.mktemp("dense") / "minilm-flat"
-    DenseRetriever.build(store, out, factory="Flat", device="cpu", chunk_size=512, progress=False)
+    # fp32: the parity test below compares with sentence-transformers' own fp32 vectors
+    DenseRetriever.build(store, out, factory="Flat", device="cpu", chunk_size=512, progress=False, precision="fp32")
     return load_index(out)
 
 

@@ -152,7 +152,7 @@ def test_postings_same_and_a_killed_worker_loses_nothing(ray_local, linked_world
 
 def test_postings_resume_skips_done_shards(ray_local, linked_world, tmp_path):
     from rag.entities.postings import build_postings
-    from rag.entities.postings_shards import WORK
+    from rag.entities.postings import WORK
 
     store, lexicon = linked_world
     flag, calls = tmp_path / "fail", tmp_path / "calls"
@@ -220,8 +220,11 @@ def test_real_minilm_same_embeddings(ray_local, shared_data, tmp_path):
     build_passages(shared_data / "wiki" / "enwiki-2021-ids56.5M-57.0M.jsonl.xz", tmp_path / "p", limit_docs=60)
     store = PassageStore(tmp_path / "p")
     assert 150 <= len(store) <= 400
-    DenseRetriever.build(store, tmp_path / "local", progress=False, device="cpu")
-    DenseRetriever.build(store, tmp_path / "ray", progress=False, device="cpu", engine=EngineConfig(kind="ray", workers=2, shards=2))
+    # fp32: this compares the engines, and bf16 sums (the encoder's default where bf16 is fast) round differently
+    # with other thread counts
+    DenseRetriever.build(store, tmp_path / "local", progress=False, device="cpu", precision="fp32")
+    DenseRetriever.build(store, tmp_path / "ray", progress=False, device="cpu", precision="fp32",
+                         engine=EngineConfig(kind="ray", workers=2, shards=2))
     a, b = load_index(tmp_path / "local"), load_index(tmp_path / "ray")
     np.testing.assert_allclose(a.embeddings(), b.embeddings(), atol=1e-5)
     queries = ["who was editor in chief of vogue australia", "bridge built without expansion joints"]

@@ -20,7 +20,8 @@ from rag.corpus.store import PassageStore, PassageWriter, passage_text
 from rag.encoders import HashEncoder
 from rag.errors import ArtifactError, BadInputError
 from rag.retrievers import INDEXES, load_index
-from rag.retrievers.dense import EMBEDDINGS, INDEX_FILE, PROGRESS, DenseRetriever
+from rag.retrievers.dense import EMBEDDINGS, INDEX_FILE, DenseRetriever
+from rag.retrievers.dense_build import ENCODE_DIR
 from rag.types import Passage
 
 DIM = 64
@@ -113,7 +114,7 @@ def test_registered_and_embeddings_are_the_encoder_output(store, built):
     assert m["encoder"]["backend"] == "hash" and m["encoder"]["dim"] == DIM and m["encoder"]["normalize"] is True
     assert m["passages"]["fingerprint"] == store.fingerprint and m["n_vectors"] == len(store)
     assert m["embeddings"]["bytes"] == (built["Flat"] / EMBEDDINGS).stat().st_size
-    assert not (built["Flat"] / PROGRESS).exists()
+    assert sorted(p.name for p in built["Flat"].iterdir()) == [EMBEDDINGS, INDEX_FILE, MANIFEST]
 
 
 def test_flat_is_exact_brute_force(store, built, queries):
@@ -235,7 +236,7 @@ def test_resume_after_a_crash_encodes_only_unfinished_chunks(store, built, tmp_p
     with pytest.raises(RuntimeError, match="simulated crash"):
         DenseRetriever.build(store, out, encoder=crashing, chunk_size=100, progress=False)
     assert not out.exists()
-    progress = json.loads((partial_dir(out) / PROGRESS).read_text())
+    progress = json.loads((partial_dir(out) / ENCODE_DIR / "shard-00000.progress.json").read_text())
     assert progress["rows_done"] == 300 and progress["chunks"] == [[0, 100], [100, 200], [200, 300]]
 
     resumed = CountingEncoder()
@@ -284,7 +285,7 @@ def test_resume_after_sigkill(store, built, tmp_path):
     script = tmp_path / "slow_build.py"
     script.write_text(SLOW_BUILD.format(dim=DIM))
     proc = subprocess.Popen([sys.executable, str(script), str(store.folder), str(out)])
-    progress = partial_dir(out) / PROGRESS
+    progress = partial_dir(out) / ENCODE_DIR / "shard-00000.progress.json"
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rag.engine import EngineConfig, Shard, ShardLog, actor_resources, engine_config, plan_shards
+from rag.engine import EngineConfig, Shard, ShardLog, ShardWorker, actor_resources, engine_config, plan_shards
 from rag.engine.shards import DONE
 from rag.errors import BadInputError
 
@@ -31,6 +31,33 @@ def test_plan_shards_covers_rows_once():
         assert [s.index for s in plan] == list(range(len(plan)))
     assert len(plan_shards(100_001, None, shard_rows=50_000)) == 3
     assert len(plan_shards(5, 9)) == 5  # never an empty shard
+
+
+def test_plan_is_one_shard_unless_sharded():
+    assert EngineConfig().plan(10) == [Shard(0, 0, 10)] and not EngineConfig().sharded
+    assert EngineConfig().plan(0) == [Shard(0, 0, 0)]
+    assert EngineConfig(shards=3).sharded and EngineConfig(shards=3).plan(10) == plan_shards(10, 3)
+    assert EngineConfig(kind="ray").sharded and len(EngineConfig(kind="ray").plan(120_000)) == 3  # ~SHARD_ROWS each
+    assert EngineConfig(kind="ray", shards=2).plan(5, shards=5) == [Shard(i, i, i + 1) for i in range(5)]
+
+
+class Counting(ShardWorker):
+    def run(self, shard):
+        for _ in range(shard.start, shard.stop):
+            self.report(1, 10)
+        return {"rows": shard.stop - shard.start}
+
+
+def test_workers_report_progress_within_a_shard(tmp_path):
+    """On the local engine every report reaches `progress` as it is made; the record keeps the shard's totals (which
+    is what ray passes on when the shard ends)."""
+    from rag.engine import run_shards
+
+    seen = []
+    plan = plan_shards(5, 2)
+    done = run_shards(EngineConfig(), Counting, {}, plan, ShardLog(tmp_path, {}, plan), progress=lambda *a: seen.append(a))
+    assert seen == [(1, 10)] * 5
+    assert [done[i]["progress"] for i in (0, 1)] == [[2, 20], [3, 30]] and done[1]["rows"] == 3
 
 
 def test_shard_log_resumes_only_the_same_build(tmp_path):
@@ -120,6 +147,55 @@ def assert_same_up_to_ties(s1, r1, s2, r2, atol=1e-5):
         assert set(b1[a1 > kth + atol].tolist()) == set(b2[a2 > kth + atol].tolist())
 
 
+@pytest.mark.parametrize("factory", ["Flat", "IVF8,PQ8"])
+def test_one_dense_shard_is_the_local_index(tmp_path, factory):
+    """A local build is the one-shard case of the sharded build: --shards 1 writes the same vectors and the same index
+    (as shards/shard-00000.faiss); with more shards every shard carries the local index's trained codebooks."""
+    faiss = pytest.importorskip("faiss")
+    from rag.retrievers.dense import DenseRetriever
+    from tests.unit.test_dense import make_store, synthetic_texts
+
+    store = make_store(tmp_path / "p", synthetic_texts(400, seed=6))
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        for name, engine in (("one", None), ("sh1", EngineConfig(shards=1)), ("sh3", EngineConfig(shards=3))):
+            DenseRetriever.build(store, tmp_path / name, encoder="hash:64", factory=factory, chunk_size=64, progress=False,
+                                 engine=engine)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    one, sh1 = tmp_path / "one", tmp_path / "sh1"
+    vectors = (one / "embeddings.npy").read_bytes()
+    assert vectors == (sh1 / "embeddings.npy").read_bytes() == (tmp_path / "sh3" / "embeddings.npy").read_bytes()
+    assert (one / "index.faiss").read_bytes() == (sh1 / "shards" / "shard-00000.faiss").read_bytes()
+    if "PQ" in factory:
+        def codebooks(path):
+            index = faiss.read_index(str(path))  # kept alive while its IVF part is read
+            return faiss.vector_to_array(faiss.downcast_index(faiss.extract_index_ivf(index)).pq.centroids)
+
+        for i in range(3):
+            shard = tmp_path / "sh3" / "shards" / f"shard-{i:05d}.faiss"
+            np.testing.assert_array_equal(codebooks(one / "index.faiss"), codebooks(shard))
+
+
+def test_sharded_encoding_resumes_within_a_shard(tmp_path):
+    pytest.importorskip("faiss")
+    from rag.retrievers.dense import DenseRetriever
+    from tests.unit.test_dense import CountingEncoder, make_store, synthetic_texts
+
+    store = make_store(tmp_path / "p", synthetic_texts(300, seed=7))
+    DenseRetriever.build(store, tmp_path / "one", encoder="hash:64", progress=False)
+    crashing = CountingEncoder(64, fail_after=4)  # shard 0: 3 chunks of 50; shard 1: one chunk, then the crash
+    two = {"progress": False, "engine": EngineConfig(shards=2), "chunk_size": 50}
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        DenseRetriever.build(store, tmp_path / "sh", encoder=crashing, **two)
+    resumed = CountingEncoder(64)
+    DenseRetriever.build(store, tmp_path / "sh", encoder=resumed, **two)
+    assert [len(c) for c in resumed.calls] == [50, 50]  # rows 200-300: the unfinished chunks of shard 1 only
+    assert (tmp_path / "one" / "embeddings.npy").read_bytes() == (tmp_path / "sh" / "embeddings.npy").read_bytes()
+    assert json.loads((tmp_path / "sh" / "manifest.json").read_text())["build"]["resumed_from"] == 200
+
+
 def test_sharded_ivf_shares_one_quantizer(tmp_path):
     pytest.importorskip("faiss")
     from rag.retrievers import load_index
@@ -129,10 +205,10 @@ def test_sharded_ivf_shares_one_quantizer(tmp_path):
     store = make_store(tmp_path / "p", synthetic_texts(400, seed=3))
     DenseRetriever.build(store, tmp_path / "one", encoder="hash:64", factory="IVF8,Flat", progress=False)
     DenseRetriever.build(store, tmp_path / "sh", encoder="hash:64", factory="IVF8,Flat", progress=False, engine=EngineConfig(shards=3))
-    from rag.retrievers.dense import _ivfs
+    from rag.retrievers.faiss_index import ivf_parts
 
     one, sh = load_index(tmp_path / "one").configure(nprobe=2), load_index(tmp_path / "sh").configure(nprobe=2)
-    assert sh.nprobe == 2 and len(_ivfs(sh.index)) == 3 and all(p.nprobe == 2 for p in _ivfs(sh.index))
+    assert sh.nprobe == 2 and len(ivf_parts(sh.index)) == 3 and all(p.nprobe == 2 for p in ivf_parts(sh.index))
     q = one.embeddings()[:50]
     s1, r1 = one.search_vectors(q, 10)
     s2, r2 = sh.search_vectors(q, 10)
@@ -142,15 +218,16 @@ def test_sharded_ivf_shares_one_quantizer(tmp_path):
 def test_k_factor_reaches_every_shard(tmp_path):
     pytest.importorskip("faiss")
     from rag.retrievers import load_index
-    from rag.retrievers.dense import DenseRetriever, _refines
+    from rag.retrievers.dense import DenseRetriever
+    from rag.retrievers.faiss_index import refine_parts
     from tests.unit.test_dense import make_store, synthetic_texts
 
     store = make_store(tmp_path / "p", synthetic_texts(400, seed=4))
     DenseRetriever.build(store, tmp_path / "sh", encoder="hash:64", factory="IVF8,PQ8,RFlat", progress=False,
                          engine=EngineConfig(shards=2))
     sh = load_index(tmp_path / "sh").configure(k_factor=7)
-    assert sh.SEARCH_OPTIONS == ("nprobe", "k_factor") and len(_refines(sh.index)) == 2
-    assert all(r.k_factor == 7 for r in _refines(sh.index))
+    assert sh.SEARCH_OPTIONS == ("nprobe", "k_factor") and len(refine_parts(sh.index)) == 2
+    assert all(r.k_factor == 7 for r in refine_parts(sh.index))
 
 
 def test_sharded_corpus_build_is_byte_identical(tmp_path):

@@ -20,24 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "rag"
 
-# Known exceptions, to be removed by the rewrite of the sharded builders (issue #15, requirement 3): each
-# builder imports its sharded variant lazily, and the sharded module imports the builder's private helpers
-# back. The tests below fail when an entry is no longer needed, so the lists only shrink.
-KNOWN_CYCLES = {
-    frozenset({"rag.corpus.build", "rag.corpus.build_shards"}),
-    frozenset({"rag.entities.postings", "rag.entities.postings_shards"}),
-    frozenset({"rag.retrievers.dense", "rag.retrievers.dense_shards"}),
-}
-KNOWN_PRIVATE = {  # (importing module, module imported from, private name)
-    ("rag.corpus.build_shards", "rag.corpus.build", "_IdSet"),
-    ("rag.corpus.build_shards", "rag.corpus.build", "_duplicate"),
-    ("rag.entities.postings_shards", "rag.entities.postings", "_bar"),
-    ("rag.entities.postings_shards", "rag.entities.postings", "_link_rows"),
-    ("rag.retrievers.dense_shards", "rag.retrievers.dense", "_ivf"),
-    ("rag.retrievers.dense_shards", "rag.retrievers.dense", "_parts"),
-    ("rag.retrievers.dense_shards", "rag.retrievers.dense", "_wipe"),
-}
-
 # package -> packages it must not import (data flows one way: corpus -> index -> retrieve -> read -> score)
 LAYERS = {
     "rag.corpus": ("rag.retrievers", "rag.readers", "rag.pipeline", "rag.entities", "rag.evaluation", "rag.world", "rag.cli"),
@@ -188,10 +170,7 @@ def _path(g: dict[str, dict[str, int]], comp: list[str]) -> str:
 def test_no_import_cycles():
     g = _graph()
     found = _cycles(g)
-    new = [c for c in found if frozenset(c) not in KNOWN_CYCLES]
-    assert not new, "import cycles in rag/:\n" + "\n".join(_path(g, c) for c in new)
-    stale = KNOWN_CYCLES - {frozenset(c) for c in found}
-    assert not stale, f"no longer cycles, drop them from KNOWN_CYCLES: {sorted(sorted(c) for c in stale)}"
+    assert not found, "import cycles in rag/:\n" + "\n".join(_path(g, c) for c in found)
 
 
 def _private_uses() -> set[tuple[str, str, str, int]]:
@@ -212,12 +191,9 @@ def _private_uses() -> set[tuple[str, str, str, int]]:
 
 
 def test_no_private_names_across_modules():
-    uses = _private_uses()
-    new = sorted(u for u in uses if u[:3] not in KNOWN_PRIVATE)
-    assert not new, "private names imported from another module:\n" + "\n".join(
-        f"{m} line {line}: {name} from {t}" for m, t, name, line in new)
-    stale = KNOWN_PRIVATE - {u[:3] for u in uses}
-    assert not stale, f"no longer imported, drop them from KNOWN_PRIVATE: {sorted(stale)}"
+    uses = sorted(_private_uses())
+    assert not uses, "private names imported from another module:\n" + "\n".join(
+        f"{m} line {line}: {name} from {t}" for m, t, name, line in uses)
 
 
 def test_layers():

@@ -78,7 +78,7 @@ def test_ask_demos_from_a_pool_file(index, tmp_path):
         (["  "], "the question is empty"),
         (["q", "--mode", "rag", "--backend", "fake"], "--mode rag needs --index PATH"),
         (["q", "--model", "no-such-model"], "unknown model 'no-such-model': not a named model (gemma3-270m, qwen2.5-coder-0.5b"),
-        (["q", "--backend", "nonesuch"], "unknown reader backend 'nonesuch'; choose one of: fake, llama-cpp, openai"),
+        (["q", "--backend", "nonesuch"], "unknown reader backend 'nonesuch'; choose one of: ct2, fake, llama-cpp, openai"),
         (["q", "--format", "chat", "--backend", "fake"], "unknown prompt format 'chat'"),
         (["q", "-k", "0", "--backend", "fake"], "-k must be a positive integer"),
         (["q", "--shots", "20", "--backend", "fake", "--model", "fake"], "for 20 shots draw them from a QA file"),

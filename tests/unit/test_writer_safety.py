@@ -227,3 +227,21 @@ def test_ctrl_c_says_how_to_continue(world, tmp_path, monkeypatch):  # noqa: F81
     cfg = write_config(world, tmp_path / "run")
     r = CliRunner().invoke(main, ["eval", "run", "--config", str(cfg), "--no-progress"])
     assert r.exit_code == 130 and "interrupted. Nothing half-written is kept; run the same command again" in r.output
+
+
+def test_corpus_build_overwrite_never_deletes_sources_or_other_files(tmp_path):
+    src_dir = tmp_path / "data"
+    src_dir.mkdir()
+    src = src_dir / "docs.jsonl"
+    src.write_text('{"id": "1", "title": "T", "text": "some words here"}\n')
+    r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(src_dir), "--overwrite"])
+    assert r.exit_code == 2 and "holds an input of this command" in r.output and src.exists(), r.output
+    other = tmp_path / "folder"
+    other.mkdir()
+    (other / "unrelated.txt").write_text("mine")
+    r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(other), "--overwrite"])
+    assert r.exit_code == 2 and "not an artifact folder" in r.output and (other / "unrelated.txt").exists()
+    r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0
+    r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(tmp_path / "p"), "--overwrite"])
+    assert r.exit_code == 0, r.output  # an artifact of the same kind is replaced

@@ -1,0 +1,109 @@
+"""`backend: auto` on simulated machines: bf16 only where the CPU has bf16 units and they measure faster,
+llama.cpp where torch would not be clearly faster, torch where llama.cpp cannot run the model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.errors import BadInputError
+from rag.device import choose_cpu_precision, cpu_info, has_bf16_units
+from rag.readers.auto import Choice, choose_backend
+
+ALL = {"torch", "llama-cpp", "ct2"}
+
+
+def profile(fp32: float, bf16: float | None, flags=("avx512_bf16",), int8=()) -> dict:
+    return {"cpu": "simulated", "bf16_flags": list(flags), "int8_flags": list(int8), "matmul_gflops": {"fp32": fp32, "bf16": bf16}}
+
+
+AMX = profile(281, 1538, ("amx_bf16", "avx512_bf16"), ("amx_int8", "avx512_vnni"))  # the issue's AMX machine
+NO_BF16 = profile(186, None, ())  # an AVX2/FMA EPYC
+EPYC = profile(190, 420, ("avx512_bf16",), ("avx512_vnni",))  # this project's EPYC: AVX512-BF16 and VNNI, no AMX
+VNNI = profile(190, None, (), ("avx512_vnni",))  # e.g. Cascade Lake: VNNI, no bf16 units
+
+
+def test_cpu_without_bf16_picks_fp32():
+    assert choose_cpu_precision(NO_BF16)[0] == "fp32"
+    # a model llama.cpp cannot open runs on torch, in fp32
+    c = choose_backend("some-org/some-model", "cpu", profile=NO_BF16, available=ALL, cuda=False)
+    assert (c.backend, c.precision) == ("torch", "fp32")
+    assert "no bf16" in c.reason
+
+
+def test_cpu_without_bf16_keeps_llama_cpp_for_gguf_models():
+    # torch fp32 prefill is about llama.cpp's: not worth leaving the default
+    c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=NO_BF16, available=ALL, cuda=False)
+    assert (c.backend, c.precision) == ("llama-cpp", "gguf")
+    c = choose_backend("/models/x.Q4_K_M.gguf", "cpu", profile=NO_BF16, available=ALL, cuda=False)
+    assert c.backend == "llama-cpp"
+
+
+def test_bf16_flag_but_no_measured_gain_picks_fp32():
+    slow = profile(200, 210)
+    assert choose_cpu_precision(slow)[0] == "fp32"
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=slow, available=ALL, cuda=False).backend == "llama-cpp"
+
+
+def test_amx_machine_picks_torch_bf16():
+    c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=AMX, available=ALL, cuda=False)
+    assert (c.backend, c.precision) == ("torch", "bf16")
+    assert c.measured["estimated_prefill_speedup_over_llama_cpp"]["torch"] > 3
+    assert c.load_options() == {"precision": "bf16"}
+    json.dumps(c.as_dict())  # goes into a run manifest as is
+
+
+def test_avx512_bf16_epyc_picks_torch_bf16():
+    c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=EPYC, available=ALL, cuda=False)
+    assert (c.backend, c.precision) == ("torch", "bf16")
+
+
+def test_vnni_without_bf16_picks_ct2_int8():
+    c = choose_backend("qwen2.5-coder-0.5b", "cpu", profile=VNNI, available=ALL, cuda=False)
+    assert (c.backend, c.precision) == ("ct2", "int8") and c.load_options() == {"precision": "int8"}
+    # without ctranslate2 installed: torch fp32 is no faster than llama.cpp
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=VNNI, available={"torch", "llama-cpp"}, cuda=False).backend == "llama-cpp"
+
+
+def test_missing_libraries_and_gpus():
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=AMX, available={"llama-cpp"}, cuda=False).backend == "llama-cpp"
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=NO_BF16, available={"torch"}, cuda=False).backend == "torch"
+    # ct2 needs int8 dot-product units: without them, and without torch, llama.cpp stays
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=NO_BF16, available={"ct2", "llama-cpp"}, cuda=False).backend == "llama-cpp"
+    with pytest.raises(BadInputError, match="no reader backend"):
+        choose_backend("org/model", "cpu", profile=AMX, available={"llama-cpp"}, cuda=False)
+    gpu = choose_backend("qwen2.5-coder-0.5b", "auto", profile={"cuda_precision": "bf16"}, available=ALL, cuda=True)
+    assert (gpu.backend, gpu.precision) == ("torch", "bf16")
+    assert choose_backend("m", "auto", profile=AMX, available=ALL | {"vllm"}, cuda=True).backend == "vllm"
+    # device cpu never takes the GPU path
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=AMX, available=ALL | {"vllm"}, cuda=True).backend == "torch"
+    with pytest.raises(BadInputError, match="no CUDA GPU"):
+        choose_backend("m", "cuda", profile=AMX, available=ALL, cuda=False)
+    assert isinstance(choose_backend("m", "cpu", profile=AMX, available=ALL, cuda=False), Choice)
+
+
+def test_cpu_info_reads_flags():
+    text = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n"
+    info = cpu_info(text)
+    assert info["model"] == "Some CPU" and "avx512_bf16" in info["flags"] and has_bf16_units(info["flags"])
+    assert not has_bf16_units(cpu_info("flags : fpu avx2 fma\n")["flags"])
+    assert has_bf16_units(cpu_info("Features : fp asimd bf16 i8mm\n")["flags"])  # ARM
+
+
+def test_profile_is_measured_once_and_cached(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import rag.device as device
+    import rag.readers.auto as auto
+
+    monkeypatch.setenv("RAG_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(device, "matmul_gflops", lambda dtype, **kw: calls.append(dtype) or {"fp32": 100.0, "bf16": 250.0}[dtype])
+    monkeypatch.setattr(device, "cpu_info", lambda: {"model": "sim", "flags": ["avx512_bf16"]})
+    first = device.cpu_profile()
+    again = device.cpu_profile()
+    assert calls == ["fp32", "bf16"] and not first["cached"] and again["cached"]
+    assert again["matmul_gflops"] == {"fp32": 100.0, "bf16": 250.0}
+    assert auto.choose_precision("cpu") == "bf16"
+    monkeypatch.setattr(device, "cpu_info", lambda: {"model": "sim", "flags": []})  # another machine: measured anew
+    assert device.cpu_profile()["matmul_gflops"]["bf16"] is None and calls == ["fp32", "bf16", "fp32"]
+
