@@ -407,6 +407,38 @@ RAY = ("a multi-node cluster is not available in CI: the line runs against an ad
        "(tests/integration/test_ray_engine.py compares the two on a local Ray instance)")
 TINY_BENCH = ("--people 16 --orgs 5 --cities 5 --countries 3 --max-count 60 --distractors 20 --reading-docs 30 --steps 8 "
               "--d-model 32 --layers 1 --threads 1 --encoder hash:64")
+def tiny_dynamics(inner: Callable) -> Callable:
+    """Runs `inner` with the dynamics preset `readme-tiny` registered: the paper preset's condition names on a
+    world and model small enough for seconds (tests/unit/test_world_dynamics.py checks the measures themselves)."""
+
+    def run(ws: Workspace, line: str) -> str:
+        from rag.world import dynamics
+        from rag.world.dynamics import Condition, DynamicsConfig
+        from rag.world.generator import WorldParams
+        from rag.world.tinylm import TinyConfig
+
+        dynamics.PRESETS["readme-tiny"] = DynamicsConfig(
+            world=WorldParams(n_people=16, n_orgs=5, n_cities=5, n_countries=3, max_count=40, n_distractor_docs=10,
+                              n_reading_docs=0, n_nonce=0, n_demo_people=0),
+            model=TinyConfig(n_layer=1, n_head=2, d_model=16, block_size=64),
+            conditions=(Condition("base", batch_size=8, interval=4, d_model=16),
+                        Condition("batch128", batch_size=16, interval=4, d_model=16)),
+            n_people=1, n_orgs=1, injections=3, base_steps=10, base_batch=8, tail=8, window=4, warmup=5,
+            checkpoint_every=5)
+        try:
+            return inner(ws, line)
+        finally:
+            dynamics.PRESETS.pop("readme-tiny")
+
+    return run
+
+
+TINY_DYNAMICS = Sub(r"--preset paper", "--preset readme-tiny",
+                    "the paper preset trains six conditions for ~8 min on 2 idle cores; `readme-tiny` has two of its "
+                    "condition names on a 16-person world and a 1-layer d=16 model (seconds)")
+TINY_INJECT = Sub(r"$", " --people 2 --orgs 1 --heldout 2 --docs 2 --epochs 2 --lora-rank 2 --threads 1",
+                  "3 new entities and 2 epochs instead of 24 and 10, on the tiny bench model the first command trained")
+
 INSTALL = ("scripts/install.sh makes a venv and pip-installs GBs (torch, llama.cpp built from source) from the network: "
            "it is syntax-checked with `bash -n`, and the line goes on in this already-installed environment")
 
@@ -420,6 +452,18 @@ RULES: list[Rule] = [
               "this test is part of that suite: running it here would recurse, so the suite is collected (every test "
               "module imports and every test is found)"),),
          why=INSTALL, expect=r"\d+ tests collected"),
+    # The world over time (after the quick start's bench made runs/bench)
+    Rule(r"^\.venv/bin/rag world dynamics --preset paper --out runs/dynamics --threads 1$", tiny_dynamics(cli),
+         (TINY_DYNAMICS,), why=TINY_DYNAMICS.why, expect=r"batch128"),
+    Rule(r"^\.venv/bin/rag world dynamics --preset paper --out runs/dynamics --condition batch128$", tiny_dynamics(cli),
+         (TINY_DYNAMICS,), why=TINY_DYNAMICS.why + " (the condition finished above is reused)", expect=r"batch128"),
+    Rule(r"^\.venv/bin/rag world inject --world runs/bench/world --model runs/bench/model --out runs/inject$",
+         subs=(TINY_INJECT,), why=TINY_INJECT.why, expect=r"train-full"),
+    Rule(r"^\.venv/bin/rag bench --dynamics --inject$", tiny_dynamics(cli),
+         (Sub(r"--dynamics --inject$", "--dynamics-preset readme-tiny --inject " + TINY_BENCH,
+              "the tiny world of the first command, the readme-tiny preset (seconds) instead of quick (a minute), and "
+              "inject's defaults on that tiny model"),),
+         why="see the substitution", expect=r"."),
     # On real data
     Rule(r"^\.venv/bin/rag corpus build \.\./shared/data/wiki/enwiki-2021\S+ --out indexes/wiki2021$", expect=r"passages"),
     Rule(r"^\.venv/bin/rag index build --passages indexes/wiki2021 --kind bm25 --out indexes/wiki2021-bm25$",
