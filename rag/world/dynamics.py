@@ -41,13 +41,12 @@ from rag.errors import BadInputError
 from rag.world import checkpoint
 from rag.world.generator import CORPUS, DISTRACTORS, WorldParams, generate, open_world, read_jsonl, write_world
 from rag.world.tinylm import TinyConfig, TrainConfig, WordTokenizer
+from rag.world.dynamics_log import LOG, SCENARIOS, load_log  # noqa: F401 (load_log: re-exported)
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 KIND = "world-dynamics"
-SCENARIOS = ("duplicate", "paraphrase", "once")
-LOG = "log.jsonl"
 
 
 @dataclass(frozen=True)
@@ -385,12 +384,6 @@ def run_condition(p: Prepared, c: Condition, progress: bool = True, keep_checkpo
 
 
 # --- the whole run ---------------------------------------------------------------------------------------
-
-
-def load_log(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(logged updates (n,), probe log-probabilities (n, P)) of a condition's log."""
-    rows = [r for r in read_jsonl(folder / LOG) if "lp" in r]
-    return np.array([r["u"] for r in rows]), np.array([r["lp"] for r in rows], dtype=float)
 
 
 def run_dynamics(cfg: DynamicsConfig, out: str | os.PathLike, conditions: Sequence[str] | None = None,

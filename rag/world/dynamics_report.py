@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.artifacts import MANIFEST, read_json_file, write_json_atomic, write_text_atomic
-from rag.world.dynamics import SCENARIOS, load_log
+from rag.world.dynamics_log import SCENARIOS, load_log
 from rag.world.generator import read_jsonl
 from rag.world.knowledge import KINDS
 from rag.world.measures import measure
