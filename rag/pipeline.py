@@ -44,6 +44,8 @@ class ReaderConfig:
     device: str = "auto"
     batch_size: int = 8  # prompts per generate_batch call
     sentences: int | None = None  # show only the N sentences of the top-k passages that best match the question
+    # score the gold answers after each prompt (their log-probability); "auto": where the backend can
+    score_gold: bool | str = "auto"
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the backend's load()
 
 
@@ -178,7 +180,8 @@ class Pipeline:
         if self.reader is None:
             raise RuntimeError("this pipeline has no reader (a Ray driver's); call with_reader first")
         return answer(self.reader, questions, shown, demos=list(self.demos), prompt_format=self.fmt,
-                      max_new_tokens=self.cfg.max_new_tokens, batch_size=self.cfg.batch_size)
+                      max_new_tokens=self.cfg.max_new_tokens, batch_size=self.cfg.batch_size,
+                      score_gold=self.cfg.score_gold)
 
     def answer(self, questions: Sequence[Question], passages: Sequence[Sequence[Passage]] | None = None) -> list[Prediction]:
         return self.read(questions, self.show(questions, passages))

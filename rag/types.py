@@ -51,6 +51,9 @@ class Prediction:
     new_tokens: int = 0  # tokens the reader generated
     passages_dropped: int = 0  # retrieved passages left out to fit the model's context
     passages_truncated: int = 0  # passages cut short to fit (0 or 1: only the last one kept is cut)
+    gold_answer: str | None = None  # the best-scoring gold alias, when the reader scored the golds
+    gold_logprob: float | None = None  # its summed log-probability after the same prompt
+    gold_tokens: int | None = None  # its length in the reader's tokens
 
 
 @dataclass(frozen=True)

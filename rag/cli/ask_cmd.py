@@ -70,9 +70,12 @@ def _snippet(text: str, width: int = 160) -> str:
 @click.option("--sentences", type=click.IntRange(min=1), default=None,
               help="Show only the N sentences of the top-k passages that best match the question (extractive "
                    "compression, rag.readers.compress). Default: whole passages.")
+@click.option("--gold", "golds", multiple=True, metavar="ANSWER",
+              help="A gold answer (repeatable: aliases): also score it teacher-forced after the same prompt and show "
+                   "the best alias's log-probability (summed and per token) in each mode.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def ask(question, mode, index_path, retriever, passages_path, k, model, backend, base_url, api_key_env, chat, shots,
-        demos_path, seed, prompt_format, max_new_tokens, n_ctx, threads, device, quant, sentences, as_json) -> None:
+        demos_path, seed, prompt_format, max_new_tokens, n_ctx, threads, device, quant, sentences, golds, as_json) -> None:
     """Answer QUESTION with a local LLM, closed-book and/or from retrieved passages.
 
     Both modes use the same few-shot "Q: ... / A: ..." prompt; retrieval-augmented prompts add the
@@ -84,6 +87,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
       rag ask "who wrote the origin of species"
       rag ask "who wrote the origin of species" --mode both --index indexes/bm25 -k 5
       rag ask "..." --model qwen2.5-coder-0.5b --shots 4 --json
+      rag ask "who wrote the origin of species" --gold "Charles Darwin" --gold Darwin --json
       rag ask "..." --backend openai --base-url http://127.0.0.1:8080/v1 --model smollm2-135m
     """
     from rag.pipeline import Pipeline, ReaderConfig, prompt_format as format_of, retrieve
@@ -118,7 +122,10 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
         options["quant"] = quant
     cfg = ReaderConfig(model=model or (None if served else DEFAULT_MODEL), backend=backend, prompt_format=prompt_format,
                        shots=shots, demos=demos_path, max_new_tokens=max_new_tokens, n_ctx=n_ctx, n_threads=threads,
-                       device=device, sentences=sentences, options=options)
+                       device=device, sentences=sentences, options=options, score_gold=bool(golds))
+    golds = tuple(g.strip() for g in golds)
+    if any(not g for g in golds):
+        raise BadInputError("--gold must not be empty")
     if prompt_format or not served:
         format_of(cfg)  # an unknown format fails before the model loads
     if demos_path is None and shots > 0:
@@ -136,7 +143,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
             raise BadInputError(f"--retriever {retriever} but {index_path} is a {kind} index")
         index = load_index(index_path, passages=passages_path)
 
-    q = Question("ask-0", question.strip(), ())
+    q = Question("ask-0", question.strip(), golds)
     pipe = Pipeline.open(cfg, seed=seed, exclude=[q], demo_retriever=index,
                          doc_freq=index.doc_freq() if index is not None and sentences else None, k=k)
     reader = pipe.reader
@@ -149,7 +156,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
                                  "reason": reader.auto_choice.reason}
     if mode in ("closed", "both"):
         (p,) = pipe.answer([q])
-        out["closed"] = {"answer": p.answer, "prompt_tokens": p.prompt_tokens, "new_tokens": p.new_tokens}
+        out["closed"] = {"answer": p.answer, "prompt_tokens": p.prompt_tokens, "new_tokens": p.new_tokens, **_gold(p)}
     if index is not None:
         (got,) = retrieve(index, [q.question], k)
         hits, passages = got.hits, list(got.passages)
@@ -166,6 +173,7 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
             "sentences": sentences,
             "passages_dropped": p.passages_dropped,
             "passages_truncated": p.passages_truncated,
+            **_gold(p),
             "passages": [
                 {"pid": h.pid, "rank": h.rank, "score": h.score, "title": ps.title, "text": ps.text, "used": h.pid in used,
                  **({"shown": shown_text.get(h.pid)} if sentences else {})}
@@ -178,10 +186,10 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
     if "closed" in out:
-        click.echo(f"closed-book:          {out['closed']['answer'] or '(empty answer)'}")
+        click.echo(f"closed-book:          {out['closed']['answer'] or '(empty answer)'}{_gold_text(out['closed'])}")
     if "rag" in out:
         r = out["rag"]
-        click.echo(f"retrieval-augmented:  {r['answer'] or '(empty answer)'}")
+        click.echo(f"retrieval-augmented:  {r['answer'] or '(empty answer)'}{_gold_text(r)}")
         click.echo(f"passages ({len(r['passages'])} retrieved from {index_path}):")
         if not r["passages"]:
             click.echo("  (no passage matched the question)")
@@ -194,3 +202,16 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
                 click.echo(f"      shown: {_snippet(row['shown'])}")
         if r["passages_truncated"]:
             click.echo("  (the last passage shown was truncated to fit the context)")
+
+
+def _gold(p) -> dict:
+    """The gold answer's score of a Prediction, for --json (nothing when no --gold was given)."""
+    if p.gold_logprob is None:
+        return {}
+    return {"gold": {"answer": p.gold_answer, "logprob": p.gold_logprob, "tokens": p.gold_tokens,
+                     "logprob_per_token": p.gold_logprob / p.gold_tokens}}
+
+
+def _gold_text(row: dict) -> str:
+    g = row.get("gold")
+    return "" if g is None else f"   [gold {g['answer']!r}: log-prob {g['logprob']:.3f}, {g['logprob_per_token']:.3f} per token]"

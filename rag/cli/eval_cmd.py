@@ -144,7 +144,7 @@ def report(run_dir, edges, plots, html) -> None:
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--measure", "measures", multiple=True,
-              help="Answer measure(s) to compare: em, f1, contains (repeatable). Default: run A's metric. "
+              help="Answer measure(s) to compare: em, f1, contains, logprob (the gold answer's log-probability; repeatable). Default: run A's metric. "
                    "Retriever recall@k is always included.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the table here (.md or .csv).")
 def compare(run_a, run_b, measures, out) -> None:

@@ -94,7 +94,9 @@ def outcome(closed: EvalRecord, rag: EvalRecord, metric: str = "em") -> str:
 
 def attribute(run: "Run", metric: str | None = None) -> dict[str, dict[str, str]]:
     """retriever -> qid -> outcome, for the selected questions with both records (metric: the run's by default)."""
-    metric = metric or run.config.metric
+    from rag.evaluation.config import answer_metric
+
+    metric = metric or answer_metric(run.config.metric)
     by_mode = run.by_mode()
     closed = by_mode[CLOSED]
     out: dict[str, dict[str, str]] = {}

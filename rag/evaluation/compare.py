@@ -44,7 +44,9 @@ def _outcomes(run: "Run", system: str, measure: str) -> dict[str, float]:
                 continue  # not retrieved that deep
             out[qid] = float(rec.hit_at(k))
         else:
-            out[qid] = rec.score(measure)
+            v = rec.score(measure)
+            if v == v:  # NaN: a log-probability the run did not record
+                out[qid] = v
     return out
 
 
@@ -113,21 +115,23 @@ def compare_runs(run_a: str | Path, run_b: str | Path, measures: list[str] | Non
     return rows
 
 
-def _pct(r: Rate, signed: bool = False) -> str:
+def _pct(r: Rate, signed: bool = False, measure: str = "em") -> str:
+    """Rates in %, log-probabilities in nats."""
     if r.n == 0:
         return "n/a"
-    f = "{:+.1f}" if signed else "{:.1f}"
-    return f"{f.format(r.mean * 100)} [{f.format(r.lo * 100)}, {f.format(r.hi * 100)}]"
+    s = 1.0 if measure.startswith("logprob") else 100.0
+    f = ("{:+.%df}" if signed else "{:.%df}") % (2 if s == 1.0 else 1)
+    return f"{f.format(r.mean * s)} [{f.format(r.lo * s)}, {f.format(r.hi * s)}]"
 
 
 def to_markdown(rows: list[CompareRow], name_a: str, name_b: str) -> str:
-    out = [f"# {name_b} vs {name_a}", "", "Cells: % [95% CI]; B - A is paired over the questions both runs evaluated "
+    out = [f"# {name_b} vs {name_a}", "", "Cells: % [95% CI] (logprob: mean gold log-probability in nats); B - A is paired over the questions both runs evaluated "
            "(`paired` = how many), else independent. `linked` and `all` weight each of run A's sampling buckets by "
            "its population, as the summary does.", "",
            "| system | measure | bucket | A: n | A | B: n | B | B - A | paired |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r.system} | {r.measure} | {r.bucket} | {r.a.n} | {_pct(r.a)} | {r.b.n} | {_pct(r.b)} | "
-                   f"{_pct(r.diff, signed=True)} | {r.paired} |")
+        out.append(f"| {r.system} | {r.measure} | {r.bucket} | {r.a.n} | {_pct(r.a, measure=r.measure)} | {r.b.n} | "
+                   f"{_pct(r.b, measure=r.measure)} | {_pct(r.diff, signed=True, measure=r.measure)} | {r.paired} |")
     return "\n".join(out) + "\n"
 
 

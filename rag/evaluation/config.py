@@ -29,7 +29,7 @@ from rag.engine.base import EngineConfig
 from rag.errors import BadInputError
 from rag.pipeline import ReaderConfig
 
-METRICS = ("em", "f1", "contains")
+METRICS = ("em", "f1", "contains", "logprob")  # logprob: the gold answer's log-probability (reader.score_gold)
 DEFAULT_RECALL_KS = (1, 5, 20, 100)
 
 
@@ -98,6 +98,11 @@ class EvalConfig:
         return Path(self.out) if self.out is not None else Path("runs") / self.name
 
 
+def answer_metric(metric: str) -> str:
+    """The right/wrong measure behind `metric`: itself, or EM when the metric is the gold log-probability."""
+    return "em" if metric == "logprob" else metric
+
+
 def _validate(c: EvalConfig) -> None:
     def bad(msg: str):
         raise BadInputError(f"config: {msg}")
@@ -135,6 +140,8 @@ def _validate(c: EvalConfig) -> None:
     if c.reader.sentences is not None and (isinstance(c.reader.sentences, bool) or not isinstance(c.reader.sentences, int)
                                            or c.reader.sentences <= 0):
         bad(f"reader.sentences must be a positive integer or null, got {c.reader.sentences!r}")
+    if c.reader.score_gold not in (True, False, "auto"):
+        bad(f"reader.score_gold must be true, false or auto, got {c.reader.score_gold!r}")
     if c.reader.shots < 0 or c.reader.max_new_tokens <= 0 or c.reader.batch_size <= 0:
         bad("reader.shots must be >= 0, reader.max_new_tokens and reader.batch_size positive")
     a = c.adaptive

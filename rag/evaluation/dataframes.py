@@ -153,7 +153,9 @@ class OpenRun:
 
         bk = self._bucketing()
         outcomes = self._outcomes()
-        metric = self.config.metric
+        from rag.evaluation.config import answer_metric
+
+        metric = answer_metric(self.config.metric)
         by_mode = self.run.by_mode()
         cols: dict[str, list] = {name: [] for name in RECORD_DTYPES}
         for qid in self.selection.qids:

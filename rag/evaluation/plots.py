@@ -37,8 +37,9 @@ def _xlabels(summary: Summary, buckets: list[str], system: str, measure: str) ->
 
 
 def _series(summary: Summary, buckets: list[str], system: str, measure: str):
-    """(means, lower errors, upper errors) in percent; NaN where a bucket has no questions."""
+    """(means, lower errors, upper errors) in percent (log-probabilities in nats); NaN where a bucket is empty."""
     nan = float("nan")
+    s = 1.0 if measure.startswith("logprob") else 100.0
     means, lo, hi = [], [], []
     for b in buckets:
         row = summary.get(b, system, measure)
@@ -46,9 +47,9 @@ def _series(summary: Summary, buckets: list[str], system: str, measure: str):
             means.append(nan), lo.append(0.0), hi.append(0.0)
             continue
         r = row.rate
-        means.append(100 * r.mean)
-        lo.append(100 * max(r.mean - r.lo, 0.0))
-        hi.append(100 * max(r.hi - r.mean, 0.0))
+        means.append(s * r.mean)
+        lo.append(s * max(r.mean - r.lo, 0.0))
+        hi.append(s * max(r.hi - r.mean, 0.0))
     return means, lo, hi
 
 
@@ -95,13 +96,17 @@ def plot_accuracy(summary: Summary, path: str | Path, curves: dict[str, list[flo
         fit = (curves or {}).get(system)
         if fit:
             xs = [x for x, b in zip(_positions(buckets), buckets) if b != UNLINKED]
-            ax.plot(xs, [100 * v for v in fit[: len(xs)]], linestyle="--", linewidth=1, color=colour, alpha=0.8)
+            s = 1.0 if summary.metric == "logprob" else 100.0
+            ax.plot(xs, [s * v for v in fit[: len(xs)]], linestyle="--", linewidth=1, color=colour, alpha=0.8)
     _separator(ax, buckets)
     ax.set_xticks(_positions(buckets))
     ax.set_xticklabels(_xlabels(summary, buckets, "closed", summary.metric), fontsize=8)
     ax.set_xlabel("relevant-document count (question entity and answer entity in one document)")
-    ax.set_ylabel(f"accuracy ({summary.metric}, %)")
-    ax.set_ylim(bottom=0)
+    if summary.metric == "logprob":
+        ax.set_ylabel("mean gold log-probability (nats)")
+    else:
+        ax.set_ylabel(f"accuracy ({summary.metric}, %)")
+        ax.set_ylim(bottom=0)
     ax.set_title(f"{summary.header.get('name', '')}: {summary.header.get('reader', '')}", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)

@@ -10,6 +10,10 @@ records.jsonl, one JSON object per line, one line per (question, mode), keys in 
     retrieved        the top-k retrieved passage ids
     first_hit        rank (1-based) of the first retrieved passage holding a gold answer within `depth`, or null
     depth            how many passages were retrieved and checked for the answer
+  where the reader scored the gold answers (reader.score_gold), after the same prompt:
+    gold_answer      the best-scoring gold alias
+    gold_logprob     its summed log-probability (natural log), teacher-forced after "A:" up to the newline
+    gold_tokens      its length in the reader's tokens (per-token log-probability = gold_logprob / gold_tokens)
 Buckets are not stored: they are derived from `count` when a report is rendered, so edges can change later.
 Runs written before `count_method` existed lack it (read as None).
 
@@ -63,6 +67,9 @@ class EvalRecord:
     retrieved: tuple[str, ...] | None = None  # top-k retrieved
     first_hit: int | None = None
     depth: int | None = None
+    gold_answer: str | None = None
+    gold_logprob: float | None = None
+    gold_tokens: int | None = None
 
     @property
     def key(self) -> Key:
@@ -78,9 +85,13 @@ class EvalRecord:
         return self.mode.split(":", 1)[1] if self.mode.startswith("rag:") else None
 
     def score(self, measure: str) -> float:
-        """em, f1 or contains as a float."""
+        """em, f1, contains, or logprob (the gold answer's summed log-probability; NaN where not scored)."""
+        if measure == "logprob":
+            return float("nan") if self.gold_logprob is None else float(self.gold_logprob)
+        if measure == "logprob_per_token":
+            return float("nan") if not self.gold_tokens else float(self.gold_logprob) / self.gold_tokens
         if measure not in ("em", "f1", "contains"):
-            raise KeyError(f"unknown measure {measure!r}; records hold em, f1 and contains")
+            raise KeyError(f"unknown measure {measure!r}; records hold em, f1, contains and logprob")
         return float(getattr(self, measure))
 
     def hit_at(self, k: int) -> bool:
@@ -95,6 +106,9 @@ class EvalRecord:
             for f in _RETRIEVAL:
                 out[f] = getattr(self, f)
             out["pids"], out["retrieved"] = list(self.pids or ()), list(self.retrieved or ())
+        if self.gold_logprob is not None:  # absent where not scored: older runs' bytes are unchanged
+            for f in _GOLD:
+                out[f] = getattr(self, f)
         return out
 
     @classmethod
@@ -120,6 +134,7 @@ class EvalRecord:
 _COMMON = ("qid", "mode", "question", "answers", "count", "status", "count_method", "prediction", "em", "f1",
            "contains", "prompt_tokens", "new_tokens")
 _RETRIEVAL = ("passages_dropped", "passages_truncated", "pids", "retrieved", "first_hit", "depth")
+_GOLD = ("gold_answer", "gold_logprob", "gold_tokens")
 _FIELDS = {f.name for f in dataclasses.fields(EvalRecord)}
 _REQUIRED = tuple(f for f in _COMMON if f != "count_method")
 

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from rag.buckets import UNLINKED, Buckets
-from rag.evaluation.config import METRICS
+from rag.evaluation.config import METRICS, answer_metric  # noqa: F401 (METRICS: re-exported)
+
+RATE_MEASURES = ("em", "f1", "contains")  # the measures that are rates (0..1), in every summary
 from rag.evaluation.stats import Rate, bootstrap_mean, stratified_bootstrap_mean
 from rag.evaluation.summary import ALL, LINKED, Bucketing, Row, Summary
 
@@ -68,13 +70,21 @@ def summarize(run: "Run", edges: Sequence[int] | None = None) -> Summary:
             rows.append(Row(name, pop, sum(map(len, groups)), system, measure, rate))
 
     closed = by_mode["closed"]
-    for m in METRICS:
-        add_rates("closed", m, {q: r.score(m) for q, r in closed.items()})
+    # the gold log-probability joins the rows only as the run's metric (the other files keep their rows)
+    measures = RATE_MEASURES + (("logprob",) if cfg.metric == "logprob" else ())
+
+    def scores(recs: dict, m: str) -> dict[str, float]:
+        out = {q: r.score(m) for q, r in recs.items()}
+        return {q: v for q, v in out.items() if v == v}  # NaN: a log-probability not recorded
+
+    for m in measures:
+        add_rates("closed", m, scores(closed, m))
     for r in retrievers:
         recs = by_mode[f"rag:{r}"]
-        for m in METRICS:
-            add_rates(f"rag:{r}", m, {q: rec.score(m) for q, rec in recs.items()})
-            add_rates(f"gain:{r}", m, {q: rec.score(m) - closed[q].score(m) for q, rec in recs.items() if q in closed})
+        for m in measures:
+            mine, base = scores(recs, m), scores(closed, m)
+            add_rates(f"rag:{r}", m, mine)
+            add_rates(f"gain:{r}", m, {q: v - base[q] for q, v in mine.items() if q in base})
         for k in cfg.recall_ks:
             add_rates(f"retriever:{r}", f"recall@{k}",
                       {q: float(rec.hit_at(k)) for q, rec in recs.items()})
@@ -129,7 +139,9 @@ def _split_by_method(cfg, selection: "Selection", buckets: Buckets, by_mode: dic
     for system in ["closed", *(f"rag:{r}" for r in retrievers)]:
         groups: dict[tuple, list[float]] = defaultdict(list)  # (bucket, method) -> outcomes, in one pass
         for q, rec in by_mode[system].items():
-            groups[(label_of.get(q), method_of.get(q))].append(rec.score(cfg.metric))
+            v = rec.score(cfg.metric)
+            if v == v:  # NaN: a log-probability not recorded
+                groups[(label_of.get(q), method_of.get(q))].append(v)
         for b in buckets.all_labels:
             for m in methods:
                 x = groups.get((b, m), [])
@@ -147,7 +159,7 @@ def _adaptive(cfg, retrievers: list[str], by_mode: dict, qids: Sequence[str], co
     both = [q for q in qids if q in closed and q in rag]
     if len(both) < 4:
         return {"retriever": name, "error": f"only {len(both)} questions with both closed-book and {name} results"}
-    m = cfg.metric
+    m = answer_metric(cfg.metric)
     res = adaptive_retrieval(
         both, [count_of[q] for q in both], [closed[q].score(m) for q in both], [rag[q].score(m) for q in both],
         retriever=name, train_fraction=cfg.adaptive.train_fraction, seed=cfg.seed, unlinked=cfg.adaptive.unlinked,
@@ -173,9 +185,13 @@ def to_csv(summary: Summary) -> str:
 
 
 def _cell(row: Row | None, signed: bool = False) -> str:
+    """A rate in % [95% CI]; a log-probability in nats."""
     if row is None or row.n == 0:
         return "n/a"
     r = row.rate
+    if row.measure.startswith("logprob"):
+        f = "{:+.2f}" if signed else "{:.2f}"
+        return f"{f.format(r.mean)} [{f.format(r.lo)}, {f.format(r.hi)}]"
     if signed:
         return f"{r.mean * 100:+.1f} [{r.lo * 100:+.1f}, {r.hi * 100:+.1f}]"
     return f"{r.mean * 100:.1f} [{r.lo * 100:.1f}, {r.hi * 100:.1f}]"
@@ -256,7 +272,7 @@ def to_markdown(summary: Summary, plots: Sequence[str] = ()) -> str:
 
     out += ["## All metrics, whole QA set (population-weighted)", ""]
     systems = ["closed", *(f"rag:{r}" for r in summary.retrievers)]
-    out += [_table(["system", *METRICS], [[s, *(_cell(summary.get(ALL, s, x)) for x in METRICS)] for s in systems]), ""]
+    out += [_table(["system", *RATE_MEASURES], [[s, *(_cell(summary.get(ALL, s, x)) for x in RATE_MEASURES)] for s in systems]), ""]
 
     a = summary.adaptive
     if a is not None:
@@ -291,6 +307,8 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
     from rag.artifacts import write_json_atomic
     from rag.evaluation import attribution
     from rag.evaluation.run_folder import load_run
+    from rag.evaluation.logprob import logprob_table, plot_logprob
+    from rag.evaluation.logprob import to_markdown as logprob_markdown
     from rag.evaluation.trends import fitted_curves, run_trends, trends_markdown
 
     folder = Path(folder)
@@ -325,7 +343,20 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
     if attr_rows:
         md += "\n" + attribution.to_markdown(attr_rows, run.config.metric, attr_plot)
         _write_text(folder / "attribution.csv", attribution.to_csv(attr_rows))
+    lp = logprob_table(run, edges)
+    lp_plot = None
+    if plots and lp["scored"]:
+        from rag.errors import MissingDependencyError
+
+        try:
+            (folder / "plots").mkdir(exist_ok=True)
+            plot_logprob(lp, folder / "plots" / "logprob.png", title=summary.header.get("name", ""))
+            lp_plot = "plots/logprob.png"
+        except MissingDependencyError as e:
+            log.warning("no plots: %s", e)
+    md += "\n" + logprob_markdown(lp, lp_plot)
     _write_text(folder / "summary.md", md)
+    write_json_atomic(folder / "logprob.json", lp)
     write_json_atomic(folder / "adaptive.json", summary.adaptive or {})
     write_json_atomic(folder / "trends.json", trends)
     if html:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from rag.evaluation.attribution import LABELS, OUTCOMES, attribute
 from rag.evaluation.records import CLOSED
+from rag.evaluation.config import answer_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.evaluation.run_folder import Run
@@ -165,7 +166,7 @@ def report_data(run: "Run", outcomes: dict[str, dict[str, str]] | None = None, e
         r_rows.append(col)
     cfg = run.config
     data = {
-        "name": cfg.name, "metric": cfg.metric, "modes": modes, "buckets": labels,
+        "name": cfg.name, "metric": answer_metric(cfg.metric), "modes": modes, "buckets": labels,
         "outcomes": [[o, LABELS[o]] for o in OUTCOMES], "retrievers": run.retrievers,
         "stores": [status.get(r) for r in run.retrievers], "sentences": cfg.reader.sentences,
         "q": q_rows, "r": r_rows,
@@ -266,7 +267,7 @@ def render_html(run: "Run", markdown: str, outcomes: dict[str, dict[str, str]] |
     n_rows = sum(1 for col in data["r"] for x in col if x is not None)
     if markdown.startswith("# "):  # the page header already names the run
         markdown = markdown.split("\n", 1)[1] if "\n" in markdown else ""
-    attribution = f"failure-attribution-{run.config.metric}"
+    attribution = f"failure-attribution-{answer_metric(run.config.metric)}"
     body = markdown_html(markdown, Path(run.folder))
     nav = f'<a href="#{attribution}">Failure attribution</a>' if f'id="{attribution}"' in body else ""
     values = {"NAV": nav, "TITLE": html.escape(title), "NAME": html.escape(run.config.name), "FOLDER": html.escape(str(run.folder)),

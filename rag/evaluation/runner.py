@@ -158,7 +158,8 @@ def make_record(p: Prepared, q: Question, mode: str, pred: "Prediction", retriev
         qid=q.qid, mode=mode, question=q.question, answers=tuple(q.answers), count=count,
         status=p.counts.status.get(q.qid, "ok" if count is not None else "unlinked"),
         count_method=p.counts.method_of(q.qid), prediction=pred.answer, em=s.em, f1=s.f1, contains=s.contains,
-        prompt_tokens=pred.prompt_tokens, new_tokens=pred.new_tokens,
+        prompt_tokens=pred.prompt_tokens, new_tokens=pred.new_tokens, gold_answer=pred.gold_answer,
+        gold_logprob=pred.gold_logprob, gold_tokens=pred.gold_tokens,
     )
     if retrieved is None:
         return rec

@@ -122,6 +122,14 @@ class TimedReader(Reader):
         self.timer.add("generation", dt, items=len(prompts))
         return out
 
+    def generate_scored_batch(self, prompts, golds, max_new_tokens: int = 16) -> list[Generation]:
+        t = time.perf_counter()
+        out = self.inner.generate_scored_batch(prompts, golds, max_new_tokens)
+        dt = time.perf_counter() - t
+        self.generation_seconds += dt
+        self.timer.add("generation", dt, items=len(prompts))
+        return out
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(texts)
 

@@ -201,6 +201,17 @@ def run_trends(run, n_boot: int | None = None) -> dict:
                 rows[b] = mcnemar([closed[q].score(measure) for q in both], [by_mode[m][q].score(measure) for q in both])
         out["mcnemar"][m] = rows
     out["unlinked_excluded"] = sum(1 for q in sel.qids if q in closed and closed[q].count is None)
+    # the gold answer's log-probability (linear), over the questions scored in every mode
+    lq = [i for i, q in enumerate(qids) if all(by_mode[m][q].gold_logprob is not None for m in run.modes)]
+    out["logprob"] = {"n_questions": len(lq), "slopes": {}, "differences": {}}
+    if len(lq) >= 3:
+        idx = np.array(lq)
+        ys = [[by_mode[m][qids[i]].gold_logprob for i in lq] for m in run.modes]
+        slopes, boots = fit_slopes(x[idx], ys, [strata[i] for i in lq], pops, "linear", n_boot=n_boot, seed=cfg.seed)
+        for m, s in zip(run.modes, slopes):
+            out["logprob"]["slopes"][m] = s.as_dict()
+        for i, m in enumerate(run.modes[1:], 1):
+            out["logprob"]["differences"][m] = difference(slopes[i], slopes[0], boots[i], boots[0]).as_dict()
     return out
 
 
@@ -222,6 +233,16 @@ def trends_markdown(t: dict) -> str:
         for m, s in t["differences"].items():
             lines.append(f"| {m} - closed | {s['slope']:+.3f} | [{s['lo']:+.3f}, {s['hi']:+.3f}] | "
                          f"{'yes' if s['excludes_zero'] else 'no'} |")
+    lp = t.get("logprob") or {}
+    if lp.get("slopes"):
+        lines += ["", f"Linear fits of the gold answer's log-probability (nats, summed over its tokens) on the same x, "
+                  f"over the {lp['n_questions']} linked questions scored in every mode (same weights and resampling):",
+                  "", "| system | slope (nats per tenfold count) | 95% CI | excludes 0 |", "|---|---|---|---|"]
+        for m, s in lp["slopes"].items():
+            lines.append(f"| {m} | {s['slope']:+.3f} | [{s['lo']:+.3f}, {s['hi']:+.3f}] | {'yes' if s['excludes_zero'] else 'no'} |")
+        for m, s in lp["differences"].items():
+            lines.append(f"| {m} - closed | {s['slope']:+.3f} | [{s['lo']:+.3f}, {s['hi']:+.3f}] | "
+                         f"{'yes' if s['excludes_zero'] else 'no'} |")
     if t["mcnemar"]:
         lines += ["", "Exact McNemar test per bucket (questions right closed-book only vs right with retrieval only):", "",
                   "| system | bucket | n | closed only | retrieval only | p |", "|---|---|---|---|---|---|"]
@@ -238,11 +259,15 @@ def bucket_centres(edges: Sequence[int]) -> list[float]:
 
 
 def fitted_curves(run, edges: Sequence[int] | None = None, trends: dict | None = None) -> dict[str, list[float]]:
-    """system -> the fitted accuracy at each count bucket's centre, for the accuracy plot."""
+    """system -> the fitted accuracy (or, with metric logprob, gold log-probability) at each count bucket's
+    centre, for the accuracy plot."""
     t = trends if trends is not None else run_trends(run)
     xs = np.array(bucket_centres(tuple(edges) if edges is not None else tuple(run.config.buckets)))
+    lp = run.config.metric == "logprob"
+    slopes = t.get("logprob", {}).get("slopes", {}) if lp else t.get("slopes", {})
     out = {}
-    for m, d in t.get("slopes", {}).items():
+    for m, d in slopes.items():
         if d["n"]:
-            out[m] = predict(Slope(d["n"], d["slope"], d["lo"], d["hi"], d["intercept"]), xs, "logistic").tolist()
+            out[m] = predict(Slope(d["n"], d["slope"], d["lo"], d["hi"], d["intercept"]), xs,
+                             "linear" if lp else "logistic").tolist()
     return out

@@ -8,13 +8,21 @@ import logging
 from typing import TYPE_CHECKING, Sequence
 
 from rag.errors import BadInputError
+from rag.readers.base import ScoringNotSupported
 from rag.readers.prompts import BUILTIN_DEMOS, FORMATS, Demo, FittedPrompt, PromptFormat, fit_prompt
+from rag.regex_golds import linking_answers
 from rag.types import Passage, Prediction, Question
 
 if TYPE_CHECKING:  # pragma: no cover
     from rag.readers.base import Reader
 
 log = logging.getLogger(__name__)
+
+def wants_scoring(reader: "Reader", score_gold: bool | str) -> bool:
+    """score_gold True: always (a backend that cannot is an error); "auto": unless this reader refused once."""
+    if score_gold not in (True, False, "auto"):
+        raise BadInputError(f"score_gold must be true, false or auto, got {score_gold!r}")
+    return score_gold is True or (score_gold == "auto" and not getattr(reader, "scoring_refused", False))
 
 
 def answer(
@@ -26,6 +34,7 @@ def answer(
     max_new_tokens: int = 16,
     batch_size: int = 8,
     progress: bool = False,
+    score_gold: bool | str = False,
 ) -> list[Prediction]:
     """One Prediction per question, in order.
 
@@ -35,6 +44,8 @@ def answer(
     `demos` default to the first 3 built-in demonstrations; pass `draw_demos(...)`
     for demonstrations drawn from a held-out pool. Each Prediction records the prompt length, the pids
     actually shown, and how many passages were dropped or truncated to fit the context.
+    `score_gold` (True, False or "auto": where the backend can) also scores each question's gold answers after
+    the same prompt (Prediction.gold_*; rag.readers.base.Reader.generate_scored_batch).
     """
     prompt_format = prompt_format or reader.prompt_format
     fmt = FORMATS.get(prompt_format) if isinstance(prompt_format, str) else prompt_format
@@ -63,9 +74,22 @@ def answer(
 
         bar = tqdm(total=len(fitted), desc="answering", unit="q", leave=False)
     gens = []
+    scoring = wants_scoring(reader, score_gold)
     for start in range(0, len(fitted), batch_size):
         chunk = fitted[start : start + batch_size]
-        gens.extend(reader.generate_batch([f.text for f in chunk], max_new_tokens))
+        texts = [f.text for f in chunk]
+        if scoring:
+            golds = [linking_answers(q) for q in questions[start : start + batch_size]]
+            try:
+                gens.extend(reader.generate_scored_batch(texts, golds, max_new_tokens))
+                continue
+            except ScoringNotSupported as e:
+                if score_gold is True:
+                    raise
+                log.warning("%s; gold answers are not scored in this run", e)
+                reader.scoring_refused = True  # asked once per reader
+                scoring = False
+        gens.extend(reader.generate_batch(texts, max_new_tokens))
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
@@ -80,6 +104,9 @@ def answer(
             new_tokens=g.new_tokens,
             passages_dropped=f.n_dropped,
             passages_truncated=f.n_truncated,
+            gold_answer=g.gold.answer if g.gold else None,
+            gold_logprob=g.gold.logprob if g.gold else None,
+            gold_tokens=g.gold.tokens if g.gold else None,
         )
         for q, f, g in zip(questions, fitted, gens)
     ]

@@ -1,13 +1,15 @@
 """The reader interface (prompts in, first-line answers out) and the backend registry.
 
 Every backend decodes greedily and stops at the first newline; the answer is the stripped first line.
-Backends that can also score a given continuation (a gold answer's log-probability) override `score_batch`.
+Backends that can also score a given continuation (a gold answer's log-probability) override `score_batch`;
+`generate_scored_batch` answers and scores the gold answers after the same prompts (derived from the two, and
+overridden where a backend can reuse the prompt's evaluated state so that scoring costs only the answer tokens).
 """
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from rag.errors import BadInputError, RagError
@@ -22,12 +24,28 @@ READERS = Registry("reader backend", modules=LAZY_BACKENDS)
 
 
 @dataclass(frozen=True)
+class GoldScore:
+    """The best-scoring gold alias teacher-forced after a prompt: its summed log-probability (natural log) and
+    its length in the model's tokens (per-token log-probability = logprob / tokens)."""
+
+    answer: str
+    logprob: float
+    tokens: int
+
+    @property
+    def per_token(self) -> float:
+        return self.logprob / self.tokens if self.tokens else 0.0
+
+
+@dataclass(frozen=True)
 class Generation:
-    """One completion: `text` is the stripped first line of what the model wrote."""
+    """One completion: `text` is the stripped first line of what the model wrote; `gold` is set by
+    `generate_scored_batch` (None where no alias could be scored)."""
 
     text: str
     prompt_tokens: int
     new_tokens: int
+    gold: GoldScore | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,18 @@ class Reader(ABC):
     def score(self, prompt: str, continuation: str) -> Score:
         return self.score_batch([prompt], [continuation])[0]
 
+    def generate_scored_batch(self, prompts: Sequence[str], golds: Sequence[Sequence[str]],
+                              max_new_tokens: int = 16) -> list[Generation]:
+        """`generate_batch`, plus each prompt's best gold alias scored teacher-forced after the same prompt (the
+        `A:` continuation up to the newline; see `gold_continuation`). Raises ScoringNotSupported where the
+        backend cannot score. This derived form scores in a second pass; backends that keep the prompt's state
+        override it so that scoring costs only the answer tokens."""
+        check_golds(prompts, golds)
+        gens = self.generate_batch(prompts, max_new_tokens)
+        pairs = [(i, a) for i, aliases in enumerate(golds) for a in scored_aliases(aliases)]
+        scores = self.score_batch([prompts[i] for i, _ in pairs], [gold_continuation(prompts[i], a) for i, a in pairs])
+        return with_golds(gens, pairs, scores)
+
     @property
     def backend(self) -> str:
         """The name this class is registered under in READERS (its class name if unregistered)."""
@@ -103,6 +133,45 @@ def check_scoring(prompts: Sequence[str], continuations: Sequence[str]) -> None:
         raise BadInputError("score_batch takes lists of prompts and continuations, not single strings")
     if len(prompts) != len(continuations):
         raise BadInputError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one per prompt")
+
+
+MAX_GOLD_ALIASES = 16  # aliases scored per question (TriviaQA lists up to ~100, mostly case and spelling variants)
+
+
+def check_golds(prompts: Sequence[str], golds: Sequence[Sequence[str]]) -> None:
+    if isinstance(prompts, str) or len(prompts) != len(golds) or any(isinstance(g, str) for g in golds):
+        raise BadInputError("generate_scored_batch takes a list of prompts and, per prompt, a list of gold answers")
+
+
+def scored_aliases(aliases: Sequence[str]) -> list[str]:
+    """The aliases that are scored: non-empty, first occurrence of each, at most MAX_GOLD_ALIASES in the QA
+    set's order (the first is the canonical answer)."""
+    return list(dict.fromkeys(a.strip() for a in aliases if a.strip()))[:MAX_GOLD_ALIASES]
+
+
+def gold_continuation(prompt: str, alias: str) -> str:
+    """The text a reader would write after `prompt` to answer `alias`: " alias" after "A:", the alias alone after
+    whitespace. The newline that ends an answer is not part of it."""
+    return alias if prompt[-1:].isspace() else " " + alias
+
+
+def best_gold(aliases: Sequence[str], scores: Sequence[Score]) -> GoldScore | None:
+    """The alias with the highest summed log-probability (ties: the earlier alias)."""
+    best = None
+    for a, s in zip(aliases, scores):
+        if s.token_logprobs and (best is None or s.logprob > best.logprob):
+            best = GoldScore(a, float(s.logprob), len(s.token_logprobs))
+    return best
+
+
+def with_golds(gens: Sequence[Generation], pairs: Sequence[tuple[int, str]], scores: Sequence[Score]) -> list[Generation]:
+    """Each generation with the best of its (prompt index, alias) pairs' scores."""
+    per: dict[int, tuple[list[str], list[Score]]] = {}
+    for (i, a), s in zip(pairs, scores):
+        per.setdefault(i, ([], []))
+        per[i][0].append(a)
+        per[i][1].append(s)
+    return [replace(g, gold=best_gold(*per[i])) if i in per else g for i, g in enumerate(gens)]
 
 
 def check_prompts(prompts: Sequence[str], max_new_tokens: int) -> None:

@@ -3,13 +3,18 @@
 Answers: when passage lines ("Passage: <title>: <text>") come right before the final question, the
 title of the first of them (it "reads" the top passage); otherwise the answer from `known` for that
 question, else "unknown". Token counts are whitespace words plus one for BOS.
+
+Scores: a continuation's tokens are its whitespace words; a word of the answer the reader would give costs
+log 0.9 (case-insensitive), any other word log 0.05, so the answer it gives scores best and a gold answer it
+does not know scores low, deterministically.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Sequence
 
-from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, check_prompts
+from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, Score, check_prompts, check_scoring
 
 _PASSAGE = re.compile(r"^Passage: (.*?): ")
 
@@ -51,4 +56,14 @@ class FakeReader(Reader):
         for p in prompts:
             words = self._answer(p).split()[:max_new_tokens]
             out.append(Generation(" ".join(words), self.count_tokens([p])[0], len(words) + 1))
+        return out
+
+    def score_batch(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
+        check_scoring(prompts, continuations)
+        out = []
+        for p, c in zip(prompts, continuations):
+            known = {w.lower() for w in self._answer(p).split()}
+            words = c.split()
+            lps = tuple(math.log(0.9) if w.lower() in known else math.log(0.05) for w in words)
+            out.append(Score(float(sum(lps)), lps, tuple(words)))
         return out

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Sequence
 
 from rag.errors import BadInputError, require
-from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, check_prompts, first_line, n_cores
+from rag.readers.base import (DEFAULT_N_CTX, READERS, Generation, Reader, Score, check_golds, check_prompts, check_scoring,
+                              first_line, gold_continuation, n_cores, scored_aliases, with_golds)
 from rag.readers.models import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,81 @@ class LlamaCppReader(Reader):
                     int(usage.get("completion_tokens", 0)),
                 )
             )
+        return out
+
+    # ---- scoring: the answer tokens evaluated after the prompt's cached state
+
+    def _tokens(self, text: str) -> list[int]:
+        # as create_completion tokenizes a prompt, so that its KV cache is reused
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def _logprobs_after(self, tokens: list[int], start: int) -> list[float]:
+        """Log-probabilities of tokens[start:], each given everything before it.
+
+        Tokens already in llama.cpp's KV cache (the longest prefix shared with what it evaluated last, e.g. the
+        prompt create_completion just answered) are not evaluated again: one decode runs tokens[start-1:] with
+        logits for every position, so a gold answer after an answered prompt costs its own tokens plus one."""
+        import numpy as np
+
+        llm = self.llm
+        keep = start - 1  # the last prompt token is decoded again: its logits score the first answer token
+        if keep < 0 or start >= len(tokens):
+            return []
+        if len(tokens) > self.n_ctx:
+            raise BadInputError(f"prompt + continuation is {len(tokens)} tokens, more than n_ctx={self.n_ctx}")
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        m = 0
+        while m < min(len(cached), keep) and cached[m] == tokens[m]:
+            m += 1
+        llm.n_tokens = m
+        if m < keep:
+            llm.eval(tokens[m:keep])  # drops the cache past m, evaluates the rest of the prompt
+        out: list[float] = []
+        pos = keep
+        rest = tokens[keep:]
+        while rest:
+            chunk, rest = rest[: llm.n_batch], rest[llm.n_batch :]
+            llm._ctx.kv_cache_seq_rm(-1, pos, -1)
+            llm._batch.set_batch(batch=chunk, n_past=pos, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(chunk), self.n_vocab)).astype(np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            # row j predicts the token after chunk[j]
+            nxt = [t for t in (chunk[1:] + rest[:1])]
+            out.extend(float(logp[j, t]) for j, t in enumerate(nxt))
+            pos += len(chunk)
+        # the cache now holds the continuation too; llama-cpp-python's bookkeeping stops at the prompt, and the
+        # next evaluation (ours or create_completion's) drops the rest and replays a token for fresh logits
+        llm.n_tokens = keep
+        llm._requires_eval = True
+        return out[: len(tokens) - start]
+
+    def score_batch(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
+        """Teacher-forced log-probability of each continuation, as the model splits prompt + continuation."""
+        check_scoring(prompts, continuations)
+        out = []
+        for p, c in zip(prompts, continuations):
+            full, alone = self._tokens(p + c), self._tokens(p)
+            start = 0
+            while start < min(len(full), len(alone)) and full[start] == alone[start]:
+                start += 1
+            start = max(start, 1)
+            lps = self._logprobs_after(full, start)
+            toks = tuple(self.llm.detokenize([t]).decode("utf-8", errors="replace") for t in full[start:])
+            out.append(Score(float(sum(lps)), tuple(lps), toks))
+        return out
+
+    def generate_scored_batch(self, prompts: Sequence[str], golds: Sequence[Sequence[str]],
+                              max_new_tokens: int = 16) -> list[Generation]:
+        """Each prompt answered, then its gold aliases scored on the prompt's cached state (answer tokens only)."""
+        check_golds(prompts, golds)
+        out = []
+        for p, aliases in zip(prompts, golds):
+            (gen,) = self.generate_batch([p], max_new_tokens)
+            kept = scored_aliases(aliases)
+            out.extend(with_golds([gen], [(0, a) for a in kept],
+                                  self.score_batch([p] * len(kept), [gold_continuation(p, a) for a in kept])))
         return out
 
     def close(self) -> None:

@@ -15,7 +15,8 @@ or a hub id); what differs is how a batch of prompts is run:
     precision "bf16" where the CPU's matrix units make it faster (AMX, AVX512-BF16) or on CUDA, "fp32"
               otherwise; "auto" asks rag.readers.auto, which measures this machine once and caches it
 
-`score_batch` teacher-forces a continuation after its prompt through the same prefix cache.
+`score_batch` teacher-forces a continuation after its prompt through the same prefix cache;
+`generate_scored_batch` scores gold answers from the very prefill that answers the prompt.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import logging
 from typing import Sequence
 
 from rag.errors import BadInputError, require
-from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, Score, check_prompts, check_scoring, first_line
+from rag.readers.base import (DEFAULT_N_CTX, READERS, Generation, Reader, Score, check_golds, check_prompts, check_scoring,
+                              first_line, gold_continuation, scored_aliases, with_golds)
 from rag.readers.kv_prefix import PrefixCache, common_prefix_len, expand_layers, layers_to_cache, select_rows, cache_to_layers
 
 log = logging.getLogger(__name__)
@@ -188,10 +190,86 @@ class TorchReader(Reader):
                     out[i] = Generation(text, len(rows[i]), len(new))
         return out  # type: ignore[return-value]
 
-    def _greedy(self, rows: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        """Greedy continuation tokens of each row: up to and including the first newline token, without EOS."""
+    def generate_scored_batch(self, prompts: Sequence[str], golds: Sequence[Sequence[str]],
+                              max_new_tokens: int = 16) -> list[Generation]:
+        """generate_batch, scoring each prompt's gold aliases from the same prefill's keys and values (the answer
+        tokens are the only extra work)."""
+        check_golds(prompts, golds)
+        if not prompts:
+            return []
+        rows = self._encode(prompts)
+        for i, r in enumerate(rows):
+            if not r:
+                raise BadInputError(f"prompt {i} is empty")
+        # alias tokens as the model splits prompt + alias; when that split changes the prompt's own last
+        # tokens (rare), the pair is scored by score_batch instead
+        aliases = [scored_aliases(g) for g in golds]
+        conts = [[gold_continuation(p, a) for a in al] for p, al in zip(prompts, aliases)]
+        joint = self._encode([p + c for p, cs in zip(prompts, conts) for c in cs])
+        alias_toks: list[list[list[int] | None]] = []
+        it = iter(joint)
+        for r, cs in zip(rows, conts):
+            mine = []
+            for _ in cs:
+                j = next(it)
+                mine.append(j[len(r):] if j[: len(r)] == r and len(j) > len(r) else None)
+            alias_toks.append(mine)
+        out: list[Generation | None] = [None] * len(rows)
+        scores: dict[tuple[int, int], Score] = {}
+        with self._torch.inference_mode():
+            self._warm_prefix(rows)
+            for chunk in self._micro_batches(rows):
+                new, got = self._greedy([rows[i] for i in chunk], max_new_tokens, [alias_toks[i] for i in chunk])
+                for b, i in enumerate(chunk):
+                    out[i] = Generation(first_line(self.tok.decode(new[b], skip_special_tokens=True)), len(rows[i]), len(new[b]))
+                    for a, sc in got[b].items():
+                        scores[(i, a)] = sc
+        rest = [(i, a) for i, toks in enumerate(alias_toks) for a, t in enumerate(toks) if t is None]
+        if rest:
+            for (i, a), sc in zip(rest, self.score_batch([prompts[i] for i, _ in rest], [conts[i][a] for i, a in rest])):
+                scores[(i, a)] = sc
+        pairs = [(i, aliases[i][a]) for i in range(len(rows)) for a in range(len(aliases[i]))]
+        return with_golds(out, pairs, [scores[(i, a)] for i in range(len(rows)) for a in range(len(aliases[i]))])  # type: ignore[arg-type]
+
+    def _score_aliases(self, logits, cache, mask, positions, alias_toks: list[list[list[int] | None]]) -> list[dict[int, Score]]:
+        """Scores of each row's alias token lists after its prefilled prompt: the first token from the prompt's
+        last logits, the rest from one batched forward of the aliases over copies of the prompt's cache rows."""
+        torch = self._torch
+        logp0 = torch.log_softmax(logits[:, -1], dim=-1)
+        got: list[dict[int, Score]] = [{} for _ in alias_toks]
+        pairs = [(b, a, t) for b, row in enumerate(alias_toks) for a, t in enumerate(row) if t]
+        if not pairs:
+            return got
+        first = {(b, a): float(logp0[b, t[0]]) for b, a, t in pairs}
+        rest = {(b, a): [] for b, a, _ in pairs}
+        longer = [(b, a, t) for b, a, t in pairs if len(t) > 1]
+        for start in range(0, len(longer), 4 * self.batch_size):
+            part = longer[start : start + 4 * self.batch_size]
+            idx = torch.tensor([b for b, _, _ in part], device=self.device)
+            n = max(len(t) - 1 for _, _, t in part)
+            ids = torch.full((len(part), n), self._pad_id, dtype=torch.long)
+            pad = torch.zeros((len(part), n), dtype=torch.long)
+            for j, (_, _, t) in enumerate(part):
+                ids[j, : len(t) - 1] = torch.tensor(t[:-1])
+                pad[j, : len(t) - 1] = 1  # right padding: later columns only see earlier ones, and are ignored
+            sub = layers_to_cache(select_rows(cache_to_layers(cache), idx))
+            m = torch.cat([mask[idx], pad.to(self.device)], dim=1)
+            pos = positions[idx][:, None] + torch.arange(n, device=self.device)[None]
+            lg, _ = self._forward(ids.to(self.device), m, pos, sub, keep=n)
+            lp = torch.log_softmax(lg, dim=-1)
+            for j, (b, a, t) in enumerate(part):
+                rest[(b, a)] = [float(lp[j, c, t[c + 1]]) for c in range(len(t) - 1)]
+        for b, a, t in pairs:
+            vals = (first[(b, a)], *rest[(b, a)])
+            got[b][a] = Score(float(sum(vals)), vals, tuple(self.tok.decode([x]) for x in t))
+        return got
+
+    def _greedy(self, rows: list[list[int]], max_new_tokens: int, alias_toks: list[list[list[int] | None]] | None = None):
+        """Greedy continuation tokens of each row: up to and including the first newline token, without EOS.
+        With `alias_toks` (per row, token lists to score), returns (tokens, scores per row) instead."""
         torch = self._torch
         logits, cache, mask, positions = self._prefill(rows, keep=1)
+        got = self._score_aliases(logits, cache, mask, positions, alias_toks) if alias_toks is not None else None
         new: list[list[int]] = [[] for _ in rows]
         alive = list(range(len(rows)))  # batch position -> row
         for step in range(max_new_tokens):
@@ -214,7 +292,7 @@ class TorchReader(Reader):
             mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
             logits, cache = self._forward(nxt[:, None], mask, positions[:, None], cache, keep=1)
             positions = positions + 1
-        return new
+        return new if got is None else (new, got)
 
     def score_batch(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
         """Teacher-forced log-probability of each continuation, as the model splits prompt + continuation."""

@@ -130,3 +130,33 @@ def test_requantized_copy_is_cached_and_answers(tmp_path, monkeypatch, questions
         requantized(src, "q2_k")
     with pytest.raises(BadInputError, match="extra_buffers"):
         LlamaCppReader(made, extra_buffers="yes")
+
+
+def test_gold_logprob_equals_a_direct_llama_cpp_computation(reader):
+    """score_batch (and the gold score of generate_scored_batch, which reuses the answered prompt's KV cache) equal
+    the log-softmax of a logits_all Llama that evaluates prompt + answer in one go."""
+    import llama_cpp
+    import numpy as np
+
+    prompt = "Q: who wrote the origin of species?\nA:"
+    (s,) = reader.score_batch([prompt], [" Charles Darwin"])
+    ref = llama_cpp.Llama(model_path=str(reader.path), n_ctx=512, logits_all=True, verbose=False, n_threads=1)
+    try:
+        full = ref.tokenize((prompt + " Charles Darwin").encode(), add_bos=True, special=True)
+        start = len(ref.tokenize(prompt.encode(), add_bos=True, special=True))
+        ref.eval(full)
+        logits = ref.scores[: len(full)].astype(np.float64)
+    finally:
+        ref.close()
+    logp = logits - logits.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    direct = [logp[i - 1, full[i]] for i in range(start, len(full))]
+    assert len(s.token_logprobs) == len(direct) == 2 and "".join(s.tokens) == " Charles Darwin"
+    np.testing.assert_allclose(s.token_logprobs, direct, atol=1e-4)
+    # after answering the same prompt: the gold score is the same numbers, and the answer is unchanged
+    plain = reader.generate_batch([prompt, "Q: what is the capital of france?\nA:"])
+    gens = reader.generate_scored_batch([prompt, "Q: what is the capital of france?\nA:"],
+                                        [["Darwin", "Charles Darwin"], ["Paris"]])
+    assert [g.text for g in gens] == [g.text for g in plain]
+    assert gens[0].gold.answer == "Charles Darwin" and abs(gens[0].gold.logprob - sum(direct)) < 1e-4
+    assert gens[1].gold.answer == "Paris" and gens[1].gold.tokens >= 1 and gens[1].gold.logprob < 0

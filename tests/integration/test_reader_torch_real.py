@@ -66,3 +66,28 @@ def test_auto_backend_loads_and_records_its_choice():
     assert choice.measured["matmul_gflops"]["fp32"] > 0
     if choice.backend == "torch":
         assert reader.precision == choice.precision
+
+
+def test_gold_scores_from_the_answering_prefill_equal_score_batch_and_llama_cpp():
+    """The torch reader scores gold aliases from the prefill that answers the prompt (no second prompt pass): the
+    same numbers as its teacher-forced score_batch, close to llama.cpp's on the same weights, answers unchanged."""
+    reader = load_reader("smollm2-135m", backend="torch", precision="fp32", device="cpu", batch_size=2)
+    ref = load_reader("smollm2-135m", n_threads=1)
+    try:
+        preds = answer(reader, TRIVIA[:4], demos=BUILTIN_DEMOS[:3], score_gold=True)
+        plain = answer(reader, TRIVIA[:4], demos=BUILTIN_DEMOS[:3])
+        assert [p.answer for p in preds] == [p.answer for p in plain]
+        from rag.readers.answer import answer as answer_fn  # the prompts, rebuilt as answer() builds them
+        from rag.readers.prompts import FORMATS, fit_prompt
+
+        fmt = FORMATS.get(reader.prompt_format)
+        for q, p in zip(TRIVIA[:4], preds):
+            text = fit_prompt(reader, fmt, BUILTIN_DEMOS[:3], q.question, [], 16).text
+            (direct,) = reader.score_batch([text], [" " + p.gold_answer])
+            assert abs(direct.logprob - p.gold_logprob) < 1e-3 and len(direct.token_logprobs) == p.gold_tokens
+            (llama,) = ref.score_batch([text], [" " + p.gold_answer])
+            assert abs(llama.logprob - p.gold_logprob) < 0.25 + 0.05 * abs(llama.logprob)  # Q4_1 kernels vs fp32
+        assert answer_fn is answer
+    finally:
+        reader.close()
+        ref.close()

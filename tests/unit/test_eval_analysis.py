@@ -48,7 +48,11 @@ def test_records_columns_dtypes_and_values(run_dir):
     closed = df[df["mode"] == "closed"]
     assert closed.retriever.isna().all() and closed.outcome.isna().all() and closed.first_hit.isna().all()
     assert closed.pids.map(lambda x: x is None).all()
-    assert df.gold_logprob.isna().all()  # this run did not record it
+    # the fake reader scores every gold answer: log 0.9 per word it would have said, log 0.05 per other word
+    import math
+    assert not df.gold_logprob.isna().any()
+    right = df[df.right.astype(bool)]
+    assert (right.gold_logprob.round(6) >= round(math.log(0.9) * 3, 6)).all()
     assert df[df.qid == "qa-10"]["count"].isna().all() and (df[df.qid == "qa-10"].bucket == "unlinked").all()
     # the typed records are there too
     assert run.run.records[("qa-0", "closed")].prediction == "Bergen" and len(list(run)) == 24
@@ -113,7 +117,8 @@ def test_html_is_self_contained_and_holds_the_data(run_dir, tmp_path):
     # nothing is fetched at view time: no external URL in any src / href / url(), no <link>, no remote script
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
     assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", page, re.I) and "<link" not in page
-    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', page)) == 3  # accuracy, recall, attribution
+    # accuracy, recall, attribution, and EM beside the gold log-probability
+    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', page)) == 4
     assert "Failure attribution" in page and "Adaptive retrieval" in page and "<table class=\"summary\">" in page
     assert '<a href="#failure-attribution-em">' in page and 'id="failure-attribution-em"' in page
     data, texts = blocks(page)

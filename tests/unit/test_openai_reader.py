@@ -260,8 +260,10 @@ def test_scoring_refusals_are_clear():
         with pytest.raises(ScoringNotSupported, match=r"not supported by this server \(.*\): HTTP 400: echo is not supported"):
             r.score_batch(["Q: x\nA:"], [" y"])
         r.close()
-    with pytest.raises(ScoringNotSupported, match="the fake reader backend does not score continuations"):
-        FakeReader().score_batch(["Q: x\nA:"], [" y"])
+    from tests.unit.test_gold_logprob import NoScoring
+
+    with pytest.raises(ScoringNotSupported, match="the NoScoring reader backend does not score continuations"):
+        NoScoring().score_batch(["Q: x\nA:"], [" y"])
 
 
 def test_options_are_checked_and_no_api_key_option_exists(monkeypatch):
