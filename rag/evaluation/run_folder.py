@@ -207,6 +207,10 @@ def mode_identities(cfg: EvalConfig) -> dict[str, dict]:
     modes = {CLOSED: {}}
     for r in cfg.retrievers:
         modes[rag_mode(r.name)] = {"index": index_fingerprint(Path(r.index)), "search": dict(r.search)}
+    if cfg.controls.subject_blind:
+        from rag.evaluation import blind
+
+        modes[blind.BLIND] = blind.identity(cfg.controls.placeholder)
     return modes
 
 
