@@ -66,6 +66,8 @@ class ControlsConfig:
     placeholder: str = "this entity"  # what replaces the subject span in the blinded question
     templates: Path | None = None  # {relation: "... [X] ..."} JSON: relations of a template-generated QA set
     min_group: int = 20  # questions a relation (answer type) needs for its own slope
+    # counts built with `rag counts build --exclude-countries` for the same QA file: closed-book's slope is refitted on them
+    exclude_countries_counts: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -325,9 +325,14 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
     if attr_rows:
         md += "\n" + attribution.to_markdown(attr_rows, run.config.metric, attr_plot)
         _write_text(folder / "attribution.csv", attribution.to_csv(attr_rows))
+    from rag.evaluation.controls import controls_markdown, run_controls
+
+    controls = run_controls(run, edges)  # issue 20.5: beside closed-book in every summary; last, so the rest stays
+    md += "\n" + controls_markdown(controls)
     _write_text(folder / "summary.md", md)
     write_json_atomic(folder / "adaptive.json", summary.adaptive or {})
     write_json_atomic(folder / "trends.json", trends)
+    write_json_atomic(folder / "controls.json", controls)
     if html:
         from rag.evaluation.report_html import write_html
 
