@@ -323,8 +323,8 @@ def _excluded_counts(run: "Run", linked: list[str], x: np.ndarray, y: np.ndarray
     if missing:
         return {"path": str(path), "error": f"{len(missing)} evaluated questions are not in these counts (e.g. {missing[0]!r}): "
                                             "they were built for another QA set"}
-    x2 = np.array([math.log10(other.counts[q] + 1) if other.counts[q] is not None else np.nan for q in linked])
     both = np.array([other.counts[q] is not None for q in linked], dtype=bool)
+    x2 = np.where(both, log_count([other.counts[q] or 0 for q in linked]), np.nan)
     a, b = fits.fit(x2, y, both), fits.fit(x, y, both)
     changed = int(np.sum(both & (np.nan_to_num(x2) != x)))
     return {"path": str(path), "n_linked_in_both": int(both.sum()), "n_count_changed": changed,
