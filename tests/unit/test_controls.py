@@ -262,3 +262,15 @@ def test_answer_type_grouping_without_relations(tmp_path):
     assert c["majority"]["groups"]["country"]["majority"]["mean"] == 1.0  # each Japan question gets the other's Japan
     assert c["majority"]["groups"]["person-like"]["majority"]["mean"] == 0.0
     assert "by answer type" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_report_of_a_run_without_records_says_so(eq_world, tmp_path):
+    from rag.evaluation.controls import controls_markdown
+    from rag.evaluation.report import render
+
+    cfg = load_config(_config(eq_world, tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg, progress=False, reader=Reader(fail_after=0))
+    render(tmp_path / "run", plots=False)
+    c = json.loads((tmp_path / "run" / "controls.json").read_text())
+    assert c["n_questions"] == 0 and "No closed-book record yet" in controls_markdown(c)
