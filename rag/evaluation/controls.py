@@ -302,7 +302,8 @@ def run_controls(run: "Run", edges: Sequence[int] | None = None, n_boot: int | N
     no_c = fits.fit(x, y, ~is_c)
     out["countries"] = {"n_country_answers": int(is_c.sum()), "closed": base[0].as_dict(),
                         "closed_without_country_answers": no_c[0].as_dict(),
-                        "difference": diff(no_c, base).as_dict(), "exclude_countries_counts": _excluded_counts(run, linked, x, y, fits)}
+                        "difference": diff(no_c, base).as_dict(),
+                        "exclude_countries_counts": _excluded_counts(run, linked, x, y, fits)}
 
     out["blind"] = _blind(run, bk, qids, linked, x, y, score, measure, fits, n_boot)
     return _plain(out)
@@ -351,7 +352,8 @@ def _blind(run: "Run", bk, qids, linked, x, y, score, measure, fits: PairedFits,
     mask = np.array([q in blind for q in linked], dtype=bool)
     yb = np.array([blind[q].score(measure) if q in blind else np.nan for q in linked])
     c_fit, b_fit = fits.fit(x, y, mask), fits.fit(x, yb, mask)
-    out["slopes"] = {"closed": c_fit[0].as_dict(), "blind": b_fit[0].as_dict(), "blind_minus_closed": diff(b_fit, c_fit).as_dict()}
+    out["slopes"] = {"closed": c_fit[0].as_dict(), "blind": b_fit[0].as_dict(),
+                     "blind_minus_closed": diff(b_fit, c_fit).as_dict()}
     return out
 
 
@@ -442,7 +444,8 @@ def controls_markdown(c: dict) -> str:
         out += _table(["bucket", "n", "closed-book", "majority", "closed - majority"],
                       [[b, str(r["n"]), _pct(r["closed"]), _pct(r["majority"]), _pct(r["closed_minus_majority"], True)]
                        for b, r in maj["buckets"].items() if r["n"]]
-                      + [["all (population-weighted)", str(maj["all"]["n"]), _pct(maj["all"]["closed"]), _pct(maj["all"]["majority"]), ""]])
+                      + [["all (population-weighted)", str(maj["all"]["n"]), _pct(maj["all"]["closed"]),
+                          _pct(maj["all"]["majority"]), ""]])
         within = c["slopes"]["within"]
         body = []
         for g, r in maj["groups"].items():
@@ -462,7 +465,8 @@ def controls_markdown(c: dict) -> str:
                  ["closed-book - majority", "", _slope(s["closed_minus_majority"]), _yes(s["closed_minus_majority"])]]
     rows += [[f"closed-book within {grp}s, pooled (n-weighted mean)", str(s["pooled_within"]["n"] or 0),
               _slope(s["pooled_within"]), _yes(s["pooled_within"])],
-             [f"pooled within {grp}s - closed-book", "", _slope(s["pooled_within_minus_closed"]), _yes(s["pooled_within_minus_closed"])],
+             [f"pooled within {grp}s - closed-book", "", _slope(s["pooled_within_minus_closed"]),
+              _yes(s["pooled_within_minus_closed"])],
              [f"closed-book without country answers ({ct['n_country_answers']} left out)",
               str(ct["closed_without_country_answers"]["n"]), _slope(ct["closed_without_country_answers"]),
               _yes(ct["closed_without_country_answers"])],
