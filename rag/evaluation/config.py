@@ -59,6 +59,18 @@ class AdaptiveConfig:
 
 
 @dataclass(frozen=True)
+class ControlsConfig:
+    """Controls for what a count measures (rag.evaluation.controls); the analysis itself always runs."""
+
+    subject_blind: bool = False  # also answer each question closed-book with its subject span blinded (mode closed-blind)
+    placeholder: str = "this entity"  # what replaces the subject span in the blinded question
+    templates: Path | None = None  # {relation: "... [X] ..."} JSON: relations of a template-generated QA set
+    min_group: int = 20  # questions a relation (answer type) needs for its own slope
+    # counts built with `rag counts build --exclude-countries` for the same QA file: closed-book's slope is refitted on them
+    exclude_countries_counts: Path | None = None
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     qa: QAConfig
     counts: Path  # counts folder (rag counts build) made for the same QA file
@@ -84,6 +96,7 @@ class EvalConfig:
     out: Path | None = None  # run folder; None: runs/<name>
     # where batch answer generation runs: {kind: local | ray, address, workers}; never changes the records
     engine: EngineConfig = field(default_factory=EngineConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
 
     def __post_init__(self):
         _validate(self)
@@ -151,6 +164,8 @@ def _validate(c: EvalConfig) -> None:
         bad(f"adaptive.unlinked must be retrieve, closed or learn, got {a.unlinked!r}")
     if a.retriever is not None and a.retriever not in names:
         bad(f"adaptive.retriever {a.retriever!r} is not one of the retrievers ({', '.join(names) or 'none'})")
+    if not c.controls.placeholder.strip() or c.controls.min_group < 3:
+        bad("controls.placeholder must not be empty and controls.min_group must be >= 3")
     Buckets(tuple(c.buckets))  # checks the edges
 
 

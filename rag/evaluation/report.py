@@ -355,10 +355,15 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
         except MissingDependencyError as e:
             log.warning("no plots: %s", e)
     md += "\n" + logprob_markdown(lp, lp_plot)
+    from rag.evaluation.controls import controls_markdown, run_controls
+
+    controls = run_controls(run, edges)  # issue 20.5: beside closed-book in every summary; last, so the rest stays
+    md += "\n" + controls_markdown(controls)
     _write_text(folder / "summary.md", md)
     write_json_atomic(folder / "logprob.json", lp)
     write_json_atomic(folder / "adaptive.json", summary.adaptive or {})
     write_json_atomic(folder / "trends.json", trends)
+    write_json_atomic(folder / "controls.json", controls)
     if html:
         from rag.evaluation.report_html import write_html
 

@@ -7,6 +7,8 @@ Layout (cfg.run_dir):
     records.jsonl    one EvalRecord per (question, mode) (rag.evaluation.records)
     timing.json      wall time and peak memory by stage, per session (rag.evaluation.timing)
     summary.csv, summary.md, attribution.csv, adaptive.json, plots/*.png   written by rag.evaluation.report
+    controls.json    the controls for what a count measures (rag.evaluation.controls), also written by the report
+    blind.json       with controls.subject_blind: which questions were blinded (rag.evaluation.blind)
     report.html      with `rag eval report --html` (rag.evaluation.report_html)
 
 Resume identity: everything that changes a record (QA file, counts, reader settings that change answers, k,
@@ -207,6 +209,10 @@ def mode_identities(cfg: EvalConfig) -> dict[str, dict]:
     modes = {CLOSED: {}}
     for r in cfg.retrievers:
         modes[rag_mode(r.name)] = {"index": index_fingerprint(Path(r.index)), "search": dict(r.search)}
+    if cfg.controls.subject_blind:
+        from rag.evaluation import blind
+
+        modes[blind.BLIND] = blind.identity(cfg.controls.placeholder)
     return modes
 
 

@@ -22,6 +22,7 @@ from rag.artifacts import read_manifest
 from rag.buckets import Buckets
 from rag.counts import CountsTable
 from rag.errors import ArtifactError, BadInputError
+from rag.evaluation.blind import BLIND, BlindSet
 from rag.evaluation.config import EvalConfig
 from rag.evaluation.generation import LocalGenerator, RayGenerator
 from rag.evaluation.records import CLOSED, EvalRecord, rag_mode
@@ -70,6 +71,13 @@ class Prepared:
     identity: dict
     modes: dict[str, dict]  # mode -> identity of that mode
     backend_choice: dict | None = None  # how backend "auto" was resolved on this machine (rag.readers.auto.Choice)
+    blind: BlindSet | None = None  # controls.subject_blind: the selected questions blinded (rag.evaluation.blind)
+
+    def expected(self) -> list[tuple[str, str]]:
+        """(qid, mode) records a complete run holds: every mode per question, the blind mode where blinded."""
+        modes = [CLOSED, *(rag_mode(r.name) for r in self.cfg.retrievers)]
+        keys = [(q.qid, m) for q in self.questions for m in modes]
+        return keys + [(q.qid, BLIND) for q in self.questions if self.blind and q.qid in self.blind.questions]
 
 
 def prepare(cfg: EvalConfig, sizes: dict[str, int] | None = None, plan: dict | None = None) -> Prepared:
@@ -120,8 +128,13 @@ def prepare(cfg: EvalConfig, sizes: dict[str, int] | None = None, plan: dict | N
         plan=plan,
     )
     identity = run_identity(cfg, qa_fingerprint(qa_path), counts.fingerprint, regex=any(is_regex(q) for q in all_questions))
+    blind = None
+    if cfg.controls.subject_blind:
+        from rag.evaluation.blind import subject_mentions
+
+        blind = BlindSet.of(questions, subject_mentions(cfg.counts), cfg.controls.placeholder)
     return Prepared(cfg, questions, all_questions, counts, count_of, selection, index_manifests, identity,
-                    mode_identities(cfg), choice.as_dict() if choice is not None else None)
+                    mode_identities(cfg), choice.as_dict() if choice is not None else None, blind)
 
 
 def first_hit(answers: Sequence[str], passages: Sequence[Passage], ks: Sequence[int], regex: bool = False) -> int | None:
@@ -211,7 +224,7 @@ def run_budgeted(cfg: EvalConfig, overwrite: bool = False, progress: bool = True
             pt = StageTimer()
             res = _run_locked(p, pt, overwrite, progress, reader, report=False)
             overwrite = False
-            n = sum(res.computed.values()) / max(1, 1 + len(cfg.retrievers))
+            n = sum(res.computed.values()) / max(1, 1 + len(cfg.retrievers) + cfg.controls.subject_blind)
             if n > 0:  # the work of answering, without opening the model and indexes
                 cost = sum(v.seconds for k, v in pt.stages.items() if k not in ("load", "report")) / n
             elif pilot > 50:
@@ -265,10 +278,13 @@ def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool,
         folder = RunFolder.open(cfg.run_dir, p.identity, p.modes, overwrite)
         done = folder.store.load()
     result = RunResult(folder.path, len(p.questions))
-    modes = [CLOSED, *(rag_mode(r.name) for r in cfg.retrievers)]
-    pending_q = [q for q in p.questions if any((q.qid, m) not in done for m in modes)]
-    result.reused = sum(1 for q in p.questions for m in modes if (q.qid, m) in done)
+    expected = p.expected()
+    pending_ids = {qid for qid, m in expected if (qid, m) not in done}
+    pending_q = [q for q in p.questions if q.qid in pending_ids]
+    result.reused = sum(1 for k in expected if k in done)
     _write_start(folder, p)
+    if p.blind is not None:
+        p.blind.write(folder.path)
     note("%s: %d questions selected, %d records already done, %d questions to run", folder.path, len(p.questions),
          result.reused, len(pending_q))
 
@@ -285,9 +301,9 @@ def _run_locked(p: Prepared, timer: StageTimer, overwrite: bool, progress: bool,
         timer.write(folder.path / "timing.json", _session_extra(result, pending_q, interrupted=True))
         raise
     final = folder.store.load(repair=False)
-    n_done = sum(1 for q in p.questions for m in modes if (q.qid, m) in final)
+    n_done = sum(1 for k in expected if k in final)
     _write_start(folder, p, reader_info=getattr(gen, "info", None),
-                 status="complete" if n_done >= len(p.questions) * len(modes) else "partial")
+                 status="complete" if n_done >= len(expected) else "partial")
     if report:
         from rag.evaluation.report import render
 
@@ -358,6 +374,10 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
         todo = [q for q in chunk if (q.qid, CLOSED) not in done]
         if todo:
             jobs.append((CLOSED, todo, None, None))
+        if p.blind is not None:  # the subject-blind control: closed-book on the blinded question
+            todo = [p.blind.questions[q.qid] for q in chunk if q.qid in p.blind.questions and (q.qid, BLIND) not in done]
+            if todo:
+                jobs.append((BLIND, todo, None, None))
         for name, retriever in retrievers.items():
             mode = rag_mode(name)
             todo = [q for q in chunk if (q.qid, mode) not in done]
