@@ -40,7 +40,7 @@ class ReaderConfig:
     demos: Path | None = None  # QA file to draw demonstrations from (seeded); None: the built-in ones
     max_new_tokens: int = 16
     n_ctx: int | None = None
-    n_threads: int | None = None  # llama-cpp only
+    n_threads: int | None = None  # CPU threads of a local backend (llama-cpp, torch, ct2); None: every core
     device: str = "auto"
     batch_size: int = 8  # prompts per generate_batch call
     sentences: int | None = None  # show only the N sentences of the top-k passages that best match the question
@@ -55,8 +55,10 @@ def resolve_backend(cfg: ReaderConfig) -> "tuple[ReaderConfig, Choice | None]":
     An explicit `precision` option wins over the chosen one."""
     if cfg.backend != "auto":
         return cfg, None
-    from rag.readers.auto import choose_backend
+    from rag.readers.auto import check_model_ref, choose_backend
 
+    if cfg.model is not None:
+        check_model_ref(cfg.model)
     choice = choose_backend(cfg.model, cfg.device)
     options = {**choice.load_options(), **cfg.options}
     if choice.backend not in ("torch", "ct2"):
@@ -80,9 +82,12 @@ def _load(cfg: ReaderConfig, load_reader) -> "Reader":
     if cfg.n_ctx is not None:
         options["n_ctx"] = cfg.n_ctx
     if cfg.n_threads is not None:
-        if cfg.backend != "llama-cpp":
-            raise BadInputError("reader.n_threads applies to the llama-cpp backend only")
-        options["n_threads"] = cfg.n_threads
+        from rag.readers import THREADED, thread_option
+
+        if cfg.backend not in THREADED:
+            raise BadInputError(f"reader.n_threads applies to the local backends ({', '.join(THREADED)}, auto), "
+                                f"not {cfg.backend}")
+        options.update(thread_option(cfg.backend, cfg.n_threads))
     return load_reader(cfg.model, backend=cfg.backend, **options)
 
 

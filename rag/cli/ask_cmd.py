@@ -60,7 +60,7 @@ def _snippet(text: str, width: int = 160) -> str:
 @click.option("--n-ctx", type=int, default=None,
               help=f"Context size prompts are fitted to (passages truncated or dropped). Default: the model's setting ({DEFAULT_N_CTX}).")
 @click.option("--threads", type=int, default=None,
-              help="[llama-cpp] CPU threads. Default: every core this process may use.")
+              help="[llama-cpp, torch, ct2, auto] CPU threads. Default: every core this process may use.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (a CUDA GPU when present), cpu or cuda.")
 @click.option("--quant", type=click.Choice(["q4_0", "q8_0"]), default=None,
@@ -114,9 +114,11 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
     options = {}
     if served:
         options.update(base_url=base_url, api_key_env=api_key_env, chat=chat)
-    if threads is not None and backend != "llama-cpp":
-        raise BadInputError("--threads applies to the llama-cpp backend only")
+    if threads is not None and backend not in ("llama-cpp", "torch", "ct2", "auto"):
+        raise BadInputError("--threads applies to the local backends (llama-cpp, torch, ct2, auto) only")
     if quant is not None:
+        if backend == "auto":  # a llama.cpp re-quantization was asked for: that names the backend
+            backend = "llama-cpp"
         if backend != "llama-cpp":
             raise BadInputError("--quant applies to the llama-cpp backend only")
         options["quant"] = quant

@@ -48,7 +48,7 @@ def eval_group() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder. Default: runs/<name>. Rerunning with the same folder resumes it.")
 @click.option("--reader", "model", default=None, help="Reader model (overrides reader.model): a named model, a .gguf file, ...")
-@click.option("--backend", default=None, help="Reader backend (overrides reader.backend): llama-cpp, transformers, openai (a model server: --set reader.options.base_url=...), vllm, fake.")
+@click.option("--backend", default=None, help="Reader backend (overrides reader.backend): auto (the fastest here), llama-cpp, torch, ct2, transformers, openai (a model server: --set reader.options.base_url=...), vllm, fake.")
 @click.option("--limit", type=int, default=None, help="Only the first N questions of the QA file (overrides qa.limit).")
 @click.option("-k", "--k", "k", type=int, default=None, help="Passages given to the reader (overrides k).")
 @click.option("--count-method", type=click.Choice(["entity", "surface"]), default=None,

@@ -5,7 +5,7 @@ A preset (configs/*.yaml) looks like:
     name: nq-open
     qa: {path: ../shared/data/qa/nq-open.test.jsonl}
     counts: indexes/counts-nq-open-wiki-both
-    reader: {model: qwen2.5-coder-0.5b, backend: llama-cpp, shots: 3}
+    reader: {model: qwen2.5-coder-0.5b, backend: auto, shots: 3}
     retrievers:
       - {name: bm25, index: indexes/wiki-both-bm25}
       - {name: dense, index: indexes/wiki-both-dense}

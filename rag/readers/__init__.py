@@ -4,13 +4,27 @@ Importing this package registers the built-in backends (llama-cpp, ct2, torch, t
 heavy libraries load only when a model is opened. "tiny-lm" (rag.world) registers when READERS.get first asks for it.
 """
 from rag.readers import ct2, fake, llama_cpp, openai_compat, torch_reader, transformers, vllm  # noqa: F401  (register built-in backends)
-from rag.readers.auto import Choice, choose_backend
+from rag.readers.auto import Choice, check_model_ref, choose_backend
 from rag.readers.answer import answer
 from rag.readers.base import READERS, Generation, Reader, Score, ScoringNotSupported
 from rag.readers.models import DEFAULT_MODEL, NAMED_MODELS, NamedModel, is_installed, model_path
 from rag.readers.prompts import BUILTIN_DEMOS, FORMATS, Demo, PromptFormat, draw_demos, fit_prompt
 
-DEFAULT_BACKEND = "llama-cpp"
+# the backend and precision this machine runs fastest (rag.readers.auto: torch bf16 where the CPU's matrix units
+# have bf16, CTranslate2 int8 with int8 dot products only, llama.cpp otherwise; a GPU: vLLM or torch)
+DEFAULT_BACKEND = "auto"
+THREADED = {"llama-cpp": "n_threads", "torch": "n_threads", "ct2": "threads"}  # backend -> its thread-count option
+
+
+def thread_option(backend: str, n_threads: int | None) -> dict:
+    """The load option that sets a local backend's CPU threads ({} for None)."""
+    if n_threads is None:
+        return {}
+    if backend not in THREADED:
+        from rag.errors import BadInputError
+
+        raise BadInputError(f"threads apply to the local backends ({', '.join(THREADED)}, auto), not {backend}")
+    return {THREADED[backend]: n_threads}
 
 
 def load_reader(model: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, **options) -> Reader:
@@ -21,9 +35,11 @@ def load_reader(model: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, **op
     Choice is kept on the reader as `reader.auto_choice`. An explicit `precision` option is kept.
     """
     if backend == "auto":
+        check_model_ref(model)
         choice = choose_backend(model, options.get("device", "auto"))
-        opts = {**choice.load_options(), **options}
-        if choice.backend != "torch":
+        threads = options.pop("n_threads", None)
+        opts = {**choice.load_options(), **options, **thread_option(choice.backend, threads)}
+        if choice.backend not in ("torch", "ct2"):
             opts.pop("precision", None)
         reader = READERS.get(choice.backend).load(model, **opts)
         reader.auto_choice = choice

@@ -98,6 +98,23 @@ def runs_on_llama_cpp(model: str) -> bool:
     return model in NAMED_MODELS or str(model).lower().endswith(".gguf")
 
 
+def check_model_ref(model: str) -> None:
+    """A model `auto` can open: a named model, an existing file or folder, or a hub id ("owner/name"). Anything
+    else fails here, naming the choices, instead of after a hub lookup that cannot succeed."""
+    from pathlib import Path
+
+    from rag.readers.models import NAMED_MODELS
+
+    if model in NAMED_MODELS or Path(model).expanduser().exists():
+        return
+    if Path(model).suffix.lower() == ".gguf":
+        raise BadInputError(f"GGUF file {model} does not exist")
+    if model.count("/") == 1 and not model.startswith(("/", ".", "~")):
+        return  # a Hugging Face hub id
+    raise BadInputError(f"unknown model {model!r}: not a named model ({', '.join(sorted(NAMED_MODELS))}), an existing "
+                        "file or folder, nor a Hugging Face id (owner/name)")
+
+
 def choose_backend(
     model: str,
     device: str = "auto",

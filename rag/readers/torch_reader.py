@@ -47,6 +47,7 @@ class TorchReader(Reader):
         name: str = "torch",
         batch_size: int = 8,
         prefix_cache_entries: int = 4,
+        n_threads: int | None = None,
     ):
         from rag.device import resolve_device, use_all_cores
 
@@ -64,7 +65,12 @@ class TorchReader(Reader):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise BadInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         if self.device == "cpu":
-            use_all_cores()
+            if n_threads is not None:
+                if not isinstance(n_threads, int) or n_threads <= 0:
+                    raise BadInputError(f"n_threads must be a positive integer, got {n_threads!r}")
+                torch.set_num_threads(n_threads)
+            else:
+                use_all_cores()
         self.precision = precision
         self.dtype = getattr(torch, PRECISIONS[precision])
         self.tok = tokenizer
@@ -86,10 +92,16 @@ class TorchReader(Reader):
     @classmethod
     def load(cls, model: str, gguf_file: str | None = None, n_ctx: int | None = None, **options) -> "TorchReader":
         """A named model, a .gguf file, a local model folder or a hub id; options: precision ("auto", "bf16",
-        "fp32", "fp16" on CUDA), device, batch_size, prefix_cache_entries."""
+        "fp32", "fp16" on CUDA), device, batch_size, prefix_cache_entries, n_threads (CPU; default every core)."""
+        from rag.device import resolve_device
         from rag.readers.transformers import open_model
 
-        tok, m, named = open_model(model, gguf_file)
+        precision = options.get("precision", "auto")
+        if precision == "auto":  # resolved before loading, so the weights load straight in that precision
+            from rag.readers.auto import choose_precision
+
+            precision = options["precision"] = choose_precision(resolve_device(options.get("device", "auto")))
+        tok, m, named = open_model(model, gguf_file, dtype=PRECISIONS.get(precision, "float32"))
         reader = cls(tok, m, n_ctx=n_ctx or (named.n_ctx if named else DEFAULT_N_CTX), name=model, **options)
         if named:
             reader.prompt_format = named.prompt_format

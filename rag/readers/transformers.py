@@ -26,14 +26,15 @@ def dequantized_dir(gguf: Path) -> Path:
     return cache_dir() / "dequantized" / f"{gguf.stem}-{quick_fingerprint(gguf)[:16]}"
 
 
-def _from_pretrained(transformers, torch, source: str, **kw):
+def _from_pretrained(transformers, torch, source: str, dtype: str = "float32", **kw):
     tok = transformers.AutoTokenizer.from_pretrained(source, **kw)
-    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kw)
+    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kw)
     return tok, model
 
 
-def load_dequantized(gguf: Path):
-    """(tokenizer, model) for a GGUF file, through the cached dequantized copy (made on first use)."""
+def load_dequantized(gguf: Path, dtype: str = "float32"):
+    """(tokenizer, model) for a GGUF file, through the cached dequantized copy (made on first use; loaded from it
+    straight in `dtype`, so a bf16 reader never holds an fp32 copy)."""
     transformers = require("transformers", "transformers")
     torch = require("torch", "transformers")
     require("gguf", "transformers")
@@ -41,7 +42,7 @@ def load_dequantized(gguf: Path):
 
     folder = dequantized_dir(gguf)
     if (folder / MANIFEST).exists():
-        return _from_pretrained(transformers, torch, str(folder))
+        return _from_pretrained(transformers, torch, str(folder), dtype=dtype)
     log.info("dequantizing %s (first load only; cached in %s)", gguf, folder)
     tok, model = _from_pretrained(transformers, torch, str(gguf.parent), gguf_file=gguf.name)
     # what remains is a plain fp32 model: drop the quantizer so save_pretrained writes ordinary weights
@@ -55,25 +56,26 @@ def load_dequantized(gguf: Path):
     return tok, model
 
 
-def open_model(model: str, gguf_file: str | None = None):
-    """(tokenizer, fp32 model, NamedModel or None) for a named model, a GGUF file, a local folder or a hub id.
+def open_model(model: str, gguf_file: str | None = None, dtype: str = "float32"):
+    """(tokenizer, model in `dtype` (a torch dtype name), NamedModel or None) for a named model, a GGUF file, a
+    local folder or a hub id.
 
     Named models and GGUF files go through the cached dequantized copy (`load_dequantized`).
     """
     transformers = require("transformers", "transformers")
     torch = require("torch", "transformers")
     if model in NAMED_MODELS:
-        tok, m = load_dequantized(model_path(model))
+        tok, m = load_dequantized(model_path(model), dtype)
         return tok, m, NAMED_MODELS[model]
     if gguf_file is not None or model.lower().endswith(".gguf"):
         path = Path(model) / gguf_file if gguf_file else Path(model)
         if not path.is_file():
             raise BadInputError(f"GGUF file {path} does not exist")
-        tok, m = load_dequantized(path)
+        tok, m = load_dequantized(path, dtype)
         return tok, m, None
     # a local folder or a hub id (offline machines need the folder)
     try:
-        tok, m = _from_pretrained(transformers, torch, model)
+        tok, m = _from_pretrained(transformers, torch, model, dtype=dtype)
     except OSError as e:
         raise BadInputError(
             f"cannot load {model!r} with transformers ({e}); pass a local model folder, a .gguf file, "

@@ -393,8 +393,8 @@ SMOLLM = Sub(r"qwen2\.5-coder-0\.5b", "smollm2-135m",
              "Qwen2.5-Coder-0.5B is ~4x SmolLM2-135M's compute and comes from the optional `ladder` extra; the llama.cpp "
              "path is the same")
 THREADS = Sub(r"$", " --threads 1",
-              "one llama.cpp thread: its threads busy-wait, and on a CI machine shared with other jobs two can be 10x "
-              "slower than one (README, Benchmarks)")
+              "one reader thread: llama.cpp's threads busy-wait, and on a CI machine shared with other jobs two can be "
+              "10x slower than one (README, Benchmarks); the auto backend's torch reader takes the same setting")
 FAKE = ("generation is nearly all of a run's time (minutes for a few questions with three modes); the fake reader "
         "runs every other stage, and real readers run in test_eval_real.py and test_smoke_pin.py")
 EVAL = Sub(r"$", " --per-bucket 3 --backend fake --reader fake", "3 questions per bucket instead of 40, fake reader: " + FAKE)
@@ -492,6 +492,8 @@ RULES: list[Rule] = [
     Rule(r'^rag ask "who wrote the origin of species"$', subs=(THREADS,), why=THREADS.why, expect=r"closed-book:"),
     Rule(r"^rag ask .* --mode both --index indexes/wiki2021-bm25 -k 5 --model qwen2\.5-coder-0\.5b --json$", subs=(SMOLLM, THREADS),
          why=SMOLLM.why, expect=r'"rag"'),
+    Rule(r'^rag ask .* --gold "Charles Darwin" --gold Darwin --json$', subs=(THREADS,), why=THREADS.why,
+         expect=r'"logprob_per_token"'),
     Rule(r"^rag ask .* --model qwen2\.5-coder-0\.5b --quant q4_0$", subs=(SMOLLM, THREADS), why=SMOLLM.why,
          expect=r"closed-book:"),
     Rule(r"from rag\.pipeline import Pipeline", run_by("tests/integration/test_smoke_pin.py", 'readme_python_blocks("from rag.pipeline import")'),

@@ -20,19 +20,19 @@ def choose(backend: str, precision: str):
 
 def test_resolve_backend_keeps_explicit_settings(monkeypatch):
     monkeypatch.setattr(auto, "choose_backend", choose("torch", "bf16"))
-    cfg, choice = resolve_backend(ReaderConfig(model="m", backend="auto"))
+    cfg, choice = resolve_backend(ReaderConfig(model="org/m", backend="auto"))
     assert (cfg.backend, cfg.options, choice.precision) == ("torch", {"precision": "bf16"}, "bf16")
-    cfg, _ = resolve_backend(ReaderConfig(model="m", backend="auto", options={"precision": "fp32"}))
+    cfg, _ = resolve_backend(ReaderConfig(model="org/m", backend="auto", options={"precision": "fp32"}))
     assert cfg.options == {"precision": "fp32"}  # the user's precision wins
     monkeypatch.setattr(auto, "choose_backend", choose("llama-cpp", "gguf"))
-    cfg, _ = resolve_backend(ReaderConfig(model="m", backend="auto", options={"precision": "fp32"}))
+    cfg, _ = resolve_backend(ReaderConfig(model="org/m", backend="auto", options={"precision": "fp32"}))
     assert cfg.backend == "llama-cpp" and cfg.options == {}
-    same = ReaderConfig(model="m", backend="fake")
+    same = ReaderConfig(model="org/m", backend="fake")
     assert resolve_backend(same) == (same, None)
 
 
 def test_auto_choice_is_recorded_and_a_changed_choice_refuses_resume(world, tmp_path, monkeypatch):  # noqa: F811
-    path = write_config(world, tmp_path / "run", reader={"model": "m", "backend": "auto", "shots": 2})
+    path = write_config(world, tmp_path / "run", reader={"model": "org/m", "backend": "auto", "shots": 2})
     monkeypatch.setattr(auto, "choose_backend", choose("torch", "bf16"))
     run_eval(load_config(path), progress=False, reader=CountingReader())
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())

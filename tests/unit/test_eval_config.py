@@ -88,7 +88,7 @@ def test_shipped_presets_parse(preset):
     cfg = load_config(preset)
     assert cfg.retrievers
     if preset.name != "world.yaml":  # the generated world is small: every question, its own tiny LM
-        assert cfg.per_bucket and cfg.reader.backend == "llama-cpp"
+        assert cfg.per_bucket and cfg.reader.backend == "auto"  # the fastest backend on the machine that runs it
     text = preset.read_text()
     if "--config configs/" in text:  # the header's run command names this file, not a sibling's
         assert f"--config configs/{preset.name}" in text
