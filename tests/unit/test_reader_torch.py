@@ -184,7 +184,7 @@ def test_load_reader_passes_precision(parts, monkeypatch):
     tok, model = parts
     import copy
 
-    monkeypatch.setattr(hf, "open_model", lambda name, gguf_file=None: (tok, copy.deepcopy(model), None))
+    monkeypatch.setattr(hf, "open_model", lambda name, gguf_file=None, dtype="float32": (tok, copy.deepcopy(model), None))
     reader = load_reader("some/model", backend="torch", precision="bf16", device="cpu")
     assert reader.precision == "bf16" and next(reader.model.parameters()).dtype == torch.bfloat16
     assert reader.prompt_format == "kandpal" and reader.backend == "torch"
