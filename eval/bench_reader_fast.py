@@ -111,7 +111,7 @@ def prefill_engines(model_name: str, with_others: bool, with_ct2: bool = True) -
     from rag.readers import load_reader
 
     engines, facts = {}, {"errors": {}}
-    llama = load_reader(model_name)
+    llama = load_reader(model_name, backend="llama-cpp")
 
     def run_llama(ids):
         llama.llm.reset()
@@ -311,7 +311,7 @@ def section_per_question(results: dict, models, n05: int, n15: int, repeats: int
     for model_name in models:
         n = n05 if "0.5b" in model_name else n15
         qs, a, b = question_set(n)
-        readers = {"llama.cpp Q4_K_M": load_reader(model_name)}
+        readers = {"llama.cpp Q4_K_M": load_reader(model_name, backend="llama-cpp")}
         for prec in ("bf16",):
             readers[f"torch {prec}"] = load_reader(model_name, backend="torch", precision=prec, device="cpu")
         readers["ct2 int8"] = load_reader(model_name, backend="ct2", precision="int8", device="cpu")

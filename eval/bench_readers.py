@@ -184,7 +184,7 @@ def bench_formats(names: list[str], threads: int | None, questions) -> None:
 
     rows = []
     for name in names:
-        reader = load_reader(name, **({"n_threads": threads} if threads else {}))
+        reader = load_reader(name, backend="llama-cpp", **({"n_threads": threads} if threads else {}))
         for fmt in sorted(FORMATS):
             for setting, ctx in (("closed-book", None), ("supporting passage", [[supporting_passage(q)] for q in questions])):
                 if setting == "closed-book" and FORMATS[fmt].render([], "q", []) == FORMATS["kandpal"].render([], "q", []) and fmt != "kandpal":

@@ -92,7 +92,7 @@ def main() -> None:
     auto_prec = choose_precision("cpu")
     precisions = list(dict.fromkeys(auto_prec if p == "auto" else p for p in args.precisions.split(",")))
     retriever = bm25_index() if args.rag else None
-    readers = {"llama.cpp Q4_K_M": load_reader(args.model)}
+    readers = {"llama.cpp Q4_K_M": load_reader(args.model, backend="llama-cpp")}
     for p in precisions:
         readers[f"torch {p}"] = load_reader(args.model, backend="torch", precision=p, device="cpu")
     for p in filter(None, args.ct2.split(",")):

@@ -29,6 +29,7 @@ from typing import Sequence
 from rag.errors import BadInputError, require
 from rag.readers.base import DEFAULT_N_CTX, READERS, Generation, Reader, Score, check_prompts, check_scoring, first_line
 from rag.readers.kv_prefix import common_prefix_len
+from rag.readers.transformers import HFTokenized
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def hf_source(model: str, gguf_file: str | None = None) -> tuple[str, object]:
 
 
 @READERS.register("ct2")
-class Ct2Reader(Reader):
+class Ct2Reader(HFTokenized):
     def __init__(self, folder: str | Path, tokenizer, *, precision: str = "int8", device: str = "auto", threads: int | None = None,
                  n_ctx: int = DEFAULT_N_CTX, name: str = "ct2", batch_size: int = 1):
         ctranslate2 = require("ctranslate2", "ct2")
@@ -125,12 +126,6 @@ class Ct2Reader(Reader):
         if named:
             reader.prompt_format = named.prompt_format
         return reader
-
-    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return [list(ids) for ids in self.tok(list(texts), add_special_tokens=True)["input_ids"]]
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self._encode(texts)]
 
     def _static_prompt(self, rows: list[list[str]]) -> tuple[str, ...]:
         """The prefix to pass as static_prompt (maybe empty); each row keeps at least one token of its own.

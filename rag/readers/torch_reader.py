@@ -28,6 +28,7 @@ from rag.errors import BadInputError, require
 from rag.readers.base import (DEFAULT_N_CTX, READERS, Generation, Reader, Score, check_golds, check_prompts, check_scoring,
                               first_line, gold_continuation, scored_aliases, with_golds)
 from rag.readers.kv_prefix import PrefixCache, common_prefix_len, expand_layers, layers_to_cache, select_rows, cache_to_layers
+from rag.readers.transformers import HFTokenized
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 @READERS.register("torch")
-class TorchReader(Reader):
+class TorchReader(HFTokenized):
     def __init__(
         self,
         tokenizer,
@@ -106,14 +107,6 @@ class TorchReader(Reader):
         if named:
             reader.prompt_format = named.prompt_format
         return reader
-
-    # ---- tokens
-
-    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return [list(ids) for ids in self.tok(list(texts), add_special_tokens=True)["input_ids"]]
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self._encode(texts)]
 
     # ---- the forward passes
 

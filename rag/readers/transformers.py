@@ -27,6 +27,8 @@ def dequantized_dir(gguf: Path) -> Path:
 
 
 def _from_pretrained(transformers, torch, source: str, dtype: str = "float32", **kw):
+    # no "Loading weights" bar on stderr: rag has its own progress lines, and `rag ask --json` output stays JSON
+    transformers.utils.logging.disable_progress_bar()
     tok = transformers.AutoTokenizer.from_pretrained(source, **kw)
     model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kw)
     return tok, model
@@ -84,8 +86,20 @@ def open_model(model: str, gguf_file: str | None = None, dtype: str = "float32")
     return tok, m, None
 
 
+class HFTokenized(Reader):
+    """A reader whose prompts are tokenized by a Hugging Face tokenizer `self.tok` (with its BOS, if any)."""
+
+    tok = None
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return [list(ids) for ids in self.tok(list(texts), add_special_tokens=True)["input_ids"]]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self._encode(texts)]
+
+
 @READERS.register("transformers")
-class TransformersReader(Reader):
+class TransformersReader(HFTokenized):
     def __init__(self, tokenizer, model, n_ctx: int = DEFAULT_N_CTX, device: str = "auto", name: str = "transformers", batch_size: int = 8):
         from rag.device import resolve_device, use_all_cores
 
@@ -120,9 +134,6 @@ class TransformersReader(Reader):
         if named:
             reader.prompt_format = named.prompt_format
         return reader
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self.tok(list(texts), add_special_tokens=True)["input_ids"]]
 
     def generate_batch(self, prompts: Sequence[str], max_new_tokens: int = 16) -> list[Generation]:
         check_prompts(prompts, max_new_tokens)

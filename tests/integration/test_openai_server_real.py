@@ -113,7 +113,7 @@ def test_token_counts_come_from_the_server_and_equal_llama_cpps(server, key_env)
     from rag.readers import BUILTIN_DEMOS, FORMATS, load_reader
 
     remote = load_reader(MODEL, backend="openai", base_url=server.url, api_key_env=key_env)
-    local = load_reader(MODEL, n_threads=1, n_ctx=512)
+    local = load_reader(MODEL, backend="llama-cpp", n_threads=1, n_ctx=512)
     try:
         assert remote.family == "llama-cpp-python" and remote.token_counts == "server POST /extras/tokenize (llama-cpp-python)"
         assert remote.n_ctx == 2048 and remote.prompt_format == "instruct"

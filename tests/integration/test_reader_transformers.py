@@ -54,7 +54,7 @@ def test_batched_left_padded_decoding_matches_one_by_one(reader, questions):
 def test_answers_agree_with_llama_cpp(reader, questions):
     pytest.importorskip("llama_cpp")
     hf = answer(reader, questions)
-    llama = load_reader("smollm2-135m", n_threads=1)
+    llama = load_reader("smollm2-135m", backend="llama-cpp", n_threads=1)
     try:
         ref = answer(llama, questions)
     finally:

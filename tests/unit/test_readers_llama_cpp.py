@@ -65,7 +65,7 @@ def test_cpu_defaults(fake_llama):
     from rag.readers import load_reader
 
     mod, created, model = fake_llama
-    r = load_reader(str(model), n_ctx=512)
+    r = load_reader(str(model), backend="llama-cpp", n_ctx=512)
     kw = created[0].kw
     assert kw["n_threads"] == kw["n_threads_batch"] == n_cores() and kw["n_gpu_layers"] == 0
     assert kw["n_ctx"] == 512 and r.n_ctx == 512 and r.device == "cpu" and r.n_params == 1234
