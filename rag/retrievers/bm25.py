@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sizes, read_json_file, write_json_atomic, write_manifest
+from rag.artifacts import HashingFile, atomic_dir, check_manifest_files, file_sizes, read_json_file, write_json_atomic, write_manifest
 from rag.corpus.store import PassageStore, passage_text
 from rag.errors import ArtifactError, BadInputError, require
 from rag.progress import draw_bars, stage
@@ -214,8 +214,9 @@ class RankBM25Engine(Engine):
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         flat = np.fromiter((t for d in ids for t in d), dtype=np.int32, count=int(offsets[-1]))
-        np.save(folder / "tokens.npy", flat, allow_pickle=False)
-        np.save(folder / "offsets.npy", offsets, allow_pickle=False)
+        for name, arr in (("tokens.npy", flat), ("offsets.npy", offsets)):
+            with HashingFile(folder / name) as f:  # hashed as written, for the manifest
+                np.save(f, arr, allow_pickle=False)
         stems = sorted(vocab, key=vocab.__getitem__)  # id -> stem
         (folder / "vocab.json").write_text(json.dumps(stems, ensure_ascii=False), encoding="utf-8")
         return ["tokens.npy", "offsets.npy", "vocab.json"]
@@ -335,7 +336,7 @@ class BM25Retriever(Retriever):
         folder = Path(folder)
         if manifest.get("format") != FORMAT:
             raise ArtifactError(f"{folder}: BM25 index format {manifest.get('format')}, this rag reads {FORMAT}; rebuild it")
-        check_files(folder, manifest["files"])
+        check_manifest_files(folder, manifest)
         if SETTINGS in manifest["files"]:  # indexes built before the file existed have only the manifest
             saved = read_json_file(folder / SETTINGS)
             said = {"engine": manifest.get("engine"), "parameters": manifest.get("parameters"), "tokenizer": manifest.get("tokenizer")}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from rag.artifacts import check_files, read_manifest
+from rag.artifacts import check_manifest_files, read_manifest
 from rag.corpus.store import PassageStore
 from rag.encoders import DEFAULT_ENCODER, Encoder, get_encoder, identity_of
 from rag.errors import ArtifactError, BadInputError
@@ -205,7 +205,7 @@ class DenseRetriever(Retriever):
         folder = Path(folder)
         if manifest.get("format") != FORMAT:
             raise ArtifactError(f"{folder}: dense index format {manifest.get('format')}, this rag reads {FORMAT}; rebuild it")
-        check_files(folder, manifest["files"])
+        check_manifest_files(folder, manifest)
         info = manifest["encoder"]
         built_spec = f"{info['backend']}:{info['name']}"
         # queries in the precision the passages were encoded in (fp16 is for GPUs: "auto" picks for this device)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sizes, read_manifest, write_json_atomic, write_manifest
+from rag.artifacts import atomic_dir, check_manifest_files, file_sizes, read_manifest, write_json_atomic, write_manifest
 from rag.corpus.store import PassageStore, iter_row_range, passage_text
 from rag.encoders import DEFAULT_ENCODER, Encoder, get_encoder
 from rag.engine import LOCAL, EngineConfig, Shard, ShardLog, ShardWorker, engine_session, run_shards
@@ -348,7 +348,7 @@ def _reuse_source(path, store: PassageStore, encoder) -> dict:
     """The manifest of a dense index whose embeddings a new build may reuse (same passages, same encoder)."""
     path = Path(path)
     manifest = read_manifest(path, kind=KIND, format=FORMAT)
-    check_files(path, manifest["files"])
+    check_manifest_files(path, manifest)
     if manifest["passages"]["fingerprint"] != store.fingerprint:
         raise BadInputError(f"{path} was built over other passages ({manifest['passages']['path']}); its embeddings cannot be reused for {store.folder}")
     if encoder is not None:

@@ -351,6 +351,11 @@ def test_damaged_folders_are_refused(built, tmp_path):
 
     bad = copy_index(built["Flat"], tmp_path / "garbled")
     (bad / INDEX_FILE).write_bytes(b"\0" * len(data))
+    with pytest.raises(ArtifactError, match="index.faiss: content differs from the hash recorded"):
+        load_index(bad)
+    m = json.loads((bad / MANIFEST).read_text())
+    del m["hashes"]  # as built before hashed manifests: FAISS itself refuses the file
+    (bad / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="cannot be read by FAISS"):
         load_index(bad)
 
