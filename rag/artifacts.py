@@ -183,6 +183,19 @@ def read_json_file(path: str | os.PathLike):
         raise ArtifactError(f"{path}: damaged ({type(e).__name__}: {e}); rebuild the artifact") from None
 
 
+def load_npy(path: str | os.PathLike, mmap_mode: str | None = "r", kind: str | None = None):
+    """np.load of an artifact's array; a damaged file (bad header, short data) is an ArtifactError naming it."""
+    import numpy as np
+
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise  # the machine's error (permissions, disk): the CLI names it
+        raise ArtifactError(f"{path}: cannot be read as a .npy array ({e}); the file is damaged: rebuild with: "
+                            f"{rebuild_hint(kind)}") from e
+
+
 def write_manifest(folder: str | os.PathLike, kind: str, format: int, libraries: tuple[str, ...] = (), **fields) -> dict:
     manifest = {
         "kind": kind,

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "qa": ("rag.cli.qa_cmd", "qa"),
     "eval": ("rag.cli.eval_cmd", "eval_group"),
     "bench": ("rag.cli.bench_cmd", "bench"),
+    "verify": ("rag.cli.verify_cmd", "verify"),
 }
 
 

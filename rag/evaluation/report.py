@@ -325,6 +325,9 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
     if attr_rows:
         md += "\n" + attribution.to_markdown(attr_rows, run.config.metric, attr_plot)
         _write_text(folder / "attribution.csv", attribution.to_csv(attr_rows))
+    if run.manifest.get("store_mismatches"):  # allowed with --allow-store-mismatch; the reader of the summary must know
+        md += "\n## Warning: passage stores differ (run with --allow-store-mismatch)\n\n" + "".join(
+            f"- {m}\n" for m in run.manifest["store_mismatches"])
     _write_text(folder / "summary.md", md)
     write_json_atomic(folder / "adaptive.json", summary.adaptive or {})
     write_json_atomic(folder / "trends.json", trends)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from rag.artifacts import MANIFEST, check_replaceable, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
+from rag.artifacts import MANIFEST, check_replaceable, file_sizes, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
 from rag.errors import ArtifactError, BadInputError
 from rag.evaluation.config import EvalConfig, config_from_dict, to_dict
 from rag.evaluation.records import CLOSED, RECORDS, EvalRecord, Key, RecordStore, rag_mode
@@ -281,7 +281,8 @@ class RunFolder:
 
     def write_manifest(self, *, cfg: EvalConfig, identity: dict, modes: dict[str, dict], index_manifests: dict[str, dict],
                        counts: dict, n_population: int, n_selected: int, reader_info: dict | None = None,
-                       status: str = "running", backend_choice: dict | None = None) -> None:
+                       status: str = "running", backend_choice: dict | None = None,
+                       store_mismatches: list[str] = ()) -> None:
         """manifest.json: this session's modes and indexes merged over the old manifest's (a run may drop a
         retriever in one session and keep its records)."""
         old = self.old
@@ -291,6 +292,9 @@ class RunFolder:
             m = index_manifests[r.name]
             indexes[r.name] = {"path": str(r.index), "kind": m.get("kind"), "fingerprint": modes[rag_mode(r.name)]["index"],
                                "passages": m.get("passages")}
+        # once a session is over, the files `rag verify` checks (records.jsonl grows while a run goes on and across
+        # sessions, so write_manifest hashes it here, after the fact, not as it is written)
+        kept = [n for n in (CONFIG, SELECTION, RECORDS) if status != "running" and (self.path / n).exists()]
         write_manifest(
             self.path,
             kind=KIND,
@@ -309,5 +313,7 @@ class RunFolder:
             modes={**old.get("modes", {}), **modes},
             n_selected=n_selected,
             **({"backend_choice": backend_choice} if backend_choice else {}),
+            **({"store_mismatches": list(store_mismatches)} if store_mismatches else {}),
+            **({"files": file_sizes(self.path, kept)} if kept else {}),
         )
 

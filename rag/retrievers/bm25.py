@@ -345,7 +345,11 @@ class BM25Retriever(Retriever):
                 raise ArtifactError(f"{folder}: the manifest's {', '.join(wrong)} differ from the settings the index was "
                                     f"built with ({SETTINGS}); the manifest was edited. Rebuild the index to change them")
         tokenizer = Tokenizer.from_spec(manifest["tokenizer"])
-        engine = ENGINES.get(manifest["engine"]).load(folder, manifest["parameters"], len(store))
+        try:
+            engine = ENGINES.get(manifest["engine"]).load(folder, manifest["parameters"], len(store))
+        except (ValueError, KeyError, EOFError, UnicodeDecodeError) as e:  # bm25s / numpy on a damaged file
+            raise ArtifactError(f"{folder}: the {manifest['engine']} index files cannot be read ({type(e).__name__}: "
+                                f"{str(e)[:200]}); they are damaged: rebuild with: rag index build --kind bm25 ...") from e
         return cls(store, engine, tokenizer, manifest)
 
     def doc_freq(self) -> DocFreq | None:
