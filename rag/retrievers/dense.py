@@ -211,7 +211,8 @@ class DenseRetriever(Retriever):
         if SETTINGS in manifest["files"]:  # indexes built before the file existed have only the manifest
             saved = read_json_file(folder / SETTINGS)
             said = settings_of(manifest.get("encoder") or {}, manifest.get("factory"), manifest.get("dim"))
-            XX            wrong += sorted(f"encoder.{k}" for k in said["encoder"] if said["encoder"][k] != (saved.get("encoder") or {}).get(k))
+            wrong = sorted(k for k in said if k != "encoder" and said[k] != saved.get(k))
+            wrong += sorted(f"encoder.{k}" for k in said["encoder"] if said["encoder"][k] != (saved.get("encoder") or {}).get(k))
             if wrong:
                 raise ArtifactError(f"{folder}: the manifest's {', '.join(wrong)} differ from the settings the index "
                                     f"was built with ({SETTINGS}); the manifest was edited. Rebuild the index "
