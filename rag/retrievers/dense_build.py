@@ -365,6 +365,11 @@ def _reuse_source(path, store: PassageStore, encoder) -> dict:
     elif file_digest(path / EMBEDDINGS)["sha256"] != want["sha256"]:  # every byte is reused, so every byte is checked
         raise ArtifactError(f"{path / EMBEDDINGS}: sha256 differs from the one recorded at build time (damaged); "
                             f"rebuild {path} (rag index build --kind dense ...) before reusing its embeddings")
+    emb = load_npy(path / EMBEDDINGS, kind=KIND)  # a damaged header is refused before anything is built
+    if emb.shape != (manifest["n_vectors"], manifest["dim"]) or emb.dtype != np.float32:
+        raise ArtifactError(f"{path / EMBEDDINGS}: holds {emb.dtype} {emb.shape}, the manifest says float32 "
+                            f"({manifest['n_vectors']}, {manifest['dim']}); rebuild {path}")
+    del emb
     if manifest["passages"]["fingerprint"] != store.fingerprint:
         raise BadInputError(f"{path} was built over other passages ({manifest['passages']['path']}); its embeddings cannot be reused for {store.folder}")
     if encoder is not None:
