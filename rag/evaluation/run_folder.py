@@ -123,17 +123,31 @@ class Run:
         return iter(self.records.values())
 
 
+def _read_part(folder: Path, name: str, parse):
+    """parse(text of folder/name); a missing or damaged file is an ArtifactError naming it."""
+    import yaml
+
+    path = folder / name
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{folder}: missing {name}; this run folder is incomplete") from None
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError, TypeError, AttributeError, KeyError) as e:
+        if isinstance(e, BadInputError):
+            raise
+        raise ArtifactError(f"{path}: damaged ({type(e).__name__}: {str(e).splitlines()[0][:200]}); `rag verify "
+                            f"{folder}` lists what differs from the finished run; rerun the evaluation "
+                            f"(rag eval run ... --overwrite)") from None
+
+
 def load_run(folder: str | Path) -> Run:
     """Read a run folder (refused when it is not one, or is incomplete)."""
     import yaml
 
     folder = Path(folder)
     manifest = read_manifest(folder, kind=KIND, format=FORMAT)
-    try:
-        cfg = config_from_dict(yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8")), where=str(folder / CONFIG))
-        selection = Selection.from_json(json.loads((folder / SELECTION).read_text(encoding="utf-8")), cfg)
-    except FileNotFoundError as e:
-        raise ArtifactError(f"{folder}: missing {Path(e.filename).name}; this run folder is incomplete") from None
+    cfg = _read_part(folder, CONFIG, lambda text: config_from_dict(yaml.safe_load(text), where=str(folder / CONFIG)))
+    selection = _read_part(folder, SELECTION, lambda text: Selection.from_json(json.loads(text), cfg))
     records = RecordStore(folder / RECORDS).load(repair=False)
     return Run(folder, manifest, cfg, selection, records)
 
