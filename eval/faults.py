@@ -207,6 +207,7 @@ def disk_full_fault(inp: Path, work: Path, kind: str, seed: int, limit: int) -> 
         if not ok:
             return Fault("disk full", kind, seed, SILENT, f"{detail}; succeeded but {why}")
         first = REFUSED  # every file fitted under the limit: nothing to refuse
+        detail += "; every file fitted under the limit"
     elif one_line_error(p):
         first = REFUSED
         detail += f"; {p.stderr.strip().splitlines()[-1][:160]}"
