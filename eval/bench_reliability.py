@@ -40,9 +40,8 @@ def edit_faults(inp: Path, work: Path, tally: F.Tally) -> None:
         ("bm25", lambda m: m.update(kind="counts"), "kind"),
         ("dense", lambda m: m.update(kind="index/bm25"), "kind"),
         ("counts", lambda m: m.update(kind="passages"), "kind"),
-        ("bm25", lambda m: m["tokenizer"].update(stemmer="porter" if m["tokenizer"].get("stemmer") != "porter" else None),
-         "tokenizer stemmer"),
-        ("bm25", lambda m: m["tokenizer"].update(stopwords=not m["tokenizer"].get("stopwords")), "tokenizer stopwords"),
+        ("bm25", lambda m: m["tokenizer"].update(stemmer="porter"), "tokenizer stemmer"),
+        ("bm25", lambda m: m["tokenizer"].update(stopwords=None), "tokenizer stopwords"),
         ("bm25", lambda m: m["parameters"].update(k1=m["parameters"]["k1"] + 0.3), "k1"),
         ("bm25", lambda m: m["parameters"].update(b=0.9), "b"),
         ("dense", lambda m: m["encoder"].update(name="65"), "encoder name"),
@@ -89,12 +88,13 @@ def main() -> None:
         for kind in F.commands(inp, inp).keys():
             for seed in range(args.kills):
                 print(tally.add(F.kill_fault(inp, work(), kind, seed, seconds[kind])), flush=True)
-        largest = max(p.stat().st_size for p in (inp / "ref").rglob("*") if p.is_file())
         import random
 
         for kind in ("corpus", "bm25", "dense", "counts", "eval"):
+            out = F.commands(inp, inp / "ref")[kind][1]
+            largest = max(p.stat().st_size for p in out.rglob("*") if p.is_file())
             for seed in range(args.limits):
-                limit = random.Random(seed).randint(2_000, largest)
+                limit = random.Random(seed).randint(1_000, largest - 1)  # below the largest file: the limit is hit
                 print(tally.add(F.disk_full_fault(inp, work(), kind, seed, limit)), flush=True)
         for art, name in F.artifact_files(inp):
             for seed in range(args.corrupt_seeds):

@@ -305,7 +305,7 @@ def concurrent_fault(inp: Path, work: Path, kind: str, seed: int) -> Fault:
     cmd, out = commands(inp, work)[kind]
     rng = random.Random(seed)
     a = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(rng.uniform(0, 0.3))
+    time.sleep(rng.uniform(0, 0.1))
     b = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ra, rb = [(x.wait(timeout=300), *x.communicate()) for x in (a, b)]
     codes = sorted([ra[0], rb[0]])

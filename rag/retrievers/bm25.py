@@ -312,7 +312,14 @@ class BM25Retriever(Retriever):
             if len(ids) != len(store):
                 raise ArtifactError(f"{store.folder}: read {len(ids)} passages, its manifest says {len(store)}; rebuild the passage store")
             with stage(f"{engine} index", f"{len(ids):,} passages, {len(vocab):,} terms"):
-                files = eng.build(ids, vocab, tmp, params, draw_bars(progress))
+                try:
+                    files = eng.build(ids, vocab, tmp, params, draw_bars(progress))
+                except OSError as e:
+                    if e.filename or e.errno:
+                        raise
+                    # numpy's short write (bm25s saves with np.save) names no file and sets no errno
+                    raise ArtifactError(f"{tmp}: writing the {engine} index failed ({e}): the disk is full or a "
+                                        f"file-size limit was reached; free space and rerun") from e
             # what changes scores, kept beside the engine files too: load refuses a manifest edited to say otherwise
             write_json_atomic(tmp / SETTINGS, {"engine": engine, "parameters": params, "tokenizer": tokenizer.spec()})
             files = [*files, SETTINGS]
