@@ -27,7 +27,7 @@ SAMPLE_BLOCK = 1 << 16  # bytes per sampled block
 # what to run to rebuild an artifact, by kind prefix (for messages)
 REBUILD = {"passages": "rag corpus build ...", "index/": "rag index build ...", "counts": "rag counts build ...",
            "postings": "rag counts postings ...", "lexicon": "rag counts lexicon ...", "run/": "rag eval run ... --overwrite",
-           "world": "rag world build ..."}
+           "world": "rag bench --overwrite", "model/tiny-lm": "rag bench --overwrite"}
 
 
 def library_versions(*names: str) -> dict[str, str]:
