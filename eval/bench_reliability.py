@@ -115,7 +115,11 @@ def main() -> None:
         r = by_target.setdefault(key, {"fault": key[0], "target": key[1], "injected": 0, **{o: 0 for o in F.OUTCOMES}})
         r["injected"] += 1
         r[f.outcome] += 1
+    at_load = [f for f in tally.faults if f.kind == "corrupt" and "load refused" in f.detail]
     loaded = [f for f in tally.faults if f.kind == "corrupt" and "verify names it" in f.detail]
+    late_kills = [f for f in tally.faults if f.kind == "kill -9" and "finished before" in f.detail]
+    overlaps = [f for f in tally.faults if f.kind == "concurrent" and "second writer refused" in f.detail]
+    n_conc = sum(f.kind == "concurrent" for f in tally.faults)
     harmless = [f for f in tally.faults if "no effect on results" in f.detail]
     cmd = (f"nice -n 10 python eval/bench_reliability.py --docs {args.docs} --kills {args.kills} --limits {args.limits} "
            f"--corrupt-seeds {args.corrupt_seeds} --concurrent {args.concurrent}")
@@ -138,15 +142,27 @@ A short version runs in CI: `tests/integration/test_fault_injection.py`.
 {md_table(sorted(by_target.values(), key=lambda r: (r["fault"], r["target"])), ["fault", "target", "injected", *F.OUTCOMES])}
 ## Notes
 
-- *refused clearly* for a damaged file means loading it gave a one-line error naming the file (exit 2), or it
-  loaded (its sampled hash reads only a few 64 KiB blocks) and `rag verify` named it
-  ({len(loaded)} faults), or the damaged byte changed nothing: same search output / records / summary as the intact
-  artifact, e.g. a flipped letter in a manifest's path or timestamp, which no hash covers ({len(harmless)} faults).
+- *refused clearly* for a damaged file means loading it gave a one-line error naming the file (exit 2;
+  {len(at_load)} faults), or it loaded (its sampled hash reads only a few 64 KiB blocks, and a counts folder's
+  lexicon/ and postings/ are not read by an eval run) and `rag verify` named it ({len(loaded)} faults), or the
+  damaged byte changed nothing: same search output / records / summary as the intact artifact, e.g. a flipped
+  letter in a manifest's path or timestamp, which no hash covers ({len(harmless)} faults).
 - *disk full* is RLIMIT_FSIZE in the child (EFBIG; SIGXFSZ ignored), not a full tmpfs: mounting one needs root.
   A limit above every file the command writes is counted as refused clearly with nothing to refuse (the detail says
   "every file fitted under the limit").
 - kill -9 lands at a seeded random time up to 1.1 x the uninterrupted run, so some kills land after the command
-  finished; the finished output is then compared to the reference too.
+  finished ({len(late_kills)} of them); the finished output is then compared to the reference too.
+- Two writers: in {len(overlaps)} of {n_conc} trials both ran at once and the second was refused naming the first
+  (pid, command); in the others the first had finished and the second said "already exists" (builds) or found
+  nothing to do (a finished eval run).
+
+## Found and fixed while writing this
+
+- A damaged `config.yaml` or `selection.json` of a run folder made `rag eval report` print a traceback
+  (yaml ReaderError / JSONDecodeError); now one line naming the file.
+- A full disk during a bm25s build gave `error: 30733 requested and 28138 written` (numpy's short write has no
+  errno or file name); now the message names the index folder and says to free space.
+- EFBIG (a file-size limit) had no message of its own; it now says which limit and what to do.
 """
     if bad:
         md += "\n## Silent wrong / data lost\n\n" + "".join(f"- {f.kind} {f.target} seed {f.seed}: {f.outcome}: {f.detail}\n" for f in bad)

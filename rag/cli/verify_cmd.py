@@ -21,10 +21,10 @@ def verify(path: Path) -> None:
     """
     from rag.artifacts import read_manifest, verify_folder
 
+    manifest = read_manifest(path)  # not an artifact at all: the usual one-line error
     problems, notes = verify_folder(path)
     checked = [path]
     if not problems:
-        manifest = read_manifest(path)
         for m in manifest.get("members") or []:  # a hybrid index: its members are artifacts of their own
             rel = (path / m.get("relpath", "")).resolve()
             member = rel if m.get("relpath") and rel.exists() else Path(m.get("path", ""))
