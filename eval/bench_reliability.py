@@ -163,6 +163,13 @@ A short version runs in CI: `tests/integration/test_fault_injection.py`.
 - A full disk during a bm25s build gave `error: 30733 requested and 28138 written` (numpy's short write has no
   errno or file name); now the message names the index folder and says to free space.
 - EFBIG (a file-size limit) had no message of its own; it now says which limit and what to do.
+- kill -9 of `rag eval run` between writing config.yaml and manifest.json (or during a `.NAME.tmp-PID` write) left a
+  folder the rerun refused as "not a run folder" (data lost: the command could not be completed by rerunning it);
+  a folder holding only a run's start files is now started afresh, and temporary files of a killed session are
+  removed when the run is reopened.
+- kill -9 after a run's last record but before its final manifest: the rerun had nothing to do, opened no reader,
+  and the manifest lost the reader's details (silent wrong); the manifest now records them as soon as the reader
+  is open.
 """
     if bad:
         md += "\n## Silent wrong / data lost\n\n" + "".join(f"- {f.kind} {f.target} seed {f.seed}: {f.outcome}: {f.detail}\n" for f in bad)

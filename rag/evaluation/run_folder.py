@@ -246,6 +246,19 @@ def diff_keys(a, b, prefix: str = "") -> list[str]:
 # --- writing ---------------------------------------------------------------------------------------------------
 
 
+def _only_start_files(folder: Path) -> bool:
+    """Whether `folder` holds nothing but what a run writes before its manifest (and their temporary files)."""
+    if not folder.is_dir():
+        return False
+    names = [p.name for p in folder.iterdir()]
+    return bool(names) and all(n in (CONFIG, SELECTION, "timing.json") or _is_temporary(n) for n in names)
+
+
+def _is_temporary(name: str) -> bool:
+    """A file being written under a temporary name (write_text_atomic, write_config): `.NAME.tmp` or `.NAME.tmp-PID`."""
+    return name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
+
+
 class RunFolder:
     """A run folder being written: created, or reopened after its identity is checked against the old manifest."""
 
@@ -264,6 +277,12 @@ class RunFolder:
             else:
                 check_replaceable(out, KIND)  # only a run folder is replaced, never an index or other artifact
                 shutil.rmtree(out)
+        if out.is_dir():  # we hold the run's lock: temporary files are what a killed session was writing
+            for t in [t for t in out.iterdir() if t.is_file() and _is_temporary(t.name)]:
+                t.unlink()
+        if out.exists() and not (out / MANIFEST).exists() and _only_start_files(out):
+            # killed while writing config.yaml / selection.json, before its manifest: no record was written yet
+            shutil.rmtree(out)
         if out.exists() and any(out.iterdir()):
             if not (out / MANIFEST).exists():
                 if (out / RECORDS).exists():

@@ -371,6 +371,9 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
         pipeline = _open_pipeline(p, retrievers, reader, timer)
     gen = (LocalGenerator(pipeline, timer) if not cfg.engine.is_ray
            else RayGenerator(cfg.engine, cfg, reader, pipeline, timer))
+    # recorded now, not only at the end: a session killed after its last record leaves nothing for the next one to
+    # open the reader for, and the manifest would lose what read the answers
+    _write_start(folder, p, reader_info=gen.info)
 
     def jobs_of(chunk: list[Question]) -> list[tuple]:
         """(mode, questions, retrieved passages per question, first hits) to read for one batch, closed-book first."""

@@ -70,6 +70,8 @@ def test_verify_says_ok_or_lists_each_mismatch(built, tmp_path):
     r = cli("verify", tmp_path / "dense")
     assert r.exit_code == 2, r.output
     assert "MISMATCH " in r.output and "embeddings.npy: sha256 differs" in r.output and "index.faiss: missing" in r.output
+    r = cli("verify", tmp_path / "nothing")
+    assert r.exit_code == 2 and "no such folder" in r.output and "MISMATCH" not in r.output
 
 
 def test_verify_of_an_artifact_without_hashes_checks_sizes_only(built, tmp_path):
@@ -166,3 +168,18 @@ def test_counts_and_index_over_different_stores_are_refused_unless_allowed(world
     assert set(m["files"]) == {"config.yaml", "selection.json", "records.jsonl"}
     r = cli("verify", tmp_path / "run")
     assert r.exit_code == 0 and r.output.startswith("OK"), r.output
+
+
+def test_a_run_killed_before_its_manifest_or_while_writing_a_file_resumes(world, tmp_path):  # noqa: F811
+    """Found by eval/bench_reliability.py: kill -9 between config.yaml and manifest.json, or during a write."""
+    cfg = load_config(write_config(world, tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("name: tiny\n")
+    (tmp_path / "run" / ".manifest.json.tmp-99999").write_text("{")
+    res = run_eval(cfg, progress=False, reader=CountingReader())
+    assert sum(res.computed.values()) == 24
+    m = json.loads((tmp_path / "run" / MANIFEST).read_text())
+    assert m["status"] == "complete" and m["reader_info"]
+    (tmp_path / "run" / ".trends.json.tmp-99999").write_text("{")
+    run_eval(cfg, progress=False, reader=CountingReader())
+    assert not list((tmp_path / "run").glob(".*tmp*"))
