@@ -5,6 +5,8 @@ Layout of a manifest (JSON object):
     kind        "passages" | "index/bm25" | "index/dense" | ...
     created     ISO time
     libraries   {name: version}
+    files       {name: size in bytes}                        (most kinds)
+    hashes      {name: {"sha256": hex, "sample": hex}}       (since hashed manifests; absent in older folders)
     ...         kind-specific fields (inputs' fingerprints, parameters, counts)
 """
 from __future__ import annotations
@@ -21,6 +23,11 @@ from typing import Iterator, Sequence
 from rag.errors import ArtifactError
 
 MANIFEST = "manifest.json"
+SAMPLE_BLOCK = 1 << 16  # bytes per sampled block
+# what to run to rebuild an artifact, by kind prefix (for messages)
+REBUILD = {"passages": "rag corpus build ...", "index/": "rag index build ...", "counts": "rag counts build ...",
+           "postings": "rag counts postings ...", "lexicon": "rag counts lexicon ...", "run/": "rag eval run ... --overwrite",
+           "world": "rag bench --overwrite", "model/tiny-lm": "rag bench --overwrite"}
 
 
 def library_versions(*names: str) -> dict[str, str]:
@@ -43,6 +50,95 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def sample_offsets(size: int) -> list[int]:
+    """Where the sampled hash reads SAMPLE_BLOCK bytes: the start, every power of two from 64 KiB on, and the end.
+    Fixed by the size alone, so build and load agree; ~20 blocks (1.3 MiB) for a 64 GiB file."""
+    offsets = [0]
+    k = SAMPLE_BLOCK
+    while k < size:
+        offsets.append(k)
+        k <<= 1
+    offsets.append(max(0, size - SAMPLE_BLOCK))
+    return offsets
+
+
+def sampled_hash(path: str | os.PathLike) -> str:
+    """Cheap content check of a built file: its size and the blocks at sample_offsets (the whole file below 64 KiB)."""
+    size = os.path.getsize(path)
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for off in sample_offsets(size):
+            f.seek(off)
+            h.update(f.read(SAMPLE_BLOCK))
+    return h.hexdigest()[:32]
+
+
+# resolved path -> (size, mtime_ns, sha256) of files hashed while they were written (HashingFile)
+_STREAMED: dict[str, tuple[int, int, str]] = {}
+
+
+class HashingFile:
+    """A binary file opened for writing that hashes the bytes as they pass, so a manifest's sha256 costs no second
+    read. For writers that stream through a file object (pyarrow's ParquetWriter, np.save, our text files)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._f = open(self.path, "wb")
+        self._h = hashlib.sha256()
+        self._n = 0
+
+    def write(self, data) -> int:
+        self._h.update(data)
+        self._n += len(data)
+        return self._f.write(data)
+
+    def tell(self) -> int:
+        return self._n
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False  # a seek would invalidate the running hash
+
+    def readable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._f.closed
+
+    def close(self) -> None:
+        if self._f.closed:
+            return
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        st = self.path.stat()
+        if st.st_size == self._n:
+            _STREAMED[str(self.path.resolve())] = (st.st_size, st.st_mtime_ns, self._h.hexdigest())
+
+    def __enter__(self) -> "HashingFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def file_digest(path: str | os.PathLike) -> dict[str, str]:
+    """{"sha256", "sample"} of a finished file. The sha256 comes from HashingFile when the file was streamed through
+    one and is unchanged since; files written by libraries with no file-object hook (faiss.write_index, bm25s,
+    np.memmap chunks of a resumable encode) are read once right after writing, while they are in the page cache."""
+    path = Path(path)
+    st = path.stat()
+    got = _STREAMED.pop(str(path.resolve()), None)
+    sha = got[2] if got and got[:2] == (st.st_size, st.st_mtime_ns) else file_sha256(path)
+    return {"sha256": sha, "sample": sampled_hash(path)}
+
+
 def quick_fingerprint(path: str | os.PathLike) -> str:
     """Cheap identity of a (possibly huge) input file: size, mtime and the first/last MiB."""
     p = Path(path)
@@ -63,12 +159,15 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    data = text.encode("utf-8")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        st = path.stat()
+        _STREAMED[str(path.resolve())] = (st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest())
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -84,6 +183,19 @@ def read_json_file(path: str | os.PathLike):
         raise ArtifactError(f"{path}: damaged ({type(e).__name__}: {e}); rebuild the artifact") from None
 
 
+def load_npy(path: str | os.PathLike, mmap_mode: str | None = "r", kind: str | None = None):
+    """np.load of an artifact's array; a damaged file (bad header, short data) is an ArtifactError naming it."""
+    import numpy as np
+
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise  # the machine's error (permissions, disk): the CLI names it
+        raise ArtifactError(f"{path}: cannot be read as a .npy array ({e}); the file is damaged: rebuild with: "
+                            f"{rebuild_hint(kind)}") from e
+
+
 def write_manifest(folder: str | os.PathLike, kind: str, format: int, libraries: tuple[str, ...] = (), **fields) -> dict:
     manifest = {
         "kind": kind,
@@ -92,7 +204,10 @@ def write_manifest(folder: str | os.PathLike, kind: str, format: int, libraries:
         "libraries": library_versions(*libraries),
         **fields,
     }
+    if isinstance(fields.get("files"), dict) and "hashes" not in fields:
+        manifest["hashes"] = {name: file_digest(Path(folder) / name) for name in fields["files"]}
     write_json_atomic(Path(folder) / MANIFEST, manifest)
+    _STREAMED.pop(str((Path(folder) / MANIFEST).resolve()), None)
     return manifest
 
 
@@ -106,10 +221,13 @@ def read_manifest(folder: str | os.PathLike, kind: str | None = None, format: in
         raise ArtifactError(f"{folder}: no {MANIFEST}; this is not a finished artifact (an interrupted build?). Rebuild it.")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"{path}: manifest is not valid JSON ({e}); rebuild the artifact") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: manifest is not valid JSON ({e}); rebuild the artifact") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: manifest is not a JSON object; rebuild the artifact")
     if kind is not None and not str(manifest.get("kind", "")).startswith(kind):
-        raise ArtifactError(f"{folder}: is a {manifest.get('kind')!r} artifact, expected {kind!r}")
+        raise ArtifactError(f"{path}: is a {manifest.get('kind')!r} artifact, expected {kind!r} (a wrong path, or "
+                            f"an edited manifest); rebuild with: {rebuild_hint(kind)}")
     if format is not None and manifest.get("format") != format:
         raise ArtifactError(
             f"{folder}: format {manifest.get('format')} but this version of rag reads format {format}; rebuild it"
@@ -117,17 +235,66 @@ def read_manifest(folder: str | os.PathLike, kind: str | None = None, format: in
     return manifest
 
 
-def check_files(folder: str | os.PathLike, sizes: dict[str, int]) -> None:
-    """Refuse truncated or missing files, using the sizes recorded in the manifest."""
+def rebuild_hint(kind: str | None) -> str:
+    kind = str(kind or "")
+    return next((cmd for prefix, cmd in REBUILD.items() if kind.startswith(prefix)), "the command that built it")
+
+
+def check_files(folder: str | os.PathLike, sizes: dict[str, int], hashes: dict[str, dict] | None = None,
+                kind: str | None = None) -> None:
+    """Refuse missing, truncated or damaged files: sizes, and the sampled hash where the manifest records hashes
+    (older artifacts have none). `rag verify` checks the full hashes."""
     folder = Path(folder)
+    fix = f"rebuild with: {rebuild_hint(kind)}"
     for name, size in sizes.items():
         p = folder / name
         if not p.exists():
-            raise ArtifactError(f"{folder}: missing file {name}; rebuild the artifact")
+            raise ArtifactError(f"{folder}: missing file {name}; {fix}")
         if p.stat().st_size != size:
-            raise ArtifactError(
-                f"{folder}: {name} is {p.stat().st_size} bytes, the manifest says {size} (truncated or replaced); rebuild"
-            )
+            raise ArtifactError(f"{p} is {p.stat().st_size} bytes, the manifest says {size} (truncated or replaced); {fix}")
+        want = (hashes or {}).get(name)
+        if want and want.get("sample") and sampled_hash(p) != want["sample"]:
+            raise ArtifactError(f"{p}: content differs from the hash recorded at build time (damaged in place); {fix}")
+
+
+def check_manifest_files(folder: str | os.PathLike, manifest: dict) -> None:
+    """check_files with everything the manifest records."""
+    check_files(folder, manifest.get("files") or {}, manifest.get("hashes"), manifest.get("kind"))
+
+
+def verify_folder(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Full check of an artifact folder and of the artifacts nested in it: (problems, notes). Every file the
+    manifest lists must exist with its recorded size and sha256."""
+    folder = Path(folder)
+    problems: list[str] = []
+    notes: list[str] = []
+    try:
+        manifest = read_manifest(folder)
+    except ArtifactError as e:
+        return [str(e)], notes
+    files = manifest.get("files")
+    hashes = manifest.get("hashes")
+    if manifest.get("members"):
+        pass  # a hybrid: its members hold the files (`rag verify` checks them too)
+    elif not isinstance(files, dict) or not files:
+        notes.append(f"{folder}: its manifest lists no files ({manifest.get('kind')}); nothing to hash")
+    elif not hashes:
+        notes.append(f"{folder}: no hashes recorded (built before format 'hashed manifests' of rag "
+                     f"{manifest.get('libraries', {}).get('rag', '?')}); sizes only")
+    for name, size in (files or {}).items():
+        p = folder / name
+        if not p.exists():
+            problems.append(f"{p}: missing")
+        elif p.stat().st_size != size:
+            problems.append(f"{p}: {p.stat().st_size} bytes, the manifest says {size}")
+        elif hashes and name in hashes and file_sha256(p) != hashes[name]["sha256"]:
+            problems.append(f"{p}: sha256 differs from the one recorded at build time")
+    for sub in sorted(folder.iterdir()):  # nested artifacts (a world's model, a counts folder's postings)
+        if sub.is_dir() and (sub / MANIFEST).exists():
+            p, n = verify_folder(sub)
+            problems += p
+            notes += n
+    return problems, notes
 
 
 def file_sizes(folder: str | os.PathLike, names) -> dict[str, int]:

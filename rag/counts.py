@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from rag.artifacts import MANIFEST, atomic_dir, check_files, file_sha256, file_sizes, quick_fingerprint, read_manifest, write_manifest
+from rag.artifacts import MANIFEST, atomic_dir, HashingFile, check_manifest_files, file_digest, file_sizes, quick_fingerprint, read_manifest, write_manifest
 from rag.buckets import Buckets, log10_edges
 from rag.errors import ArtifactError, BadInputError
 from rag.qa import qa_fingerprint, qa_fingerprints
@@ -89,16 +89,19 @@ def save_counts(rows: Sequence[QuestionCount], out: str | os.PathLike, overwrite
 
     cols = {f.name: [list(v) if isinstance(v, tuple) else v for v in (getattr(r, f.name) for r in rows)] for f in fields(QuestionCount)}
     with atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:
-        pq.write_table(pa.table(cols, schema=_schema()), tmp / FILE)
+        with HashingFile(tmp / FILE) as f:  # hashed as it is written
+            pq.write_table(pa.table(cols, schema=_schema()), f)
+        digest = file_digest(tmp / FILE)
         return write_manifest(
             tmp,
             kind=KIND,
             format=FORMAT,
             libraries=("pyarrow",),
             n_questions=len(rows),
-            fingerprint=file_sha256(tmp / FILE)[:32],
+            fingerprint=digest["sha256"][:32],
             summary=summarize(rows),
             files=file_sizes(tmp, [FILE]),
+            hashes={FILE: digest},
             **manifest_fields,
         )
 
@@ -124,8 +127,12 @@ def load_counts(folder: str | os.PathLike) -> tuple[list[QuestionCount], dict]:
         )
     if manifest.get("format") not in READS:
         raise ArtifactError(f"{folder}: counts format {manifest.get('format')}, this rag reads {READS}; rebuild them")
-    check_files(folder, manifest["files"])
-    d = pq.read_table(folder / FILE).to_pydict()
+    check_manifest_files(folder, manifest)
+    try:
+        d = pq.read_table(folder / FILE).to_pydict()
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{folder / FILE}: cannot be read ({type(e).__name__}: {e}); the file is damaged: "
+                            f"rebuild with: rag counts build ...") from e
     n = len(d["qid"])
     if manifest["format"] == 1:  # before the surface fallback: every count came from two entities
         d["method"] = [ENTITY if st == OK else NONE for st in d["status"]]

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("rag.cli.eval_cmd", "eval_group"),
     "bench": ("rag.cli.bench_cmd", "bench"),
     "world": ("rag.cli.world_cmd", "world"),
+    "verify": ("rag.cli.verify_cmd", "verify"),
 }
 
 
@@ -67,6 +68,8 @@ def environment_message(e: OSError) -> str:
     where = f" ({e.filename})" if e.filename else ""
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         return f"no space left on the device{where}; free some space and rerun (interrupted builds and runs resume)"
+    if e.errno == errno.EFBIG:  # a file-size limit (ulimit -f) or a file system's maximum file size
+        return f"file too large for this system's file-size limit{where}; raise the limit (ulimit -f) or free space and rerun"
     if e.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied{where}; choose a folder you can write to, or fix its permissions"
     if e.errno == errno.EROFS:

@@ -61,11 +61,14 @@ def eval_group() -> None:
               help="Override any config value by its dotted key, VALUE read as YAML, e.g. --set reader.n_ctx=1024 "
                    "--set buckets=[0,10,1000] (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Delete the run folder's results and start afresh instead of resuming.")
+@click.option("--allow-store-mismatch", is_flag=True, default=None,
+              help="Run although the counts and an index were built over different passage stores (refused by default); "
+                   "the run's manifest and summary say so (config: allow_store_mismatch: true).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar on stderr (on a terminal; elsewhere, and with --no-progress, one log line per stage).")
 @engine_options(shards=False)
-def run(config_path, per_bucket, all_questions, budget, allocation, seed, out, model, backend, limit, k, count_method, only, sets, overwrite, progress,
-        exec_engine) -> None:
+def run(config_path, per_bucket, all_questions, budget, allocation, seed, out, model, backend, limit, k, count_method, only, sets, overwrite, allow_store_mismatch,
+        progress, exec_engine) -> None:
     """Run (or resume) the evaluation described by --config.
 
     For the same questions: closed-book answers, then retrieval-augmented answers with each retriever's
@@ -94,7 +97,8 @@ def run(config_path, per_bucket, all_questions, budget, allocation, seed, out, m
         raise BadInputError("--per-bucket and --all exclude each other")
     explicit = dict(parse_set(item) for item in sets)
     flags = {"per_bucket": per_bucket, "budget": budget, "allocation": allocation, "seed": seed, "out": str(out) if out else None, "reader.model": model,
-             "reader.backend": backend, "qa.limit": limit, "k": k, "count_method": count_method}
+             "reader.backend": backend, "qa.limit": limit, "k": k, "count_method": count_method,
+             "allow_store_mismatch": allow_store_mismatch or None}
     if exec_engine.is_ray:  # flags win over the config's engine block; without them the config decides
         flags.update({"engine.kind": "ray", "engine.address": exec_engine.address, "engine.workers": exec_engine.workers})
     # flags win over --set for the same key (as before); --set applies null too

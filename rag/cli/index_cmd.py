@@ -130,13 +130,13 @@ def build(passages: Path, kind: str, out: Path, overwrite: bool, progress: bool,
 @click.argument("path", type=click.Path(path_type=Path))
 def info(path: Path) -> None:
     """Print an index folder's manifest, check its files, and check its passage store is present and unchanged."""
-    from rag.artifacts import check_files, read_manifest
+    from rag.artifacts import check_manifest_files, read_manifest
     from rag.retrievers.base import open_store_for
 
     manifest = read_manifest(path, kind="index/")
     click.echo(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False))
     files = manifest.get("files", {})
-    check_files(path, files)
+    check_manifest_files(path, manifest)
     click.echo(f"files: {len(files)} present with the recorded sizes ({sum(files.values()) / 2**20:.1f} MiB)")
     try:
         store = open_store_for(path, manifest, None)

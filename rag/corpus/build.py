@@ -197,6 +197,22 @@ class BuildShard(ShardWorker):
         tmp_dir, tmp_red = Path(f"{base}.tmp-{os.getpid()}"), Path(f"{base}.redirects.tsv.tmp-{os.getpid()}")
         writer, seen = PassageWriter(tmp_dir), _IdSet()
         sources: list[dict] = []
+        try:
+            n_docs, n_empty = self._read(shard, writer, seen, sources, tmp_red)
+        except _Repeat:
+            raise first_repeat([self._source(i) for i in range(shard.start, shard.stop)]) from None
+        writer.finish()
+        save_npy_atomic(f"{base}.ids.npy", seen.digests)  # sorted, as _check_unique needs
+        os.replace(tmp_red, f"{base}.redirects.tsv")
+        os.replace(tmp_dir / FILE, f"{base}.parquet")  # last: its presence means the shard is complete
+        shutil.rmtree(tmp_dir)
+        return {"sources": sources, "n_empty": n_empty, "n_passages": writer.n_passages, "n_docs_kept": writer.n_docs}
+
+    def _source(self, i: int):
+        path = Path(self.paths[i])
+        return path, lambda: open_reader(path, self.formats[i], fields=Fields(**self.fields), skip_bad=self.skip_bad), self.prefixes[i]
+
+    def _read(self, shard: Shard, writer, seen, sources: list, tmp_red: Path) -> tuple[int, int]:
         n_docs = n_empty = 0
         with open(tmp_red, "w", encoding="utf-8", newline="\n") as f:
             red = RedirectWriter(f)
@@ -219,12 +235,7 @@ class BuildShard(ShardWorker):
                                              red.n - r_before))
                 if self.limit_docs is not None and n_docs >= self.limit_docs:
                     break
-        writer.finish()
-        save_npy_atomic(f"{base}.ids.npy", seen.digests)  # sorted, as _check_unique needs
-        os.replace(tmp_red, f"{base}.redirects.tsv")
-        os.replace(tmp_dir / FILE, f"{base}.parquet")  # last: its presence means the shard is complete
-        shutil.rmtree(tmp_dir)
-        return {"sources": sources, "n_empty": n_empty, "n_passages": writer.n_passages, "n_docs_kept": writer.n_docs}
+        return n_docs, n_empty
 
 
 def build_passages(
@@ -293,7 +304,9 @@ def build_passages(
         n_passages = sum(rec["n_passages"] for rec in shards)
         n_bad = sum(s["n_bad"] for s in per_source)
         n_redirects = sum(s["n_redirects"] for s in per_source)
-        _check_unique(work, plan, paths)
+        _check_unique(work, plan, lambda stop: first_repeat(
+            [(paths[i], lambda i=i: open_reader(paths[i], formats[i], fields=Fields(**fields), skip_bad=skip_bad), prefixes[i])
+             for i in range(stop)]))
         if n_passages == 0:
             raise BadInputError(
                 f"no passages from {', '.join(map(str, paths))}: {n_read} documents read, {n_empty} of them empty, "
@@ -326,11 +339,10 @@ def build_passages(
     return manifest
 
 
-def _check_unique(work: Path, plan: list[Shard], paths: list[Path]) -> None:
-    """A document id used in two shards is the same error as in a local build (naming the later file; shards of
-    several files are only planned as the single shard of a local build, which checks its ids as it reads)."""
-    import pyarrow.parquet as pq
-
+def _check_unique(work: Path, plan: list[Shard], repeat_error: Callable[[int], BadInputError]) -> None:
+    """A document id used in two shards is the same error as in a local build: repeat_error(stop) locates the
+    first repeat in sources [0, stop) (shards of several files are only planned as the single shard of a local
+    build, which checks its ids as it reads)."""
     if len(plan) == 1:
         return
     seen = np.empty(0, dtype="S16")
@@ -340,9 +352,7 @@ def _check_unique(work: Path, plan: list[Shard], paths: list[Path]) -> None:
             pos = np.minimum(np.searchsorted(seen, d), seen.size - 1)
             hit = np.flatnonzero(seen[pos] == d)
             if hit.size:
-                ids = pq.read_table(work / f"{s.name}.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
-                dup = next((i for i in dict.fromkeys(ids) if id_digests([i])[0] == d[hit[0]]), "(an empty document's id)")
-                _duplicate(dup, paths[s.start])
+                raise repeat_error(s.stop)
         seen = np.sort(np.concatenate([seen, d]))
 
 
@@ -368,8 +378,39 @@ def _tsv(s: str) -> str:
     return s.replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
+class _Repeat(Exception):
+    """Some document id repeats (found a block of ids late); first_repeat() then finds the first one in reading order."""
+
+
 def _duplicate(doc_id: str, path: Path) -> None:
-    raise BadInputError(
-        f"{path}: document id {doc_id!r} was already used (in this file or an earlier source); passage ids "
-        "must be unique. Remove the duplicate, or pass --prefix-ids to prefix every id with its source's name"
+    raise _Repeat(doc_id)
+
+
+def first_repeat(sources: Sequence[tuple[Path, Callable[[], "object"], str]]) -> BadInputError:
+    """The error for the first document id that repeats, naming file:line of both occurrences. `sources`: (path, a
+    function opening its reader, id prefix), in reading order. Only run once a repeat is known (the error path):
+    it reads the sources again, keeping a digest and a location per document."""
+    ids, where = [], []  # reading order: prefixed id; (source index, line)
+    for si, (path, opener, prefix) in enumerate(sources):
+        reader = opener()
+        for rec in reader.records():
+            if isinstance(rec, Redirect):
+                continue
+            ids.append(prefix + rec.doc_id)
+            where.append((si, reader.line))
+    d = id_digests(ids)
+    order = np.argsort(d, kind="stable")  # equal ids stay in reading order
+    same = np.flatnonzero(d[order][1:] == d[order][:-1])
+    if not same.size:  # pragma: no cover - _IdSet saw a repeat, so there is one
+        return BadInputError(f"{sources[-1][0]}: a document id repeats; passage ids must be unique")
+    later = int(order[1:][same].min())
+    earlier = int(order[np.flatnonzero(d[order] == d[later])[0]])
+
+    def loc(i: int) -> str:
+        si, line = where[i]
+        return f"{sources[si][0]}:{line}" if line is not None else f"{sources[si][0]} (document {i + 1})"
+
+    return BadInputError(
+        f"{loc(later)}: document id {ids[later]!r} was already used at {loc(earlier)}; passage ids must be unique. Remove the "
+        f"duplicate, or pass --prefix-ids to prefix every id with its source's name"
     )

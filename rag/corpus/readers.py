@@ -97,6 +97,7 @@ class CorpusReader(ABC):
         self.skip_bad = skip_bad
         self.stats = ReadStats()
         self._raw: CountingFile | None = None
+        self.line: int | None = None  # line (or row) of the generic record last read, for messages
 
     @abstractmethod
     def records(self) -> Iterator[Document | Redirect]:
@@ -125,6 +126,7 @@ class CorpusReader(ABC):
 
     def _document(self, rec: dict, line: int) -> Document | None:
         """A generic record -> Document, checking the configured fields; None when it was skipped."""
+        self.line = line
         f = self.fields
         missing = [n for n in (None if f.number_docs else f.id, f.title, f.text) if n is not None and n not in rec]
         if missing:

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from rag.artifacts import check_files, file_sha256, file_sizes, read_manifest, write_manifest
+from rag.artifacts import HashingFile, check_manifest_files, file_digest, file_sizes, read_manifest, write_manifest
 from rag.errors import ArtifactError, BadInputError
 from rag.types import Passage
 
@@ -48,7 +48,8 @@ class PassageWriter:
 
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._writer = pq.ParquetWriter(self.folder / FILE, _schema(), compression="zstd")
+        self._file = HashingFile(self.folder / FILE)  # the manifest's sha256, computed as the bytes stream out
+        self._writer = pq.ParquetWriter(self._file, _schema(), compression="zstd")
         self._buf: dict[str, list] = {c: [] for c in COLUMNS}
         self._row_group = row_group
         self._seen_docs: set[str] = set()
@@ -95,6 +96,7 @@ class PassageWriter:
         """Write the last row group and close the Parquet file, without a manifest (a part of a store)."""
         self._flush()
         self._writer.close()
+        self._file.close()
 
     def close(self, extra_files: Sequence[str] = (), **manifest_fields) -> dict:
         """Finish the file and write the manifest; `extra_files` (already in the folder) get their sizes checked too."""
@@ -108,6 +110,8 @@ def write_store_manifest(folder: str | os.PathLike, n_passages: int, n_docs: int
     if n_passages == 0:
         raise BadInputError("the corpus produced no passages (empty input, or every record was empty or skipped)")
     folder = Path(folder)
+    digest = file_digest(folder / FILE)
+    files = file_sizes(folder, [FILE, *extra_files])
     return write_manifest(
         folder,
         kind=KIND,
@@ -115,8 +119,9 @@ def write_store_manifest(folder: str | os.PathLike, n_passages: int, n_docs: int
         libraries=("pyarrow",),
         n_passages=n_passages,
         n_docs=n_docs,
-        fingerprint=file_sha256(folder / FILE)[:32],
-        files=file_sizes(folder, [FILE, *extra_files]),
+        fingerprint=digest["sha256"][:32],
+        files=files,
+        hashes={FILE: digest, **{n: file_digest(folder / n) for n in extra_files}},
         **manifest_fields,
     )
 
@@ -130,7 +135,7 @@ class PassageStore:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder, kind=KIND, format=FORMAT)
-        check_files(self.folder, self.manifest["files"])
+        check_manifest_files(self.folder, self.manifest)
         self.fingerprint: str = self.manifest["fingerprint"]
         self._table = None
         self._pid_to_row: dict[str, int] | None = None
@@ -143,7 +148,11 @@ class PassageStore:
         if self._table is None:
             import pyarrow.parquet as pq
 
-            self._table = pq.read_table(self.folder / FILE, memory_map=True)
+            try:
+                self._table = pq.read_table(self.folder / FILE, memory_map=True)
+            except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+                raise ArtifactError(f"{self.folder / FILE}: cannot be read ({type(e).__name__}: {e}); the file is "
+                                    f"damaged: rebuild with: rag corpus build ...") from e
             if self._table.num_rows != len(self):
                 raise ArtifactError(f"{self.folder}: {self._table.num_rows} rows but the manifest says {len(self)}; rebuild")
         return self._table

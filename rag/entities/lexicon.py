@@ -44,7 +44,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, quick_fingerprint, read_manifest, write_manifest
+from rag.artifacts import atomic_dir, check_manifest_files, file_sha256, file_sizes, quick_fingerprint, read_manifest, write_manifest
 from rag.compressed import open_text
 from rag.entities.fold import fold_many, form_key
 from rag.errors import ArtifactError, BadInputError
@@ -237,7 +237,7 @@ class Lexicon:
         if not folder.exists():
             raise ArtifactError(f"lexicon {folder} does not exist; build one with `rag counts lexicon` (or let `rag counts build` make it)")
         manifest = read_manifest(folder, kind=KIND, format=FORMAT)
-        check_files(folder, manifest["files"])
+        check_manifest_files(folder, manifest)
         ent = pq.read_table(folder / FILES[0])
         forms = pq.read_table(folder / FILES[1])
         cand = pq.read_table(folder / FILES[2])

@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sha256, file_sizes, read_manifest, write_json_atomic, write_manifest
+from rag.artifacts import atomic_dir, check_manifest_files, file_sha256, file_sizes, read_manifest, write_json_atomic, write_manifest
 from rag.corpus.store import FILE as PASSAGES_FILE
 from rag.corpus.store import PassageStore
 from rag.engine import LOCAL, EngineConfig, Shard, ShardLog, ShardWorker, engine_session, run_shards, save_npy_atomic
@@ -65,7 +65,7 @@ class Postings:
         if not self.folder.exists():
             raise ArtifactError(f"postings {self.folder} do not exist; build them with `rag counts postings` or `rag counts build`")
         self.manifest = read_manifest(self.folder, kind=KIND, format=FORMAT)
-        check_files(self.folder, self.manifest["files"])
+        check_manifest_files(self.folder, self.manifest)
         self.unit: str = self.manifest["unit"]
         # plain ndarray views of the memory maps: slicing a np.memmap object is several times slower
         self.indptr = np.load(self.folder / "indptr.npy", mmap_mode="r").view(np.ndarray)

@@ -97,6 +97,9 @@ class EvalConfig:
     # where batch answer generation runs: {kind: local | ray, address, workers}; never changes the records
     engine: EngineConfig = field(default_factory=EngineConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
+    # run although the counts and an index were built over different passage stores (recorded in the manifest and
+    # the summary); by default such a run is refused, since its buckets would describe another corpus
+    allow_store_mismatch: bool = False
 
     def __post_init__(self):
         _validate(self)
@@ -140,6 +143,8 @@ def _validate(c: EvalConfig) -> None:
         bad(f"qa.limit must be positive, got {c.qa.limit}")
     if c.qa.match_type not in (None, "string", "regex"):
         bad(f"qa.match_type must be string, regex or null (from the QA format), got {c.qa.match_type!r}")
+    if not isinstance(c.allow_store_mismatch, bool):
+        bad(f"allow_store_mismatch must be true or false, got {c.allow_store_mismatch!r}")
     if c.count_method not in (None, "entity", "surface"):
         bad(f"count_method must be entity, surface or null (every question), got {c.count_method!r}")
     if not c.name or c.name in (".", "..") or any(ch in c.name for ch in "/\\") or c.name != c.name.strip():

@@ -359,6 +359,9 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
 
     controls = run_controls(run, edges)  # issue 20.5: beside closed-book in every summary; last, so the rest stays
     md += "\n" + controls_markdown(controls)
+    if run.manifest.get("store_mismatches"):  # allowed with --allow-store-mismatch; the reader of the summary must know
+        md += "\n## Warning: passage stores differ (run with --allow-store-mismatch)\n\n" + "".join(
+            f"- {m}\n" for m in run.manifest["store_mismatches"])
     _write_text(folder / "summary.md", md)
     write_json_atomic(folder / "logprob.json", lp)
     write_json_atomic(folder / "adaptive.json", summary.adaptive or {})

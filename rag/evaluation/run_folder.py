@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from rag.artifacts import MANIFEST, check_replaceable, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
+from rag.artifacts import MANIFEST, check_replaceable, file_sizes, quick_fingerprint, read_manifest, write_json_atomic, write_manifest
 from rag.errors import ArtifactError, BadInputError
 from rag.evaluation.config import EvalConfig, config_from_dict, to_dict
 from rag.evaluation.records import CLOSED, RECORDS, EvalRecord, Key, RecordStore, rag_mode
@@ -125,17 +125,31 @@ class Run:
         return iter(self.records.values())
 
 
+def _read_part(folder: Path, name: str, parse):
+    """parse(text of folder/name); a missing or damaged file is an ArtifactError naming it."""
+    import yaml
+
+    path = folder / name
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{folder}: missing {name}; this run folder is incomplete") from None
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError, TypeError, AttributeError, KeyError) as e:
+        if isinstance(e, BadInputError):
+            raise
+        raise ArtifactError(f"{path}: damaged ({type(e).__name__}: {str(e).splitlines()[0][:200]}); `rag verify "
+                            f"{folder}` lists what differs from the finished run; rerun the evaluation "
+                            f"(rag eval run ... --overwrite)") from None
+
+
 def load_run(folder: str | Path) -> Run:
     """Read a run folder (refused when it is not one, or is incomplete)."""
     import yaml
 
     folder = Path(folder)
     manifest = read_manifest(folder, kind=KIND, format=FORMAT)
-    try:
-        cfg = config_from_dict(yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8")), where=str(folder / CONFIG))
-        selection = Selection.from_json(json.loads((folder / SELECTION).read_text(encoding="utf-8")), cfg)
-    except FileNotFoundError as e:
-        raise ArtifactError(f"{folder}: missing {Path(e.filename).name}; this run folder is incomplete") from None
+    cfg = _read_part(folder, CONFIG, lambda text: config_from_dict(yaml.safe_load(text), where=str(folder / CONFIG)))
+    selection = _read_part(folder, SELECTION, lambda text: Selection.from_json(json.loads(text), cfg))
     records = RecordStore(folder / RECORDS).load(repair=False)
     return Run(folder, manifest, cfg, selection, records)
 
@@ -238,6 +252,19 @@ def diff_keys(a, b, prefix: str = "") -> list[str]:
 # --- writing ---------------------------------------------------------------------------------------------------
 
 
+def _only_start_files(folder: Path) -> bool:
+    """Whether `folder` holds nothing but what a run writes before its manifest (and their temporary files)."""
+    if not folder.is_dir():
+        return False
+    names = [p.name for p in folder.iterdir()]
+    return bool(names) and all(n in (CONFIG, SELECTION, "timing.json") or _is_temporary(n) for n in names)
+
+
+def _is_temporary(name: str) -> bool:
+    """A file being written under a temporary name (write_text_atomic, write_config): `.NAME.tmp` or `.NAME.tmp-PID`."""
+    return name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
+
+
 class RunFolder:
     """A run folder being written: created, or reopened after its identity is checked against the old manifest."""
 
@@ -256,6 +283,12 @@ class RunFolder:
             else:
                 check_replaceable(out, KIND)  # only a run folder is replaced, never an index or other artifact
                 shutil.rmtree(out)
+        if out.is_dir():  # we hold the run's lock: temporary files are what a killed session was writing
+            for t in [t for t in out.iterdir() if t.is_file() and _is_temporary(t.name)]:
+                t.unlink()
+        if out.exists() and not (out / MANIFEST).exists() and _only_start_files(out):
+            # killed while writing config.yaml / selection.json, before its manifest: no record was written yet
+            shutil.rmtree(out)
         if out.exists() and any(out.iterdir()):
             if not (out / MANIFEST).exists():
                 if (out / RECORDS).exists():
@@ -287,7 +320,8 @@ class RunFolder:
 
     def write_manifest(self, *, cfg: EvalConfig, identity: dict, modes: dict[str, dict], index_manifests: dict[str, dict],
                        counts: dict, n_population: int, n_selected: int, reader_info: dict | None = None,
-                       status: str = "running", backend_choice: dict | None = None) -> None:
+                       status: str = "running", backend_choice: dict | None = None,
+                       store_mismatches: list[str] = ()) -> None:
         """manifest.json: this session's modes and indexes merged over the old manifest's (a run may drop a
         retriever in one session and keep its records)."""
         old = self.old
@@ -297,6 +331,9 @@ class RunFolder:
             m = index_manifests[r.name]
             indexes[r.name] = {"path": str(r.index), "kind": m.get("kind"), "fingerprint": modes[rag_mode(r.name)]["index"],
                                "passages": m.get("passages")}
+        # once a session is over, the files `rag verify` checks (records.jsonl grows while a run goes on and across
+        # sessions, so write_manifest hashes it here, after the fact, not as it is written)
+        kept = [n for n in (CONFIG, SELECTION, RECORDS) if status != "running" and (self.path / n).exists()]
         write_manifest(
             self.path,
             kind=KIND,
@@ -315,5 +352,7 @@ class RunFolder:
             modes={**old.get("modes", {}), **modes},
             n_selected=n_selected,
             **({"backend_choice": backend_choice} if backend_choice else {}),
+            **({"store_mismatches": list(store_mismatches)} if store_mismatches else {}),
+            **({"files": file_sizes(self.path, kept)} if kept else {}),
         )
 

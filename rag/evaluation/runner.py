@@ -72,6 +72,7 @@ class Prepared:
     modes: dict[str, dict]  # mode -> identity of that mode
     backend_choice: dict | None = None  # how backend "auto" was resolved on this machine (rag.readers.auto.Choice)
     blind: BlindSet | None = None  # controls.subject_blind: the selected questions blinded (rag.evaluation.blind)
+    store_mismatches: list[str] = field(default_factory=list)  # allowed by cfg.allow_store_mismatch (check_stores)
 
     def expected(self) -> list[tuple[str, str]]:
         """(qid, mode) records a complete run holds: every mode per question, the blind mode where blinded."""
@@ -106,6 +107,7 @@ def prepare(cfg: EvalConfig, sizes: dict[str, int] | None = None, plan: dict | N
                 f"--out {r.index}` (README, section Evaluation), or leave it out with --retriever"
             )
         index_manifests[r.name] = read_manifest(r.index, kind="index/")
+    store_mismatches = check_stores(cfg, counts.manifest, index_manifests)
     all_questions = load_questions(qa_path, cfg.qa.format, limit=cfg.qa.limit, match_type=cfg.qa.match_type)
     counts.check_matches(all_questions, qa_path)
     if cfg.count_method is not None:  # the population is the questions counted this way
@@ -134,7 +136,27 @@ def prepare(cfg: EvalConfig, sizes: dict[str, int] | None = None, plan: dict | N
 
         blind = BlindSet.of(questions, subject_mentions(cfg.counts), cfg.controls.placeholder)
     return Prepared(cfg, questions, all_questions, counts, count_of, selection, index_manifests, identity,
-                    mode_identities(cfg), choice.as_dict() if choice is not None else None, blind)
+                    mode_identities(cfg), choice.as_dict() if choice is not None else None, blind,
+                    store_mismatches)
+
+
+def check_stores(cfg: EvalConfig, counts_manifest: dict, index_manifests: dict[str, dict]) -> list[str]:
+    """Counts and indexes must come from one passage store (fingerprints in their manifests), else the buckets
+    describe one corpus and the retrieval another. Refused unless cfg.allow_store_mismatch; returns the
+    mismatches allowed that way (one line each), for the manifest and the summary."""
+    have = (counts_manifest.get("passages") or {})
+    out = []
+    for r in cfg.retrievers:
+        idx = index_manifests[r.name].get("passages") or {}
+        if have.get("fingerprint") and idx.get("fingerprint") and have["fingerprint"] != idx["fingerprint"]:
+            out.append(f"counts {cfg.counts} were built over passages {have.get('path')} (fingerprint "
+                       f"{have['fingerprint']}) but index {r.index} (retriever {r.name!r}) over {idx.get('path')} "
+                       f"(fingerprint {idx['fingerprint']})")
+    if out and not cfg.allow_store_mismatch:
+        raise ArtifactError(f"{out[0]}{f' (and {len(out) - 1} more)' if len(out) > 1 else ''}; rebuild one over the "
+                            f"other's store, or pass --allow-store-mismatch (config: allow_store_mismatch: true) to run "
+                            f"anyway, recorded in the run's manifest and summary")
+    return out
 
 
 def first_hit(answers: Sequence[str], passages: Sequence[Passage], ks: Sequence[int], regex: bool = False) -> int | None:
@@ -320,7 +342,7 @@ def _write_start(folder: RunFolder, p: Prepared, reader_info: dict | None = None
     counts = {"path": str(cfg.counts), "fingerprint": p.counts.fingerprint, "kind": p.counts.manifest.get("kind")}
     folder.write_manifest(cfg=cfg, identity=p.identity, modes=p.modes, index_manifests=p.index_manifests, counts=counts,
                           n_population=len(p.all_questions), n_selected=len(p.questions), reader_info=reader_info,
-                          status=status, backend_choice=p.backend_choice)
+                          status=status, backend_choice=p.backend_choice, store_mismatches=p.store_mismatches)
 
 
 def _session_extra(result: RunResult, pending_q: list, interrupted: bool) -> dict:
@@ -367,6 +389,9 @@ def _run_pending(p: Prepared, folder: RunFolder, done: dict, pending_q: list[Que
         pipeline = _open_pipeline(p, retrievers, reader, timer)
     gen = (LocalGenerator(pipeline, timer) if not cfg.engine.is_ray
            else RayGenerator(cfg.engine, cfg, reader, pipeline, timer))
+    # recorded now, not only at the end: a session killed after its last record leaves nothing for the next one to
+    # open the reader for, and the manifest would lose what read the answers
+    _write_start(folder, p, reader_info=gen.info)
 
     def jobs_of(chunk: list[Question]) -> list[tuple]:
         """(mode, questions, retrieved passages per question, first hits) to read for one batch, closed-book first."""

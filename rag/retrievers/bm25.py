@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sizes, read_json_file, write_json_atomic, write_manifest
+from rag.artifacts import HashingFile, atomic_dir, check_manifest_files, file_sizes, read_json_file, write_json_atomic, write_manifest
 from rag.corpus.store import PassageStore, passage_text
 from rag.errors import ArtifactError, BadInputError, require
 from rag.progress import draw_bars, stage
@@ -214,8 +214,9 @@ class RankBM25Engine(Engine):
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         flat = np.fromiter((t for d in ids for t in d), dtype=np.int32, count=int(offsets[-1]))
-        np.save(folder / "tokens.npy", flat, allow_pickle=False)
-        np.save(folder / "offsets.npy", offsets, allow_pickle=False)
+        for name, arr in (("tokens.npy", flat), ("offsets.npy", offsets)):
+            with HashingFile(folder / name) as f:  # hashed as written, for the manifest
+                np.save(f, arr, allow_pickle=False)
         stems = sorted(vocab, key=vocab.__getitem__)  # id -> stem
         (folder / "vocab.json").write_text(json.dumps(stems, ensure_ascii=False), encoding="utf-8")
         return ["tokens.npy", "offsets.npy", "vocab.json"]
@@ -311,7 +312,14 @@ class BM25Retriever(Retriever):
             if len(ids) != len(store):
                 raise ArtifactError(f"{store.folder}: read {len(ids)} passages, its manifest says {len(store)}; rebuild the passage store")
             with stage(f"{engine} index", f"{len(ids):,} passages, {len(vocab):,} terms"):
-                files = eng.build(ids, vocab, tmp, params, draw_bars(progress))
+                try:
+                    files = eng.build(ids, vocab, tmp, params, draw_bars(progress))
+                except OSError as e:
+                    if e.filename or e.errno:
+                        raise
+                    # numpy's short write (bm25s saves with np.save) names no file and sets no errno
+                    raise ArtifactError(f"{tmp}: writing the {engine} index failed ({e}): the disk is full or a "
+                                        f"file-size limit was reached; free space and rerun") from e
             # what changes scores, kept beside the engine files too: load refuses a manifest edited to say otherwise
             write_json_atomic(tmp / SETTINGS, {"engine": engine, "parameters": params, "tokenizer": tokenizer.spec()})
             files = [*files, SETTINGS]
@@ -335,7 +343,7 @@ class BM25Retriever(Retriever):
         folder = Path(folder)
         if manifest.get("format") != FORMAT:
             raise ArtifactError(f"{folder}: BM25 index format {manifest.get('format')}, this rag reads {FORMAT}; rebuild it")
-        check_files(folder, manifest["files"])
+        check_manifest_files(folder, manifest)
         if SETTINGS in manifest["files"]:  # indexes built before the file existed have only the manifest
             saved = read_json_file(folder / SETTINGS)
             said = {"engine": manifest.get("engine"), "parameters": manifest.get("parameters"), "tokenizer": manifest.get("tokenizer")}
@@ -344,7 +352,11 @@ class BM25Retriever(Retriever):
                 raise ArtifactError(f"{folder}: the manifest's {', '.join(wrong)} differ from the settings the index was "
                                     f"built with ({SETTINGS}); the manifest was edited. Rebuild the index to change them")
         tokenizer = Tokenizer.from_spec(manifest["tokenizer"])
-        engine = ENGINES.get(manifest["engine"]).load(folder, manifest["parameters"], len(store))
+        try:
+            engine = ENGINES.get(manifest["engine"]).load(folder, manifest["parameters"], len(store))
+        except (ValueError, KeyError, EOFError, UnicodeDecodeError) as e:  # bm25s / numpy on a damaged file
+            raise ArtifactError(f"{folder}: the {manifest['engine']} index files cannot be read ({type(e).__name__}: "
+                                f"{str(e)[:200]}); they are damaged: rebuild with: rag index build --kind bm25 ...") from e
         return cls(store, engine, tokenizer, manifest)
 
     def doc_freq(self) -> DocFreq | None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from rag.artifacts import check_files, read_manifest
+from rag.artifacts import check_manifest_files, load_npy, read_json_file, read_manifest
 from rag.corpus.store import PassageStore
 from rag.encoders import DEFAULT_ENCODER, Encoder, get_encoder, identity_of
 from rag.errors import ArtifactError, BadInputError
@@ -137,7 +137,7 @@ class DenseRetriever(Retriever):
 
     def embeddings(self) -> np.ndarray:
         """The passages' (n, dim) float32 vectors, memory-mapped read-only."""
-        return np.load(Path(self.folder) / EMBEDDINGS, mmap_mode="r")
+        return load_npy(Path(self.folder) / EMBEDDINGS, kind=KIND)
 
     # ----- build -----
 
@@ -205,7 +205,18 @@ class DenseRetriever(Retriever):
         folder = Path(folder)
         if manifest.get("format") != FORMAT:
             raise ArtifactError(f"{folder}: dense index format {manifest.get('format')}, this rag reads {FORMAT}; rebuild it")
-        check_files(folder, manifest["files"])
+        check_manifest_files(folder, manifest)
+        from rag.retrievers.dense_build import SETTINGS, settings_of
+
+        if SETTINGS in manifest["files"]:  # indexes built before the file existed have only the manifest
+            saved = read_json_file(folder / SETTINGS)
+            said = settings_of(manifest.get("encoder") or {}, manifest.get("factory"), manifest.get("dim"))
+            wrong = sorted(k for k in said if k != "encoder" and said[k] != saved.get(k))
+            wrong += sorted(f"encoder.{k}" for k in said["encoder"] if said["encoder"][k] != (saved.get("encoder") or {}).get(k))
+            if wrong:
+                raise ArtifactError(f"{folder}: the manifest's {', '.join(wrong)} differ from the settings the index "
+                                    f"was built with ({SETTINGS}); the manifest was edited. Rebuild the index "
+                                    f"(rag index build --kind dense ...) to change them")
         info = manifest["encoder"]
         built_spec = f"{info['backend']}:{info['name']}"
         # queries in the precision the passages were encoded in (fp16 is for GPUs: "auto" picks for this device)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sizes, read_manifest, write_json_atomic, write_manifest
+from rag.artifacts import atomic_dir, check_manifest_files, file_digest, file_sizes, load_npy, read_manifest, write_json_atomic, write_manifest
 from rag.corpus.store import PassageStore, iter_row_range, passage_text
 from rag.encoders import DEFAULT_ENCODER, Encoder, get_encoder
 from rag.engine import LOCAL, EngineConfig, Shard, ShardLog, ShardWorker, engine_session, run_shards
@@ -48,6 +48,12 @@ SHARDS_DIR = "shards"
 ENCODE_DIR = "encode"
 INDEX_DIR = "index"
 TRAINED = "trained.faiss"
+SETTINGS = "settings.json"  # encoder identity, precision, dim and factory as built (the manifest's copy is checked)
+
+
+def settings_of(encoder: dict, factory: str, dim: int) -> dict:
+    return {"encoder": {k: encoder.get(k) for k in ("backend", "name", "dim", "normalize", "precision", "max_seq_length")},
+            "factory": factory, "dim": dim}
 
 
 class EncodeShard(ShardWorker):
@@ -203,6 +209,9 @@ def build_dense(store: PassageStore, out, *, overwrite: bool, progress: bool, en
         else:  # one shard: its index is the index
             os.replace(tmp / shards[0]["file"], tmp / INDEX_FILE)
             files = [EMBEDDINGS, INDEX_FILE]
+        # what changes results, kept beside the index too: load refuses a manifest edited to say otherwise
+        write_json_atomic(tmp / SETTINGS, settings_of(enc_info, factory, dim))
+        files.append(SETTINGS)
         _keep_only(tmp, files)
         ivf = ivf_of(probe)
         write_manifest(
@@ -290,7 +299,7 @@ def _index(tmp: Path, plan: list[Shard], engine: EngineConfig, dim: int, factory
     idx_dir = tmp / INDEX_DIR
     for d in (idx_dir, tmp / SHARDS_DIR):
         d.mkdir(parents=True, exist_ok=True)
-    emb = np.load(tmp / EMBEDDINGS, mmap_mode="r")
+    emb = load_npy(tmp / EMBEDDINGS, kind=KIND)
     n = len(emb)
     index = make_index(dim, factory)
     set_build_options(index, ef_construction)
@@ -348,7 +357,19 @@ def _reuse_source(path, store: PassageStore, encoder) -> dict:
     """The manifest of a dense index whose embeddings a new build may reuse (same passages, same encoder)."""
     path = Path(path)
     manifest = read_manifest(path, kind=KIND, format=FORMAT)
-    check_files(path, manifest["files"])
+    check_manifest_files(path, manifest)
+    want = (manifest.get("hashes") or {}).get(EMBEDDINGS)
+    if want is None:
+        log.warning("%s: no hash recorded for %s (built before hashed manifests); reusing it checked by size only",
+                    path, EMBEDDINGS)
+    elif file_digest(path / EMBEDDINGS)["sha256"] != want["sha256"]:  # every byte is reused, so every byte is checked
+        raise ArtifactError(f"{path / EMBEDDINGS}: sha256 differs from the one recorded at build time (damaged); "
+                            f"rebuild {path} (rag index build --kind dense ...) before reusing its embeddings")
+    emb = load_npy(path / EMBEDDINGS, kind=KIND)  # a damaged header is refused before anything is built
+    if emb.shape != (manifest["n_vectors"], manifest["dim"]) or emb.dtype != np.float32:
+        raise ArtifactError(f"{path / EMBEDDINGS}: holds {emb.dtype} {emb.shape}, the manifest says float32 "
+                            f"({manifest['n_vectors']}, {manifest['dim']}); rebuild {path}")
+    del emb
     if manifest["passages"]["fingerprint"] != store.fingerprint:
         raise BadInputError(f"{path} was built over other passages ({manifest['passages']['path']}); its embeddings cannot be reused for {store.folder}")
     if encoder is not None:

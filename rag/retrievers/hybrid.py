@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from rag.artifacts import atomic_dir, check_files, read_manifest, write_manifest
+from rag.artifacts import atomic_dir, check_manifest_files, read_manifest, write_manifest
 from rag.corpus.store import PassageStore
 from rag.errors import ArtifactError, BadInputError
 from rag.retrievers.base import INDEXES, Retriever, check_queries, load_index, passages_field
@@ -142,7 +142,7 @@ class HybridRetriever(Retriever):
         entries = []
         for p in paths:
             m = read_manifest(p, kind="index/")
-            check_files(p, m.get("files", {}))
+            check_manifest_files(p, m)
             fp = (m.get("passages") or {}).get("fingerprint")
             if fp != store.fingerprint:
                 raise ArtifactError(

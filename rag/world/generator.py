@@ -37,7 +37,7 @@ from typing import Collection, Iterable
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, file_sha256, file_sizes, read_manifest, check_files, write_manifest
+from rag.artifacts import atomic_dir, file_sha256, file_sizes, read_manifest, check_manifest_files, write_manifest
 from rag.compressed import open_text
 from rag.errors import BadInputError
 
@@ -562,7 +562,7 @@ def _log_buckets(counts: np.ndarray) -> dict[str, int]:
 def open_world(folder: str | os.PathLike) -> dict:
     """Check a world folder (manifest and file sizes) and return its manifest."""
     m = read_manifest(folder, kind=KIND, format=FORMAT)
-    check_files(folder, m["files"])
+    check_manifest_files(folder, m)
     return m
 
 

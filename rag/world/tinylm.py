@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from rag.artifacts import atomic_dir, check_files, file_sizes, read_manifest, write_manifest
+from rag.artifacts import atomic_dir, check_manifest_files, file_sizes, read_manifest, write_manifest
 from rag.errors import ArtifactError, BadInputError, require
 from rag.readers.base import READERS, Generation, Reader, Score, check_prompts, check_scoring
 
@@ -412,7 +412,7 @@ class TinyLM:
         if not self.folder.is_dir():
             raise ArtifactError(f"tiny-lm model folder {self.folder} does not exist; train one with `rag bench` (rag.world.bench)")
         self.manifest = read_manifest(self.folder, kind=KIND, format=FORMAT)
-        check_files(self.folder, self.manifest["files"])
+        check_manifest_files(self.folder, self.manifest)
         vocab = json.loads((self.folder / VOCAB).read_text(encoding="utf-8"))
         if vocab.get("version") != 1:
             raise ArtifactError(f"{self.folder / VOCAB}: unknown vocabulary version {vocab.get('version')}")

@@ -485,6 +485,7 @@ RULES: list[Rule] = [
     Rule(r"^rag index build .* --factory HNSW32 --embeddings-from ", subs=(HASH,), why=HASH.why, expect=r"built dense"),
     Rule(r"^rag index build .* --kind hybrid ", expect=r"built hybrid"),
     Rule(r"^rag index info indexes/wiki2021-hnsw$", expect=r"fingerprint matches"),
+    Rule(r"^rag verify indexes/wiki2021-hnsw$", expect=r"OK indexes/wiki2021-hnsw: every recorded file matches"),
     Rule(r"^rag search .* --index indexes/wiki2021-hnsw -k 10 --ef-search 128 --json$", expect=r'"pid"'),
     Rule(r'r = load_index\("indexes/wiki2021-bm25"\)', python, kind="python"),
     # Readers

@@ -49,7 +49,7 @@ def test_duplicate_ids_across_sources_are_an_error_or_prefixed(tmp_path):
     a = wiki(tmp_path / "wiki-a.jsonl", [1, 2])
     b = wiki(tmp_path / "wiki-b.jsonl.bz2", [3, 2], compress=bz2.compress)
     out = tmp_path / "store"
-    with pytest.raises(BadInputError, match=r"wiki-b\.jsonl\.bz2: document id '2' was already used.*--prefix-ids"):
+    with pytest.raises(BadInputError, match=r"wiki-b\.jsonl\.bz2:2: document id '2' was already used at \S*wiki-a\.jsonl:2;.*--prefix-ids"):
         build_passages([a, b], out)
     assert not out.exists() and not partial_dir(out).exists()
     m = build_passages([a, b], out, prefix_ids=True)
@@ -58,8 +58,30 @@ def test_duplicate_ids_across_sources_are_an_error_or_prefixed(tmp_path):
 
 
 def test_duplicate_id_within_a_source(tmp_path):
-    with pytest.raises(BadInputError, match="document id '7' was already used"):
+    with pytest.raises(BadInputError, match=r"a\.jsonl:3: document id '7' was already used at \S*a\.jsonl:1;"):
         build_passages([wiki(tmp_path / "a.jsonl", [7, 8, 7])], tmp_path / "s")
+
+
+def test_the_first_repeat_in_reading_order_is_named_with_both_lines(tmp_path):
+    # 9 repeats first (line 4), though 5 repeats too (line 5) and the id check runs a block at a time
+    src = wiki(tmp_path / "a.jsonl", [5, 1, 9, 9, 5])
+    with pytest.raises(BadInputError, match=r"a\.jsonl:4: document id '9' was already used at \S*a\.jsonl:3;"):
+        build_passages([src], tmp_path / "s")
+    r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(tmp_path / "s"), "--no-progress"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "a.jsonl:4:" in r.output, r.output
+
+
+def test_bad_json_lines_are_counted_in_one_summary_not_one_warning_each(tmp_path, caplog):
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(['{"id": "%d", "title": "t", "text": "some words here"}\n' % i for i in range(5)])
+                   + "{broken\n" * 30)
+    with caplog.at_level("WARNING"):
+        r = CliRunner().invoke(main, ["corpus", "build", str(src), "--out", str(tmp_path / "s"), "--skip-bad",
+                                      "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "at at column" not in r.output + caplog.text
+    assert "30 bad records skipped" in r.output  # the summary, with the first few examples, not 30 warnings
+    assert sum("not valid JSON" in line for line in (r.output + caplog.text).splitlines()) <= 5
 
 
 def test_id_set_checks_across_blocks():

@@ -114,7 +114,7 @@ def test_registered_and_embeddings_are_the_encoder_output(store, built):
     assert m["encoder"]["backend"] == "hash" and m["encoder"]["dim"] == DIM and m["encoder"]["normalize"] is True
     assert m["passages"]["fingerprint"] == store.fingerprint and m["n_vectors"] == len(store)
     assert m["embeddings"]["bytes"] == (built["Flat"] / EMBEDDINGS).stat().st_size
-    assert sorted(p.name for p in built["Flat"].iterdir()) == [EMBEDDINGS, INDEX_FILE, MANIFEST]
+    assert sorted(p.name for p in built["Flat"].iterdir()) == [EMBEDDINGS, INDEX_FILE, MANIFEST, "settings.json"]
 
 
 def test_flat_is_exact_brute_force(store, built, queries):
@@ -351,6 +351,11 @@ def test_damaged_folders_are_refused(built, tmp_path):
 
     bad = copy_index(built["Flat"], tmp_path / "garbled")
     (bad / INDEX_FILE).write_bytes(b"\0" * len(data))
+    with pytest.raises(ArtifactError, match="index.faiss: content differs from the hash recorded"):
+        load_index(bad)
+    m = json.loads((bad / MANIFEST).read_text())
+    del m["hashes"]  # as built before hashed manifests: FAISS itself refuses the file
+    (bad / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="cannot be read by FAISS"):
         load_index(bad)
 
@@ -363,8 +368,36 @@ def test_damaged_folders_are_refused(built, tmp_path):
     manifest = json.loads((bad / MANIFEST).read_text())
     manifest["dim"] = 32
     (bad / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="manifest's dim differ from the settings"):
+        load_index(bad)
+    (bad / "settings.json").unlink()  # as built before settings.json: FAISS's dimension still refuses it
+    del manifest["files"]["settings.json"], manifest["hashes"]["settings.json"]
+    (bad / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="64-d vectors"):
         load_index(bad)
+
+
+@pytest.mark.parametrize("edit", [{"name": "65"}, {"precision": "fp16"}, {"normalize": False}])
+def test_an_edited_encoder_in_the_manifest_is_refused(built, tmp_path, edit):
+    bad = copy_index(built["Flat"], tmp_path / "edited")
+    manifest = json.loads((bad / MANIFEST).read_text())
+    manifest["encoder"].update(edit)
+    (bad / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=f"manifest's encoder.{next(iter(edit))} differ"):
+        load_index(bad)
+
+
+def test_embeddings_from_checks_every_byte_of_its_source(store, built, tmp_path):
+    src = copy_index(built["Flat"], tmp_path / "src")
+    data = bytearray((src / EMBEDDINGS).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte the sampled hash may not see
+    (src / EMBEDDINGS).write_bytes(bytes(data))
+    manifest = json.loads((src / MANIFEST).read_text())
+    manifest["hashes"][EMBEDDINGS]["sample"] = None  # only the full hash can tell
+    (src / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="embeddings.npy: sha256 differs"):
+        DenseRetriever.build(store, tmp_path / "x", embeddings_from=src, factory="HNSW8", progress=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
 
 
 def test_other_passage_store_is_refused(built, tmp_path):

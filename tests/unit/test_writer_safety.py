@@ -191,7 +191,7 @@ def test_an_edited_bm25_manifest_is_refused(world, tmp_path):  # noqa: F811
             load_index(index)
     (index / "manifest.json").write_text(json.dumps(manifest))
     (index / "settings.json").write_text("{not json" + " " * (len((index / "settings.json").read_text()) - 9))
-    with pytest.raises(ArtifactError, match=r"settings.json: damaged"):
+    with pytest.raises(ArtifactError, match=r"settings.json: (damaged|content differs)"):
         load_index(index)
 
 
