@@ -106,7 +106,8 @@ class Ct2Reader(HFTokenized):
         self.n_ctx = n_ctx
         self.batch_size = batch_size
         texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-        self._end_ids = sorted({i for i, t in enumerate(texts) if "\n" in t} | ({tokenizer.eos_token_id} - {None}))
+        self._special = self._end_ids()
+        self._ends = sorted({i for i, t in enumerate(texts) if "\n" in t} | self._special)
         self._static: list[tuple[str, ...]] = []  # static prompts used so far (CTranslate2 caches their state)
         self._last_row: list[str] = []
 
@@ -162,12 +163,12 @@ class Ct2Reader(HFTokenized):
             batch = [rows[i] for i in chunk]
             res = self.generator.generate_batch(
                 [r[len(static):] for r in batch], max_length=max_new_tokens, sampling_topk=1, beam_size=1,
-                end_token=self._end_ids, return_end_token=True, include_prompt_in_result=False,
+                end_token=self._ends, return_end_token=True, include_prompt_in_result=False,
                 static_prompt=list(static) or None,
             )
             for i, r in zip(chunk, res):
                 new = list(r.sequences_ids[0])
-                if new and new[-1] == self.tok.eos_token_id:
+                if new and new[-1] in self._special:
                     new = new[:-1]
                 out[i] = Generation(first_line(self.tok.decode(new, skip_special_tokens=True)), len(ids[i]), len(new))
         return out  # type: ignore[return-value]

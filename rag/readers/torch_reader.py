@@ -83,7 +83,7 @@ class TorchReader(HFTokenized):
         self.n_params = sum(p.numel() for p in model.parameters())
         self.prefix_cache = PrefixCache(prefix_cache_entries)
         self._pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
-        self._stop_ids = {i for i in (tokenizer.eos_token_id,) if i is not None}
+        self._stop_ids = self._end_ids()
         texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
         self._newline_ids = {i for i, t in enumerate(texts) if "\n" in t}
         params = inspect.signature(self.model.forward).parameters

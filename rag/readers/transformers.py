@@ -97,6 +97,12 @@ class HFTokenized(Reader):
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self._encode(texts)]
 
+    def _end_ids(self) -> set[int]:
+        """Tokens that end an answer besides a newline: every special token (EOS, end of turn, and for Qwen
+        <|endoftext|>, which its instruct models emit after an answer although their EOS is <|im_end|>), as
+        llama.cpp stops at every end-of-generation token."""
+        return {i for i in (*self.tok.all_special_ids, self.tok.eos_token_id) if i is not None}
+
 
 @READERS.register("transformers")
 class TransformersReader(HFTokenized):
@@ -123,7 +129,7 @@ class TransformersReader(HFTokenized):
         mask = torch.zeros(max(vocab, model.config.vocab_size), dtype=torch.bool)
         self._newline_ids = {i for i, t in enumerate(texts) if "\n" in t}
         mask[sorted(self._newline_ids)] = True
-        self._stop_ids = {i for i in (self.tok.eos_token_id, self.tok.pad_token_id) if i is not None}
+        self._stop_ids = self._end_ids() | ({self.tok.pad_token_id} - {None})
         self._newline = mask.to(self.device)
         self._torch = torch
 
