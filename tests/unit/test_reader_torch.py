@@ -188,3 +188,33 @@ def test_load_reader_passes_precision(parts, monkeypatch):
     reader = load_reader("some/model", backend="torch", precision="bf16", device="cpu")
     assert reader.precision == "bf16" and next(reader.model.parameters()).dtype == torch.bfloat16
     assert reader.prompt_format == "kandpal" and reader.backend == "torch"
+
+
+def test_any_special_token_ends_an_answer(parts):
+    """Qwen's instruct models end an answer with <|endoftext|>, a special token that is not their EOS: every
+    special token stops a row (as llama.cpp stops at every end-of-generation token), and none is decoded."""
+    import copy
+
+    tok, model = parts
+    tok = copy.deepcopy(tok)
+    tok.add_special_tokens({"additional_special_tokens": ["<|endoftext|>"]})
+    sid = tok.convert_tokens_to_ids("<|endoftext|>")
+    model = copy.deepcopy(model)
+    model.resize_token_embeddings(len(tok))
+    reader = TorchReader(tok, model, precision="fp32", device="cpu")
+    assert sid in reader._stop_ids and tok.eos_token_id in reader._stop_ids
+    (free,) = reader.generate_batch([prompts(1)[0]], max_new_tokens=8)
+    calls = [0]
+    forward = reader._forward
+
+    def forced(*a, **k):  # the third model call computes the second answer token: make it <|endoftext|>
+        logits, cache = forward(*a, **k)
+        calls[0] += 1
+        if calls[0] == 3:
+            logits[..., sid] = 1e4
+        return logits, cache
+
+    reader.prefix_cache.clear()
+    reader._forward = forced
+    (g,) = reader.generate_batch([prompts(1)[0]], max_new_tokens=8)
+    assert g.new_tokens == 1 and free.new_tokens > 1 and "endoftext" not in g.text
