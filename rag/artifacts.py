@@ -205,7 +205,7 @@ def write_manifest(folder: str | os.PathLike, kind: str, format: int, libraries:
         **fields,
     }
     if isinstance(fields.get("files"), dict) and "hashes" not in fields:
-        manifest["hashes"] = {name: file_digest(Path(folder) / name) for name in fields["files"]}
+        manifest["hashes"] = {name: file_digest(Path(folder) / name) for name, _ in file_entries(fields["files"])}
     write_json_atomic(Path(folder) / MANIFEST, manifest)
     _STREAMED.pop(str((Path(folder) / MANIFEST).resolve()), None)
     return manifest
@@ -257,9 +257,16 @@ def check_files(folder: str | os.PathLike, sizes: dict[str, int], hashes: dict[s
             raise ArtifactError(f"{p}: content differs from the hash recorded at build time (damaged in place); {fix}")
 
 
+def file_entries(files: dict) -> list[tuple[str, int | None]]:
+    """(file name, size or None) of a manifest's `files`: {file name: size} in builders, {role: file name} in
+    world runs (no size recorded)."""
+    return [(v, None) if isinstance(v, str) else (k, v) for k, v in files.items()]
+
+
 def check_manifest_files(folder: str | os.PathLike, manifest: dict) -> None:
     """check_files with everything the manifest records."""
-    check_files(folder, manifest.get("files") or {}, manifest.get("hashes"), manifest.get("kind"))
+    sizes = {n: s for n, s in file_entries(manifest.get("files") or {}) if s is not None}
+    check_files(folder, sizes, manifest.get("hashes"), manifest.get("kind"))
 
 
 def verify_folder(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -281,11 +288,11 @@ def verify_folder(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
     elif not hashes:
         notes.append(f"{folder}: no hashes recorded (built before format 'hashed manifests' of rag "
                      f"{manifest.get('libraries', {}).get('rag', '?')}); sizes only")
-    for name, size in (files or {}).items():
+    for name, size in file_entries(files if isinstance(files, dict) else {}):
         p = folder / name
         if not p.exists():
             problems.append(f"{p}: missing")
-        elif p.stat().st_size != size:
+        elif size is not None and p.stat().st_size != size:
             problems.append(f"{p}: {p.stat().st_size} bytes, the manifest says {size}")
         elif hashes and name in hashes and file_sha256(p) != hashes[name]["sha256"]:
             problems.append(f"{p}: sha256 differs from the one recorded at build time")
@@ -372,3 +379,19 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = F
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, out)
+
+
+def export_files(src: str | os.PathLike, dest: str | os.PathLike, names: Sequence[str] = (),
+                 patterns: Sequence[str] = ()) -> Path:
+    """Copy the committable part of a run folder: the files `names` that exist, and every match of each glob
+    `patterns` ("plots/*.png"), to the same relative place under `dest` (made as needed)."""
+    import shutil
+
+    src, dest = Path(src), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    found = [src / n for n in names if (src / n).exists()] + [p for pat in patterns for p in sorted(src.glob(pat))]
+    for p in found:
+        target = dest / p.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, target)
+    return dest

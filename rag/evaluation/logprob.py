@@ -89,11 +89,9 @@ def to_markdown(doc: dict, plot: str | None = None) -> str:
 def plot_logprob(doc: dict, path: str | Path, title: str = "") -> Path:
     """Two panels over the count buckets: EM (%) and mean gold log-probability, each mode with its interval."""
     from rag.buckets import UNLINKED
-    from rag.errors import require
+    from rag.evaluation.plots import pyplot, save_figure
 
-    require("matplotlib", "plots").use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     modes = list(dict.fromkeys(r["mode"] for r in doc["buckets"]))
     buckets = list(dict.fromkeys(r["bucket"] for r in doc["buckets"]))
     xs = [i + (0.5 if b == UNLINKED else 0.0) for i, b in enumerate(buckets)]
@@ -121,9 +119,4 @@ def plot_logprob(doc: dict, path: str | Path, title: str = "") -> Path:
         ax.set_xlabel("relevant-document count")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)

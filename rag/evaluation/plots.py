@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rag.evaluation.attribution import AttributionRow
 
 
-def _pyplot():
+def pyplot():
     mpl = require("matplotlib", "plots")
     mpl.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -85,7 +85,7 @@ def _separator(ax, buckets: list[str]) -> None:
 def plot_accuracy(summary: Summary, path: str | Path, curves: dict[str, list[float]] | None = None) -> Path:
     """`curves`: system -> the fitted logistic curve's accuracy (0..1) at each count bucket's centre (in the
     order of the count buckets), drawn dashed in the system's colour (rag.evaluation.trends)."""
-    plt = _pyplot()
+    plt = pyplot()
     buckets = _buckets(summary)
     systems = [("closed", "closed-book")] + [(f"rag:{r}", f"RAG ({r})") for r in summary.retrievers]
     fig, ax = plt.subplots(figsize=(1.4 * len(buckets) + 2.5, 4.2))
@@ -110,15 +110,11 @@ def plot_accuracy(summary: Summary, path: str | Path, curves: dict[str, list[flo
     ax.set_title(f"{summary.header.get('name', '')}: {summary.header.get('reader', '')}", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_recall(summary: Summary, path: str | Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     buckets = _buckets(summary)
     n = len(summary.retrievers)
     fig, axes = plt.subplots(1, n, figsize=((1.2 * len(buckets) + 2) * n, 4.0), squeeze=False, sharey=True)
@@ -137,11 +133,7 @@ def plot_recall(summary: Summary, path: str | Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("answer in top-k passages (%)")
     axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # outcome -> colour: greens where the answer is right with passages, then the failures from mild to bleak
@@ -153,7 +145,7 @@ def plot_attribution(rows: Sequence["AttributionRow"], path: str | Path, title: 
     """Stacked bars: per bucket (and `all`, population-weighted) the share of each outcome, one panel per retriever."""
     from rag.evaluation.attribution import LABELS, OUTCOMES
 
-    plt = _pyplot()
+    plt = pyplot()
     retrievers = list(dict.fromkeys(r.retriever for r in rows))
     buckets = [b for b in dict.fromkeys(r.bucket for r in rows) if b != LINKED]
     idx = {(r.bucket, r.retriever, r.outcome): r for r in rows}
@@ -179,6 +171,12 @@ def plot_attribution(rows: Sequence["AttributionRow"], path: str | Path, title: 
     axes[0][0].set_ylabel("questions (%)")
     handles, labels = axes[0][-1].get_legend_handles_labels()
     axes[0][-1].legend(handles[::-1], labels[::-1], fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return save_figure(fig, path, title)
+
+
+def save_figure(fig, path: str | Path, title: str = "") -> Path:
+    """Title (if any), tight layout, 120 dpi PNG at `path`; the figure is closed."""
+    plt = pyplot()
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -180,26 +180,14 @@ class TorchReader(HFTokenized):
 
     def generate_batch(self, prompts: Sequence[str], max_new_tokens: int = 16) -> list[Generation]:
         check_prompts(prompts, max_new_tokens)
-        if not prompts:
-            return []
-        rows = self._encode(prompts)
-        for i, r in enumerate(rows):
-            if not r:
-                raise BadInputError(f"prompt {i} is empty")
-        out: list[Generation | None] = [None] * len(rows)
-        with self._torch.inference_mode():
-            self._warm_prefix(rows)
-            for chunk in self._micro_batches(rows):
-                for i, new in zip(chunk, self._greedy([rows[i] for i in chunk], max_new_tokens)):
-                    text = first_line(self.tok.decode(new, skip_special_tokens=True))
-                    out[i] = Generation(text, len(rows[i]), len(new))
-        return out  # type: ignore[return-value]
+        return self.generate_scored_batch(prompts, [() for _ in prompts], max_new_tokens)  # no alias: nothing scored
 
     def generate_scored_batch(self, prompts: Sequence[str], golds: Sequence[Sequence[str]],
                               max_new_tokens: int = 16) -> list[Generation]:
         """generate_batch, scoring each prompt's gold aliases from the same prefill's keys and values (the answer
         tokens are the only extra work)."""
         check_golds(prompts, golds)
+        check_prompts(prompts, max_new_tokens)
         if not prompts:
             return []
         rows = self._encode(prompts)
@@ -210,7 +198,8 @@ class TorchReader(HFTokenized):
         # tokens (rare), the pair is scored by score_batch instead
         aliases = [scored_aliases(g) for g in golds]
         conts = [[gold_continuation(p, a) for a in al] for p, al in zip(prompts, aliases)]
-        joint = self._encode([p + c for p, cs in zip(prompts, conts) for c in cs])
+        pairs_text = [p + c for p, cs in zip(prompts, conts) for c in cs]
+        joint = self._encode(pairs_text) if pairs_text else []
         alias_toks: list[list[list[int] | None]] = []
         it = iter(joint)
         for r, cs in zip(rows, conts):

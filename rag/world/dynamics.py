@@ -36,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.artifacts import MANIFEST, atomic_dir, read_json_file, write_json_atomic, write_manifest, write_text_atomic
+from rag.artifacts import MANIFEST, atomic_dir, export_files, read_json_file, write_json_atomic, write_manifest, write_text_atomic
 from rag.errors import BadInputError
 from rag.world import checkpoint
 from rag.world.generator import CORPUS, DISTRACTORS, WorldParams, generate, open_world, read_jsonl, write_world
@@ -441,12 +441,8 @@ def run_dynamics(cfg: DynamicsConfig, out: str | os.PathLike, conditions: Sequen
 def export_run(out: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Copy the committable part of a dynamics run (no logs, models or checkpoints) to `dest`."""
     out, dest = Path(out), Path(dest)
-    (dest / "plots").mkdir(parents=True, exist_ok=True)
-    for name in ("measures.json", "dynamics.md", "config.json", MANIFEST):
-        if (out / name).exists():
-            shutil.copy(out / name, dest / name)
-    for p in (out / "plots").glob("*.png"):
-        shutil.copy(p, dest / "plots" / p.name)
+    export_files(out, dest, ("measures.json", "dynamics.md", "config.json", MANIFEST), ("plots/*.png",))
+    (dest / "plots").mkdir(exist_ok=True)
     conds = {}
     for m in sorted(out.glob(f"*/{MANIFEST}")):
         kind = read_json_file(m).get("kind", "")

@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.artifacts import MANIFEST, atomic_dir, read_json_file, read_manifest, write_json_atomic, write_manifest, write_text_atomic
+from rag.artifacts import MANIFEST, atomic_dir, export_files, read_json_file, read_manifest, write_json_atomic, write_manifest, write_text_atomic
 from rag.errors import BadInputError
 from rag.world.generator import CORPUS, DEMOS, QA, TRUTH, open_world, read_jsonl
 
@@ -381,12 +381,8 @@ def write_markdown(out: Path, cfg: InjectConfig, s: dict) -> str:
 def export_run(out: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Copy the committable part of an inject run (summary, report, per-question results; no models or indexes)."""
     out, dest = Path(out), Path(dest)
-    (dest / "results").mkdir(parents=True, exist_ok=True)
-    for name in ("inject.json", "inject.md", "config.json", MANIFEST):
-        if (out / name).exists():
-            shutil.copy(out / name, dest / name)
-    for p in (out / "results").glob("*.json"):
-        shutil.copy(p, dest / "results" / p.name)
+    export_files(out, dest, ("inject.json", "inject.md", "config.json", MANIFEST), ("results/*.json",))
+    (dest / "results").mkdir(exist_ok=True)
     for name in ("items.jsonl", QA):
         if (out / "knowledge" / name).exists():
             shutil.copy(out / "knowledge" / name, dest / f"knowledge-{name}")
