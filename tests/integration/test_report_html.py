@@ -64,7 +64,7 @@ def test_filters_change_the_visible_rows_and_rows_expand(browser, page):
     assert float(b.eval("document.body.dataset.firstRenderMs")) > 0
     rows = visible(b)
     assert len(rows) == 24 and count(b) == "24 of 24 rows"
-    assert b.eval("document.querySelectorAll('img[src^=\"data:image/png;base64,\"]').length") == 3
+    assert b.eval("document.querySelectorAll('img[src^=\"data:image/png;base64,\"]').length") == 4  # accuracy, recall, attribution, gold log-probability
     assert "Failure attribution" in b.eval("document.getElementById('summary').innerText")
 
     choose(b, "f-bucket", ">=1000")
