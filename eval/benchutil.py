@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.device import matmul_gflops_of
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -24,13 +26,7 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    a @ b  # warm-up (thread pool, caches)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return matmul_gflops_of(a, b, repeats, warmup=1)  # one warm-up call (thread pool, caches)
 
 
 def run_child(code: str, env: dict | None = None) -> dict:

@@ -89,6 +89,18 @@ def has_bf16_units(flags) -> bool:
     return any(f in set(flags) for f in BF16_FLAGS)
 
 
+def matmul_gflops_of(a, b, repeats: int = 5, warmup: int = 2) -> float:
+    """Median GFLOP/s of `a @ b` for square n x n operands (torch tensors or numpy arrays), after `warmup` calls."""
+    for _ in range(warmup):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * a.shape[0] ** 3 / statistics.median(times) / 1e9
+
+
 def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
     """Median GFLOP/s of an n x n torch matmul in `dtype` ("fp32" / "bf16"), after two warm-up calls (the
     first bf16 call runs at about half speed)."""
@@ -98,14 +110,7 @@ def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(dt)
     b = torch.randn(n, n, generator=g).to(dt)
-    for _ in range(2):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return matmul_gflops_of(a, b, repeats)
 
 
 def _profile_path(info: dict, threads: int, torch_version: str) -> Path:

@@ -82,12 +82,9 @@ def _load(cfg: ReaderConfig, load_reader) -> "Reader":
     if cfg.n_ctx is not None:
         options["n_ctx"] = cfg.n_ctx
     if cfg.n_threads is not None:
-        from rag.readers import THREADED, thread_option
+        from rag.readers import thread_option
 
-        if cfg.backend not in THREADED:
-            raise BadInputError(f"reader.n_threads applies to the local backends ({', '.join(THREADED)}, auto), "
-                                f"not {cfg.backend}")
-        options.update(thread_option(cfg.backend, cfg.n_threads))
+        options.update(thread_option(cfg.backend, cfg.n_threads, what="reader.n_threads"))
     return load_reader(cfg.model, backend=cfg.backend, **options)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from rag.errors import BadInputError
-from rag.readers import DEFAULT_BACKEND, DEFAULT_MODEL
+from rag.readers import DEFAULT_BACKEND, DEFAULT_MODEL, thread_option
 from rag.readers.base import DEFAULT_N_CTX
 
 
@@ -114,8 +114,8 @@ def ask(question, mode, index_path, retriever, passages_path, k, model, backend,
     options = {}
     if served:
         options.update(base_url=base_url, api_key_env=api_key_env, chat=chat)
-    if threads is not None and backend not in ("llama-cpp", "torch", "ct2", "auto"):
-        raise BadInputError("--threads applies to the local backends (llama-cpp, torch, ct2, auto) only")
+    if backend != "auto":  # auto resolves to a local backend
+        thread_option(backend, threads, what="--threads")  # refuses threads for a backend without them
     if quant is not None:
         if backend == "auto":  # a llama.cpp re-quantization was asked for: that names the backend
             backend = "llama-cpp"

@@ -46,8 +46,8 @@ def logprob_table(run: "Run", edges: Sequence[int] | None = None) -> dict:
             if not mine:
                 rows.append({"bucket": b, "mode": mode, "n": 0, "n_records": n_records})
                 continue
-            lp = [r.gold_logprob for r in mine]
-            per = [r.gold_logprob / r.gold_tokens for r in mine]
+            lp = [r.score("logprob") for r in mine]
+            per = [r.score("logprob_per_token") for r in mine]
             em = [r.em for r in mine]
             rows.append({"bucket": b, "mode": mode, "n": len(mine), "n_records": n_records,
                          **_rate(lp, cfg.n_boot, cfg.seed), "per_token": _rate(per, cfg.n_boot, cfg.seed),

@@ -16,14 +16,15 @@ DEFAULT_BACKEND = "auto"
 THREADED = {"llama-cpp": "n_threads", "torch": "n_threads", "ct2": "threads"}  # backend -> its thread-count option
 
 
-def thread_option(backend: str, n_threads: int | None) -> dict:
-    """The load option that sets a local backend's CPU threads ({} for None)."""
+def thread_option(backend: str, n_threads: int | None, what: str = "threads") -> dict:
+    """The load option that sets a local backend's CPU threads ({} for None); `what` names the setting in the
+    error for a backend that has none."""
     if n_threads is None:
         return {}
     if backend not in THREADED:
         from rag.errors import BadInputError
 
-        raise BadInputError(f"threads apply to the local backends ({', '.join(THREADED)}, auto), not {backend}")
+        raise BadInputError(f"{what} applies to the local backends ({', '.join(THREADED)}, auto), not {backend}")
     return {THREADED[backend]: n_threads}
 
 

@@ -24,6 +24,7 @@ from typing import Sequence
 from rag.errors import BadInputError, require
 from rag.readers.base import (DEFAULT_N_CTX, READERS, Generation, Reader, Score, check_golds, check_prompts, check_scoring,
                               first_line, gold_continuation, n_cores, scored_aliases, with_golds)
+from rag.readers.kv_prefix import common_prefix_len
 from rag.readers.models import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -215,10 +216,7 @@ class LlamaCppReader(Reader):
             return []
         if len(tokens) > self.n_ctx:
             raise BadInputError(f"prompt + continuation is {len(tokens)} tokens, more than n_ctx={self.n_ctx}")
-        cached = llm.input_ids[: llm.n_tokens].tolist()
-        m = 0
-        while m < min(len(cached), keep) and cached[m] == tokens[m]:
-            m += 1
+        m = common_prefix_len([llm.input_ids[: llm.n_tokens].tolist(), tokens[:keep]])
         llm.n_tokens = m
         if m < keep:
             llm.eval(tokens[m:keep])  # drops the cache past m, evaluates the rest of the prompt
@@ -234,8 +232,7 @@ class LlamaCppReader(Reader):
             logits -= logits.max(axis=1, keepdims=True)
             logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
             # row j predicts the token after chunk[j]
-            nxt = [t for t in (chunk[1:] + rest[:1])]
-            out.extend(float(logp[j, t]) for j, t in enumerate(nxt))
+            out.extend(float(logp[j, t]) for j, t in enumerate(chunk[1:] + rest[:1]))
             pos += len(chunk)
         # the cache now holds the continuation too; llama-cpp-python's bookkeeping stops at the prompt, and the
         # next evaluation (ours or create_completion's) drops the rest and replays a token for fresh logits
@@ -248,11 +245,8 @@ class LlamaCppReader(Reader):
         check_scoring(prompts, continuations)
         out = []
         for p, c in zip(prompts, continuations):
-            full, alone = self._tokens(p + c), self._tokens(p)
-            start = 0
-            while start < min(len(full), len(alone)) and full[start] == alone[start]:
-                start += 1
-            start = max(start, 1)
+            full = self._tokens(p + c)
+            start = max(common_prefix_len([full, self._tokens(p)]), 1)
             lps = self._logprobs_after(full, start)
             toks = tuple(self.llm.detokenize([t]).decode("utf-8", errors="replace") for t in full[start:])
             out.append(Score(float(sum(lps)), tuple(lps), toks))

@@ -258,12 +258,12 @@ class TorchReader(HFTokenized):
             got[b][a] = Score(float(sum(vals)), vals, tuple(self.tok.decode([x]) for x in t))
         return got
 
-    def _greedy(self, rows: list[list[int]], max_new_tokens: int, alias_toks: list[list[list[int] | None]] | None = None):
-        """Greedy continuation tokens of each row: up to and including the first newline token, without EOS.
-        With `alias_toks` (per row, token lists to score), returns (tokens, scores per row) instead."""
+    def _greedy(self, rows: list[list[int]], max_new_tokens: int, alias_toks: list[list[list[int] | None]]):
+        """(greedy continuation tokens of each row: up to and including the first newline token, without EOS;
+        the scores of each row's `alias_toks` after its prompt, by alias index)."""
         torch = self._torch
         logits, cache, mask, positions = self._prefill(rows, keep=1)
-        got = self._score_aliases(logits, cache, mask, positions, alias_toks) if alias_toks is not None else None
+        got = self._score_aliases(logits, cache, mask, positions, alias_toks)
         new: list[list[int]] = [[] for _ in rows]
         alive = list(range(len(rows)))  # batch position -> row
         for step in range(max_new_tokens):
@@ -286,7 +286,7 @@ class TorchReader(HFTokenized):
             mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
             logits, cache = self._forward(nxt[:, None], mask, positions[:, None], cache, keep=1)
             positions = positions + 1
-        return new if got is None else (new, got)
+        return new, got
 
     def score_batch(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
         """Teacher-forced log-probability of each continuation, as the model splits prompt + continuation."""

@@ -126,13 +126,13 @@ def test_rows_stop_at_their_newline_and_leave_the_batch(parts):
     texts = prompts()
     rows = reader._encode(texts)
     with torch.inference_mode():
-        free = reader._greedy(rows, 8)
+        free, _ = reader._greedy(rows, 8, [[] for _ in rows])
     assert all(len(r) == 8 for r in free)
     # declare row 0's third token a newline: row 0 stops there, rows without that token run on unchanged
     stop = free[0][2]
     reader._newline_ids = {stop}
     with torch.inference_mode():
-        cut = reader._greedy(rows, 8)
+        cut, _ = reader._greedy(rows, 8, [[] for _ in rows])
     for r, c in zip(free, cut):
         expect = r[: r.index(stop) + 1] if stop in r else r
         assert c == expect

@@ -85,6 +85,7 @@ def test_ask_demos_from_a_pool_file(index, tmp_path):
         (["q", "--index", "/nonexistent/index", "--backend", "fake", "--model", "fake"], "no such folder"),
         (["q", "--n-ctx", "30", "--backend", "fake", "--model", "fake"], "the prompt is 37 tokens even without passages, over the 14 the model allows"),
         (["q", "--quant", "q4_0", "--backend", "fake", "--model", "fake"], "--quant applies to the llama-cpp backend only"),
+        (["q", "--threads", "2", "--backend", "fake", "--model", "fake"], "--threads applies to the local backends"),
         (["q", "--quant", "q2_k"], "Invalid value for '--quant'"),
     ],
 )
