@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Sequence
 
 from rag.buckets import UNLINKED, Buckets
 from rag.evaluation.config import METRICS, answer_metric  # noqa: F401 (METRICS: re-exported)
-
-RATE_MEASURES = ("em", "f1", "contains")  # the measures that are rates (0..1), in every summary
 from rag.evaluation.stats import Rate, bootstrap_mean, stratified_bootstrap_mean
 from rag.evaluation.summary import ALL, LINKED, Bucketing, Row, Summary
 
@@ -34,6 +32,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from rag.evaluation.run_folder import Run, Selection
 
 log = logging.getLogger(__name__)
+
+RATE_MEASURES = ("em", "f1", "contains")  # the measures that are rates (0..1), in every summary
+
+
+def recorded_scores(recs: dict, measure: str) -> dict[str, float]:
+    """qid -> the record's `measure`, leaving out NaN (a gold log-probability the run did not record)."""
+    out = {q: r.score(measure) for q, r in recs.items()}
+    return {q: v for q, v in out.items() if v == v}
 
 CSV_FIELDS = ("bucket", "population", "n", "system", "measure", "mean", "lo", "hi")
 
@@ -73,16 +79,12 @@ def summarize(run: "Run", edges: Sequence[int] | None = None) -> Summary:
     # the gold log-probability joins the rows only as the run's metric (the other files keep their rows)
     measures = RATE_MEASURES + (("logprob",) if cfg.metric == "logprob" else ())
 
-    def scores(recs: dict, m: str) -> dict[str, float]:
-        out = {q: r.score(m) for q, r in recs.items()}
-        return {q: v for q, v in out.items() if v == v}  # NaN: a log-probability not recorded
-
     for m in measures:
-        add_rates("closed", m, scores(closed, m))
+        add_rates("closed", m, recorded_scores(closed, m))
     for r in retrievers:
         recs = by_mode[f"rag:{r}"]
         for m in measures:
-            mine, base = scores(recs, m), scores(closed, m)
+            mine, base = recorded_scores(recs, m), recorded_scores(closed, m)
             add_rates(f"rag:{r}", m, mine)
             add_rates(f"gain:{r}", m, {q: v - base[q] for q, v in mine.items() if q in base})
         for k in cfg.recall_ks:
@@ -138,10 +140,8 @@ def _split_by_method(cfg, selection: "Selection", buckets: Buckets, by_mode: dic
     out = []
     for system in ["closed", *(f"rag:{r}" for r in retrievers)]:
         groups: dict[tuple, list[float]] = defaultdict(list)  # (bucket, method) -> outcomes, in one pass
-        for q, rec in by_mode[system].items():
-            v = rec.score(cfg.metric)
-            if v == v:  # NaN: a log-probability not recorded
-                groups[(label_of.get(q), method_of.get(q))].append(v)
+        for q, v in recorded_scores(by_mode[system], cfg.metric).items():
+            groups[(label_of.get(q), method_of.get(q))].append(v)
         for b in buckets.all_labels:
             for m in methods:
                 x = groups.get((b, m), [])
@@ -319,8 +319,9 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
     trends = run_trends(run)
     outcomes = attribution.attribute(run)
     attr_rows = attribution.summarize_attribution(run, edges, outcomes) if run.retrievers else []
+    lp = logprob_table(run, edges)
     written: list[str] = []
-    attr_plot = None
+    attr_plot = lp_plot = None
     if plots:
         from rag.errors import MissingDependencyError
         from rag.evaluation.plots import plot_accuracy, plot_attribution, plot_recall
@@ -335,6 +336,9 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
             if attr_rows:
                 plot_attribution(attr_rows, folder / "plots" / "attribution.png", title=summary.header.get("name", ""))
                 attr_plot = "plots/attribution.png"
+            if lp["scored"]:
+                plot_logprob(lp, folder / "plots" / "logprob.png", title=summary.header.get("name", ""))
+                lp_plot = "plots/logprob.png"
         except MissingDependencyError as e:
             log.warning("no plots: %s", e)
     _write_text(folder / "summary.csv", to_csv(summary))
@@ -343,17 +347,6 @@ def render(folder: str | Path, edges: Sequence[int] | None = None, plots: bool =
     if attr_rows:
         md += "\n" + attribution.to_markdown(attr_rows, run.config.metric, attr_plot)
         _write_text(folder / "attribution.csv", attribution.to_csv(attr_rows))
-    lp = logprob_table(run, edges)
-    lp_plot = None
-    if plots and lp["scored"]:
-        from rag.errors import MissingDependencyError
-
-        try:
-            (folder / "plots").mkdir(exist_ok=True)
-            plot_logprob(lp, folder / "plots" / "logprob.png", title=summary.header.get("name", ""))
-            lp_plot = "plots/logprob.png"
-        except MissingDependencyError as e:
-            log.warning("no plots: %s", e)
     md += "\n" + logprob_markdown(lp, lp_plot)
     from rag.evaluation.controls import controls_markdown, run_controls
 
