@@ -13,7 +13,10 @@ Sections (each merges its numbers into eval/results/reader-fast.json and re-rend
     per-question   closed-book + two retrieval prompts (k = 3 real ~100-word passages each, 3 built-in
                    demonstrations) per NQ-open question, `answer()` with batch_size 16 as the eval runs it;
                    llama.cpp and the torch reader alternate (ABBA order), medians of the repeats.
-    memory         peak RSS of a fresh process that loads the reader and answers 2 questions (3 prompts each).
+    auto           what `backend: auto` picks per model (rag.readers.auto; times llama.cpp and its estimated winner
+                   once on an evaluation's prompts, cached), stored with the per-question numbers
+    memory         peak RSS (VmHWM) of a fresh process that loads the reader and answers 2 questions (3 prompts each),
+                   and its RSS at the end.
     encoder        all-MiniLM-L6-v2 passages/s in fp32 and bf16 (interleaved blocks), min cosine to fp32,
                    useful GFLOP/s as a share of the bf16 (and fp32) matmul peak measured in the same run.
 
@@ -48,10 +51,11 @@ def load_results() -> dict:
 
 
 def merge(into: dict, part: dict) -> dict:
-    """Sections of `part` replace those of `into`, per model where a section is keyed by model."""
+    """Sections of `part` replace those of `into`; in the sections keyed by model, the fields given per model."""
     for key, value in part.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict) and key in ("prefill", "per_question"):
-            into[key].update(value)
+            for model, fields in value.items():
+                into[key].setdefault(model, {}).update(fields)
         else:
             into[key] = value
     return into
@@ -345,6 +349,18 @@ def section_per_question(results: dict, models, n05: int, n15: int, repeats: int
         gc.collect()
 
 
+def section_auto(results: dict, models) -> None:
+    """What `backend: auto` picks for each model here now (timing the candidates once: rag.readers.auto), kept
+    with that model's per-question numbers."""
+    from rag.readers.auto import choose_backend
+
+    for model_name in models:
+        choice = choose_backend(model_name, "cpu")
+        print(f"{model_name}: auto -> {choice.backend} {choice.precision}: {choice.reason}", flush=True)
+        results.setdefault("per_question", {}).setdefault(model_name, {})["auto_choice"] = choice.as_dict()
+        save(results)
+
+
 # ---- peak memory (fresh processes)
 
 MEMORY_CHILD = bu.CHILD_PRELUDE + """
@@ -357,21 +373,23 @@ t = time.perf_counter()
 r = load_reader({model!r}, **{options!r})
 load_s = time.perf_counter() - t
 three_prompts(r, qs[:2], a[:2], b[:2])
-_done(load_s=load_s)
+rss = [int(line.split()[1]) / 1024 for line in open('/proc/self/status') if line.startswith('VmRSS:')]
+_done(load_s=load_s, rss_at_end_mb=rss[0] if rss else None)
 """
 
 
 def section_memory(results: dict, models) -> None:
     rows = []
     for model_name in models:
-        for label, options in (("llama.cpp Q4_K_M", {}), ("torch bf16", {"backend": "torch", "precision": "bf16", "device": "cpu"}),
+        for label, options in (("llama.cpp Q4_K_M", {"backend": "llama-cpp"}), ("torch bf16", {"backend": "torch", "precision": "bf16", "device": "cpu"}),
                                ("torch fp32", {"backend": "torch", "precision": "fp32", "device": "cpu"}),
                                ("ct2 int8", {"backend": "ct2", "precision": "int8", "device": "cpu"})):
             if label == "torch fp32" and "0.5b" not in model_name:
                 continue  # 4 bytes a parameter: ~4x the bf16 footprint, not worth the time on 2 cores
             code = MEMORY_CHILD.format(eval_dir=str(Path(__file__).resolve().parent), model=model_name, options=options)
             r = bu.run_child(code, env={"PYTHONPATH": str(REPO)})
-            rows.append({"model": model_name, "engine": label, "peak_rss_mb": round(r["peak_rss_mb"]), "load_s": round(r["load_s"], 1)})
+            rows.append({"model": model_name, "engine": label, "peak_rss_mb": round(r["peak_rss_mb"]),
+                         "rss_at_end_mb": round(r["rss_at_end_mb"] or 0), "load_s": round(r["load_s"], 1)})
             print(rows[-1], flush=True)
     results["memory"] = {"env": env(), "rows": rows}
     save(results)
@@ -439,6 +457,12 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(out)
 
 
+def _auto_line(choice: dict) -> str:
+    timed = choice.get("measured", {}).get("timed_seconds")
+    how = f"; timed on an evaluation's prompts here, seconds: {timed}" if timed else ""
+    return f"`backend: auto` here: **{choice['backend']} {choice['precision']}** ({choice['reason']}{how})."
+
+
 def render(res: dict) -> str:
     lines = ["# Fast reader (issue 21): prefill vs the machine's peak, engines side by side",
              "", "Written by eval/bench_reader_fast.py. Ratios are measured in one run (engines interleaved, medians of "
@@ -456,16 +480,22 @@ def render(res: dict) -> str:
         if s.get("errors"):
             lines += ["Engines that could not run: " + "; ".join(f"{k}: {v}" for k, v in s["errors"].items()), ""]
     for model, s in res.get("per_question", {}).items():
+        if "rows" not in s:  # an auto section without the per-question one
+            lines += [f"## `backend: auto`, {model}", "", _auto_line(s["auto_choice"]), ""]
+            continue
         e = s["env"]
         lines += [f"## Seconds per question, {model}: closed-book + two k=3 retrieval prompts", "",
                   f"{e['when']}; {s['questions']} NQ-open questions x {s['prompts_per_question']} prompts, `answer(batch_size=16)`, "
                   f"3 built-in demonstrations, real ~100-word Wikipedia passages; {s['repeats']} repeats (ABBA order); "
                   f"load average during: {s['load_average_during']}.", "",
                   _table(s["rows"], ["engine", "s_per_question", "speedup_vs_llama_cpp", "per_repeat_s", "answers_equal_to_llama_cpp"]), "",
-                  f"`backend: auto` here: **{s['auto_choice']['backend']} {s['auto_choice']['precision']}** ({s['auto_choice']['reason']}).", ""]
+                  _auto_line(s["auto_choice"]), ""]
     if "memory" in res:
         lines += ["## Peak memory (fresh process: load + 2 questions x 3 prompts)", "",
-                  _table(res["memory"]["rows"], ["model", "engine", "peak_rss_mb", "load_s"]), ""]
+                  _table(res["memory"]["rows"], ["model", "engine", "peak_rss_mb", "rss_at_end_mb", "load_s"]), "",
+                  "peak_rss_mb: the process's VmHWM, which counts the file pages of weights read through mmap (the torch "
+                  "reader converts a float32 dequantized copy to bf16 while loading); rss_at_end_mb: what it holds after "
+                  "answering.", ""]
     if "encoder" in res:
         s = res["encoder"]
         lines += ["## Dense encoder all-MiniLM-L6-v2: fp32 vs bf16", "",
@@ -480,7 +510,7 @@ def render(res: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sections", default="prefill,per-question,memory,encoder")
+    ap.add_argument("--sections", default="prefill,per-question,auto,memory,encoder")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-other-engines", action="store_true", help="skip OpenVINO (always skipped beyond the 0.5B model)")
@@ -505,6 +535,8 @@ def main() -> None:
         section_prefill(results, models, args.repeats, not args.no_other_engines)
     if "per-question" in sections:
         section_per_question(results, models, args.questions_05, args.questions_15, max(2, args.repeats - 1))
+    if "auto" in sections:
+        section_auto(results, models)
     if "memory" in sections:
         section_memory(results, models)
     if "encoder" in sections:

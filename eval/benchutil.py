@@ -48,10 +48,21 @@ def run_child(code: str, env: dict | None = None) -> dict:
     return result
 
 
+# the peak RSS of this process's own memory: /proc's VmHWM (ru_maxrss keeps the forking parent's resident size as a
+# floor across exec on Linux, so a child of a large benchmark process would report the parent's peak)
 CHILD_PRELUDE = """
 import json, resource, time, os
+def _peak_rss_mb():
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def _done(**kw):
-    kw['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kw['peak_rss_mb'] = _peak_rss_mb()
     print(json.dumps(kw))
 """
 

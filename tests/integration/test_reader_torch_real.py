@@ -64,6 +64,12 @@ def test_auto_backend_loads_and_records_its_choice():
     choice = reader.auto_choice
     assert reader.backend == choice.backend and choice.reason
     assert choice.measured["matmul_gflops"]["fp32"] > 0
+    from rag.readers.auto import MIN_SPEEDUP
+
+    estimates = choice.measured.get("estimated_prefill_speedup_over_llama_cpp", {})
+    if estimates and max(estimates.values()) >= MIN_SPEEDUP:  # the estimate's pick was timed against llama.cpp here
+        timed = choice.measured["timed_seconds"]
+        assert "llama-cpp gguf" in timed and len(timed) == 2 and all(v > 0 for v in timed.values())
     if choice.backend == "torch":
         assert reader.precision == choice.precision
 

@@ -107,3 +107,75 @@ def test_profile_is_measured_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(device, "cpu_info", lambda: {"model": "sim", "flags": []})  # another machine: measured anew
     assert device.cpu_profile()["matmul_gflops"]["bf16"] is None and calls == ["fp32", "bf16", "fp32"]
 
+
+
+def test_measured_timings_decide_over_the_estimate():
+    # the estimate says torch bf16 (about 2x llama.cpp's prefill); what was timed here decides
+    fast = {"llama-cpp gguf": {"seconds": 10.0}, "torch bf16": {"seconds": 5.3}}
+    c = choose_backend("qwen2.5-coder-1.5b", "cpu", profile=EPYC, available=ALL, cuda=False, timings=fast)
+    assert (c.backend, c.precision) == ("torch", "bf16") and "measured 1.89x" in c.reason
+    assert c.measured["timed_seconds"] == {"llama-cpp gguf": 10.0, "torch bf16": 5.3}
+    tie = {"llama-cpp gguf": {"seconds": 10.0}, "torch bf16": {"seconds": 9.0}}
+    c = choose_backend("qwen2.5-coder-1.5b", "cpu", profile=EPYC, available=ALL, cuda=False, timings=tie)
+    assert c.backend == "llama-cpp" and "measured only 1.11x" in c.reason
+    assert c.measured["measured_speedup_over_llama_cpp"] == pytest.approx(1.111, abs=1e-3)
+
+
+def test_a_simulated_machine_times_nothing(monkeypatch):
+    from rag.readers import auto
+
+    monkeypatch.setattr(auto, "time_backend", lambda *a: pytest.fail("timed a model on a simulated machine"))
+    assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=EPYC, available=ALL, cuda=False).backend == "torch"
+
+
+def test_timings_are_measured_once_per_machine_and_model(tmp_path, monkeypatch):
+    from rag.readers import auto
+
+    monkeypatch.setenv("RAG_CACHE", str(tmp_path))
+    calls = []
+
+    def fake_time(model, backend, precision):
+        calls.append((model, backend, precision))
+        return {"seconds": 4.0 if backend == "llama-cpp" else 2.0, "load_s": 0.1}
+
+    monkeypatch.setattr(auto, "time_backend", fake_time)
+    pair = [("llama-cpp", "gguf"), ("torch", "bf16")]
+    first = auto.speed_timings("qwen2.5-coder-0.5b", pair, EPYC)
+    assert first == {"llama-cpp gguf": {"seconds": 4.0, "load_s": 0.1}, "torch bf16": {"seconds": 2.0, "load_s": 0.1}}
+    assert len(calls) == 2 and list((tmp_path / "machine").glob("speed-*.json"))
+    assert auto.speed_timings("qwen2.5-coder-0.5b", pair, EPYC) == first and len(calls) == 2  # cached
+    auto.speed_timings("qwen2.5-coder-1.5b", pair, EPYC)  # another model: timed
+    auto.speed_timings("qwen2.5-coder-0.5b", pair, {**EPYC, "cpu": "another"})  # another machine kind: timed
+    auto.speed_timings("qwen2.5-coder-0.5b", pair, EPYC, refresh=True)
+    assert len(calls) == 8
+    # a local file is keyed by its size and mtime: replaced weights are timed again
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"x")
+    auto.speed_timings(str(f), pair, EPYC)
+    f.write_bytes(b"xy")
+    auto.speed_timings(str(f), pair, EPYC)
+    assert len(calls) == 12
+
+
+def test_a_backend_that_fails_its_timing_is_not_chosen(monkeypatch):
+    from rag.readers import auto
+
+    def broken(model, backends, profile):
+        raise MemoryError("bf16 copy does not fit")
+
+    monkeypatch.setattr(auto, "speed_timings", broken)
+    monkeypatch.setattr(auto, "cpu_profile", lambda: EPYC)
+    monkeypatch.setattr(auto, "_installed", lambda module: module in ("torch", "transformers", "llama_cpp"))
+    c = choose_backend("qwen2.5-coder-0.5b", "cpu")
+    assert c.backend == "llama-cpp" and "timing it failed (MemoryError)" in c.reason
+
+
+def test_calibration_prompts_are_an_evaluations_calls():
+    from rag.readers.auto import calibration_prompts
+
+    warm, timed = calibration_prompts("kandpal")
+    assert [len(c) for c in warm] == [1, 1] and [len(c) for c in timed] == [2, 4]
+    closed, rag = timed
+    assert all(p.count("Q:") == 4 for p in closed + rag)  # 3 demonstrations and the question
+    assert len(set(rag)) == 4 and min(len(p.split()) for p in rag) > 300  # k=3 ~80-word passages each
+    assert not any(p in q for p in closed for q in rag)
