@@ -33,7 +33,11 @@ The rule (eval/bench_reader_fast.py measures the constants; eval/results/reader-
 4. int8 (ct2) re-quantizes the weights once more and changes more answers (agreement with llama.cpp 71-77%
    against torch bf16's 84-100%, eval/results/reader-agreement.md), so it is a candidate only on CPUs
    without bf16 units, even where it measures a little faster than torch bf16.
-5. A backend that cannot run the model is never chosen: llama-cpp needs llama_cpp and a GGUF (named model
+5. A candidate that would not fit is not timed nor chosen: for a GGUF model, torch needs ~2 (bf16) or 4 (fp32)
+   bytes a parameter of memory and ct2 ~1, times MEMORY_HEADROOM, against the memory available now; and the
+   first load writes a float32 dequantized copy (4 bytes a parameter) to the cache, against its disk's free
+   space. Then llama-cpp, whose quantized weights are the smallest.
+6. A backend that cannot run the model is never chosen: llama-cpp needs llama_cpp and a GGUF (named model
    or .gguf path); torch needs torch and transformers; ct2 needs ctranslate2 (and transformers to convert).
 
 The CPU facts and matmul peaks come from rag.device.cpu_profile: measured once per machine (~2 s) and cached
@@ -68,6 +72,8 @@ LLAMA_EFFICIENCY = 0.45
 CT2_INT8_EFFICIENCY = 0.9
 MIN_SPEEDUP = 1.5  # estimated speed over llama.cpp's needed to leave llama.cpp
 MEASURED_MIN_SPEEDUP = 1.2  # measured speed over llama.cpp's needed to leave it (a measurement: a smaller margin)
+BYTES_PER_PARAM = {"bf16": 2, "fp32": 4, "fp16": 2, "int8": 1}
+MEMORY_HEADROOM = 1.3  # activations, the KV cache and the tokenizer on top of the weights
 TIMINGS_FORMAT = 2
 
 
@@ -142,12 +148,14 @@ def choose_backend(
     available: set[str] | None = None,
     cuda: bool | None = None,
     timings: dict | None = None,
+    room: dict | None = None,
 ) -> Choice:
     """The backend and precision to read `model` with on this machine (see the module doc for the rule).
 
     `profile` (a cpu_profile()-shaped dict), `available` (backend names whose libraries are installed),
-    `cuda` and `timings` (speed_timings()-shaped) replace what this machine reports; tests use them to simulate
-    other machines. On a simulated machine (a `profile` given) nothing is timed unless `timings` are given.
+    `cuda`, `timings` (speed_timings()-shaped) and `room` (fits()'s facts: params, memory_bytes, disk_bytes,
+    dequantized) replace what this machine reports; tests use them to simulate other machines. On a simulated
+    machine (a `profile` given) nothing is timed nor sized unless `timings` / `room` are given.
     """
     measure = profile is None
     device = (device or "auto").lower()
@@ -208,6 +216,13 @@ def choose_backend(
         return Choice("llama-cpp", "gguf", f"{why}; best other estimate ({backend} {precision}) only {speedup:.1f}x "
                       f"llama.cpp's prefill (< {MIN_SPEEDUP})", measured)
     estimate = f"{backend} {precision} prefill estimated {speedup:.1f}x llama.cpp's"
+    if room is None and measure:
+        room = model_room(model)
+    if room:
+        short = fits(backend, precision, room)
+        measured["room"] = room
+        if short:
+            return Choice("llama-cpp", "gguf", f"{why}; {estimate}, but {short}", measured)
     if timings is None and measure:
         try:
             timings = speed_timings(model, [("llama-cpp", "gguf"), (backend, precision)], profile)
@@ -226,6 +241,116 @@ def choose_backend(
         return Choice("llama-cpp", "gguf", f"{why}; {estimate}, but measured only {gain:.2f}x on an evaluation's "
                       f"prompts here (< {MEASURED_MIN_SPEEDUP})", measured)
     return Choice(backend, precision, f"{why}; {estimate} (>= {MIN_SPEEDUP})", measured)
+
+
+# ---- will it fit
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GB"
+
+
+# GGUF metadata value types -> struct format of one scalar (8: string, 9: array, read apart)
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def gguf_param_count(path: Path) -> int:
+    """The number of weights in a GGUF file, from its header alone (gguf.GGUFReader maps every tensor: seconds)."""
+    import struct
+
+    with open(path, "rb") as f:
+        def read(fmt: str):
+            n = struct.calcsize("<" + fmt)
+            data = f.read(n)
+            if len(data) != n:
+                raise ValueError(f"{path}: truncated GGUF header")
+            return struct.unpack("<" + fmt, data)
+
+        def skip_string():
+            (n,) = read("Q")
+            f.seek(n, 1)
+
+        def skip_value(kind: int):
+            if kind == 8:
+                skip_string()
+            elif kind == 9:
+                inner, count = read("IQ")
+                if inner == 8:
+                    for _ in range(count):
+                        skip_string()
+                elif inner in _GGUF_SCALARS:
+                    f.seek(struct.calcsize("<" + _GGUF_SCALARS[inner]) * count, 1)
+                else:
+                    for _ in range(count):
+                        skip_value(inner)
+            elif kind in _GGUF_SCALARS:
+                f.seek(struct.calcsize("<" + _GGUF_SCALARS[kind]), 1)
+            else:
+                raise ValueError(f"{path}: unknown GGUF value type {kind}")
+
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        (version,) = read("I")
+        if version < 2:
+            raise ValueError(f"{path}: GGUF version {version} is not supported")
+        n_tensors, n_kv = read("QQ")
+        for _ in range(n_kv):
+            skip_string()
+            (kind,) = read("I")
+            skip_value(kind)
+        total = 0
+        for _ in range(n_tensors):
+            skip_string()
+            (n_dims,) = read("I")
+            count = 1
+            for d in read("Q" * n_dims):
+                count *= d
+            total += count
+            f.seek(12, 1)  # type (u32) and offset (u64)
+        return total
+
+
+def model_room(model: str) -> dict | None:
+    """For a GGUF model: its parameter count (from the file's header), the memory available now, and the free
+    disk of the cache that would hold its dequantized copy (and whether that copy exists); None where unknown."""
+    import shutil
+
+    from rag.readers.models import NAMED_MODELS, cache_dir, model_path
+
+    try:
+        path = model_path(model) if model in NAMED_MODELS else Path(model).expanduser()
+        params = gguf_param_count(path)
+        from rag.readers.transformers import dequantized_dir
+
+        done = (dequantized_dir(path) / "manifest.json").exists()
+        root = cache_dir()
+        while not root.exists() and root != root.parent:
+            root = root.parent
+        disk = shutil.disk_usage(root).free
+    except Exception as e:  # an unreadable header is the loader's error to report, not this estimate's
+        log.debug("backend auto: no size estimate for %s (%s)", model, e)
+        return None
+    memory = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    memory = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return {"params": params, "memory_bytes": memory, "disk_bytes": disk, "dequantized": done}
+
+
+def fits(backend: str, precision: str, room: dict) -> str | None:
+    """Why `backend` in `precision` would not fit (a phrase), or None."""
+    need = room["params"] * BYTES_PER_PARAM.get(precision, 4) * MEMORY_HEADROOM
+    if room.get("memory_bytes") is not None and need > room["memory_bytes"]:
+        return f"{backend} {precision} would need ~{_gib(need)} of memory and {_gib(room['memory_bytes'])} is available"
+    copy = room["params"] * 4
+    if not room.get("dequantized") and room.get("disk_bytes") is not None and copy > room["disk_bytes"]:
+        return (f"its first load writes a ~{_gib(copy)} float32 copy and the cache's disk has "
+                f"{_gib(room['disk_bytes'])} free")
+    return None
 
 
 # ---- timing backends on this machine

@@ -179,3 +179,59 @@ def test_calibration_prompts_are_an_evaluations_calls():
     assert all(p.count("Q:") == 4 for p in closed + rag)  # 3 demonstrations and the question
     assert len(set(rag)) == 4 and min(len(p.split()) for p in rag) > 300  # k=3 ~80-word passages each
     assert not any(p in q for p in closed for q in rag)
+
+
+def test_a_candidate_that_would_not_fit_is_neither_timed_nor_chosen():
+    fast = {"llama-cpp gguf": {"seconds": 10.0}, "torch bf16": {"seconds": 4.0}}
+    seven_b = {"params": 7_600_000_000, "memory_bytes": 12 * 2**30, "disk_bytes": 500 * 2**30, "dequantized": False}
+    c = choose_backend("/models/qwen-7b.Q4_K_M.gguf", "cpu", profile=EPYC, available=ALL, cuda=False, timings=fast, room=seven_b)
+    assert c.backend == "llama-cpp" and "would need ~18.4 GB of memory and 12.0 GB is available" in c.reason
+    # enough memory, but the first load's float32 copy (30 GB) does not fit on the cache's disk
+    disk = {**seven_b, "memory_bytes": 64 * 2**30, "disk_bytes": 20 * 2**30}
+    c = choose_backend("/models/qwen-7b.Q4_K_M.gguf", "cpu", profile=EPYC, available=ALL, cuda=False, timings=fast, room=disk)
+    assert c.backend == "llama-cpp" and "float32 copy" in c.reason and "20.0 GB free" in c.reason
+    # already dequantized: no copy to write
+    c = choose_backend("/models/qwen-7b.Q4_K_M.gguf", "cpu", profile=EPYC, available=ALL, cuda=False, timings=fast,
+                       room={**disk, "dequantized": True})
+    assert (c.backend, c.precision) == ("torch", "bf16") and c.measured["room"]["params"] == 7_600_000_000
+
+
+def test_model_room_reads_the_gguf_header():
+    from rag.readers.auto import model_room
+    from rag.readers.models import is_installed
+
+    if not is_installed("smollm2-135m"):
+        pytest.skip("smollm2-135m not installed")
+    pytest.importorskip("gguf")
+    room = model_room("smollm2-135m")
+    assert room["params"] == 134_515_008 and room["disk_bytes"] > 0  # SmolLM2-135M, embeddings included
+    assert room["memory_bytes"] is None or room["memory_bytes"] > 0
+    assert model_room("/no/such/model.gguf") is None
+
+
+def test_gguf_param_count_reads_only_the_header(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    from rag.readers.auto import gguf_param_count
+
+    path = tmp_path / "tiny.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_string("general.name", "tiny")
+    w.add_uint32("llama.context_length", 64)
+    w.add_array("tokenizer.ggml.tokens", ["a", "bc", "déf"])
+    w.add_array("tokenizer.ggml.scores", [0.5, 1.5, 2.5])
+    w.add_tensor("a.weight", np.zeros((3, 4), dtype=np.float32))
+    w.add_tensor("b.bias", np.zeros(5, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert gguf_param_count(path) == 17
+    assert gguf_param_count(path) == sum(int(t.n_elements) for t in gguf.GGUFReader(str(path)).tensors)
+    (tmp_path / "x.gguf").write_bytes(b"not a gguf file")
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        gguf_param_count(tmp_path / "x.gguf")
+    (tmp_path / "cut.gguf").write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ValueError, match="truncated"):
+        gguf_param_count(tmp_path / "cut.gguf")
