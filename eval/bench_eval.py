@@ -51,6 +51,7 @@ def main(argv=None) -> None:
     cmd += args.rest
 
     peak_gflops = bu.matmul_peak_gflops()
+    bf16_gflops = _bf16_peak()
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -64,7 +65,7 @@ def main(argv=None) -> None:
     n_params = manifest.get("reader_info", {}).get("n_params") or 0
     prompt_tokens = _prompt_tokens(out / "records.jsonl")
     gen = session["stages"].get("generation", {})
-    # upper bound on the reader's work: every prompt token prefilled (llama.cpp reuses the shared demo prefix)
+    # upper bound on the reader's work: every prompt token prefilled (the local readers reuse the shared demo prefix)
     gflop = 2 * n_params * prompt_tokens / 1e9
     data = {
         "config": str(args.config),
@@ -72,6 +73,7 @@ def main(argv=None) -> None:
         "run": str(out),
         "machine": bu.machine(),
         "matmul_peak_gflops": round(peak_gflops, 1),
+        "matmul_bf16_peak_gflops": round(bf16_gflops, 1) if bf16_gflops else None,
         "process": {"wall_s": round(wall, 2), "peak_rss_mb": round(child_rss_mb, 1)},
         "session": session,
         "total": timing["total"],
@@ -83,6 +85,15 @@ def main(argv=None) -> None:
     name = args.name or f"eval-timing-{args.config.stem}"
     bu.write_results(name, data, _markdown(data), args.results)
     print((args.results / f"{name}.md").read_text())
+
+
+def _bf16_peak() -> float | None:
+    """torch's bf16 matmul GFLOP/s where the CPU has bf16 units (the torch reader's precision there), else None."""
+    try:
+        from rag.device import cpu_info, has_bf16_units, matmul_gflops
+    except ImportError:
+        return None
+    return matmul_gflops("bf16") if has_bf16_units(cpu_info()["flags"]) else None
 
 
 def _prompt_tokens(path: Path) -> int:
@@ -110,8 +121,10 @@ def _markdown(d: dict) -> str:
         f"In-process session: {s['wall_s']:.1f} s, peak RSS {s['peak_rss_mb']:.0f} MB.\n\n"
         + bu.md_table(rows, ["stage", "seconds", "share", "calls", "items", "peak RSS after (MB)"])
         + f"\nPrompt tokens: {d['prompt_tokens']:,}; reader throughput at most {d['reader_gflops_upper_bound']} GFLOP/s "
-        f"(2 x parameters x prompt tokens / generation seconds; llama.cpp reuses the shared demonstration prefix, "
-        f"so the true figure is lower) against a matmul peak of {d['matmul_peak_gflops']} GFLOP/s measured in the same run.\n"
+        f"(2 x parameters x prompt tokens / generation seconds; the local readers reuse the shared demonstration "
+        f"prefix, so the true figure is lower) against matmul peaks of {d['matmul_peak_gflops']} GFLOP/s fp32"
+        + (f" and {d['matmul_bf16_peak_gflops']} GFLOP/s bf16" if d.get("matmul_bf16_peak_gflops") else "")
+        + " measured in the same run.\n"
     )
 
 

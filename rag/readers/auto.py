@@ -25,10 +25,10 @@ The rule (eval/bench_reader_fast.py measures the constants; eval/results/reader-
    (here it runs Qwen2.5-Coder-0.5B at ~0.8 of the fp32 peak and -1.5B at ~0.8 of the *bf16* peak, through
    its int8 dot-product kernels). So when the estimate picks another backend over llama.cpp, both are timed
    once on this machine, for this model, on an evaluation's calls (a closed-book call of 2 prompts and a
-   call of 4 k=3 retrieval prompts, after a warm-up; `calibration_prompts`; the faster of two passes, one
+   call of 4 k=3 retrieval prompts, after a warm-up; rag.readers.calibration; the faster of two passes, one
    backend loaded at a time), and that backend is kept only
    if it measures MEASURED_MIN_SPEEDUP faster; else llama-cpp. The timings are cached as JSON next to the
-   machine profile, keyed by CPU, threads, library versions and the model file (`speed_timings`), so this
+   machine profile, keyed by CPU, threads, library versions and the model file (rag.readers.calibration), so this
    costs one measurement per machine and model (seconds for 0.5B, about a minute for 1.5B).
 4. int8 (ct2) re-quantizes the weights once more and changes more answers (agreement with llama.cpp 71-77%
    against torch bf16's 84-100%, eval/results/reader-agreement.md), so it is a candidate only on CPUs
@@ -46,17 +46,13 @@ thread count.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
-import os
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from rag.device import choose_cpu_precision, cpu_profile
 from rag.errors import BadInputError
+from rag.readers import calibration
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +70,6 @@ MIN_SPEEDUP = 1.5  # estimated speed over llama.cpp's needed to leave llama.cpp
 MEASURED_MIN_SPEEDUP = 1.2  # measured speed over llama.cpp's needed to leave it (a measurement: a smaller margin)
 BYTES_PER_PARAM = {"bf16": 2, "fp32": 4, "fp16": 2, "int8": 1}
 MEMORY_HEADROOM = 1.3  # activations, the KV cache and the tokenizer on top of the weights
-TIMINGS_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -153,7 +148,7 @@ def choose_backend(
     """The backend and precision to read `model` with on this machine (see the module doc for the rule).
 
     `profile` (a cpu_profile()-shaped dict), `available` (backend names whose libraries are installed),
-    `cuda`, `timings` (speed_timings()-shaped) and `room` (fits()'s facts: params, memory_bytes, disk_bytes,
+    `cuda`, `timings` (speed_timings()-shaped) and `room` (calibration.model_room()'s facts: params, memory_bytes, disk_bytes,
     dequantized) replace what this machine reports; tests use them to simulate other machines. On a simulated
     machine (a `profile` given) nothing is timed nor sized unless `timings` / `room` are given.
     """
@@ -217,7 +212,7 @@ def choose_backend(
                       f"llama.cpp's prefill (< {MIN_SPEEDUP})", measured)
     estimate = f"{backend} {precision} prefill estimated {speedup:.1f}x llama.cpp's"
     if room is None and measure:
-        room = model_room(model)
+        room = calibration.model_room(model)
     if room:
         short = fits(backend, precision, room)
         measured["room"] = room
@@ -225,7 +220,7 @@ def choose_backend(
             return Choice("llama-cpp", "gguf", f"{why}; {estimate}, but {short}", measured)
     if timings is None and measure:
         try:
-            timings = speed_timings(model, [("llama-cpp", "gguf"), (backend, precision)], profile)
+            timings = calibration.speed_timings(model, [("llama-cpp", "gguf"), (backend, precision)], profile)
         except Exception as e:  # a backend that cannot run the model here is not chosen
             log.warning("backend auto: timing %s %s against llama.cpp failed (%s: %s); using llama.cpp", backend,
                         precision, type(e).__name__, e)
@@ -243,102 +238,19 @@ def choose_backend(
     return Choice(backend, precision, f"{why}; {estimate} (>= {MIN_SPEEDUP})", measured)
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 # ---- will it fit
 
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GB"
-
-
-# GGUF metadata value types -> struct format of one scalar (8: string, 9: array, read apart)
-_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-
-
-def gguf_param_count(path: Path) -> int:
-    """The number of weights in a GGUF file, from its header alone (gguf.GGUFReader maps every tensor: seconds)."""
-    import struct
-
-    with open(path, "rb") as f:
-        def read(fmt: str):
-            n = struct.calcsize("<" + fmt)
-            data = f.read(n)
-            if len(data) != n:
-                raise ValueError(f"{path}: truncated GGUF header")
-            return struct.unpack("<" + fmt, data)
-
-        def skip_string():
-            (n,) = read("Q")
-            f.seek(n, 1)
-
-        def skip_value(kind: int):
-            if kind == 8:
-                skip_string()
-            elif kind == 9:
-                inner, count = read("IQ")
-                if inner == 8:
-                    for _ in range(count):
-                        skip_string()
-                elif inner in _GGUF_SCALARS:
-                    f.seek(struct.calcsize("<" + _GGUF_SCALARS[inner]) * count, 1)
-                else:
-                    for _ in range(count):
-                        skip_value(inner)
-            elif kind in _GGUF_SCALARS:
-                f.seek(struct.calcsize("<" + _GGUF_SCALARS[kind]), 1)
-            else:
-                raise ValueError(f"{path}: unknown GGUF value type {kind}")
-
-        if f.read(4) != b"GGUF":
-            raise ValueError(f"{path} is not a GGUF file")
-        (version,) = read("I")
-        if version < 2:
-            raise ValueError(f"{path}: GGUF version {version} is not supported")
-        n_tensors, n_kv = read("QQ")
-        for _ in range(n_kv):
-            skip_string()
-            (kind,) = read("I")
-            skip_value(kind)
-        total = 0
-        for _ in range(n_tensors):
-            skip_string()
-            (n_dims,) = read("I")
-            count = 1
-            for d in read("Q" * n_dims):
-                count *= d
-            total += count
-            f.seek(12, 1)  # type (u32) and offset (u64)
-        return total
-
-
-def model_room(model: str) -> dict | None:
-    """For a GGUF model: its parameter count (from the file's header), the memory available now, and the free
-    disk of the cache that would hold its dequantized copy (and whether that copy exists); None where unknown."""
-    import shutil
-
-    from rag.readers.models import NAMED_MODELS, cache_dir, model_path
-
-    try:
-        path = model_path(model) if model in NAMED_MODELS else Path(model).expanduser()
-        params = gguf_param_count(path)
-        from rag.readers.transformers import dequantized_dir
-
-        done = (dequantized_dir(path) / "manifest.json").exists()
-        root = cache_dir()
-        while not root.exists() and root != root.parent:
-            root = root.parent
-        disk = shutil.disk_usage(root).free
-    except Exception as e:  # an unreadable header is the loader's error to report, not this estimate's
-        log.debug("backend auto: no size estimate for %s (%s)", model, e)
-        return None
-    memory = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    memory = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return {"params": params, "memory_bytes": memory, "disk_bytes": disk, "dequantized": done}
 
 
 def fits(backend: str, precision: str, room: dict) -> str | None:
@@ -351,129 +263,3 @@ def fits(backend: str, precision: str, room: dict) -> str | None:
         return (f"its first load writes a ~{_gib(copy)} float32 copy and the cache's disk has "
                 f"{_gib(room['disk_bytes'])} free")
     return None
-
-
-# ---- timing backends on this machine
-
-
-def calibration_prompts(prompt_format: str) -> tuple[list[list[str]], list[list[str]]]:
-    """(warm-up calls, timed calls), each call a list of prompts shaped as an evaluation's: 3 built-in
-    demonstrations, then a closed-book call (2 questions) and a retrieval call (4 prompts of k = 3 passages of
-    ~80 words each, none shared between prompts). The warm-up calls cache the demonstrations and pay first-call
-    costs, as the first batch of a run does."""
-    from rag.readers.prompts import BUILTIN_DEMOS, FORMATS
-    from rag.types import Passage
-
-    fmt = FORMATS.get(prompt_format)
-    demos, rest = BUILTIN_DEMOS[:3], BUILTIN_DEMOS[3:]
-    pool = [d.passage for d in rest]
-
-    def passages(seed: int) -> list:
-        out = []
-        for j in range(3):
-            parts = [pool[(3 * seed + j + m) % len(pool)] for m in range(3)]
-            out.append(Passage(f"calibration-{seed}-{j}#0", f"calibration-{seed}-{j}", parts[0].title,
-                               " ".join(p.text for p in parts)))
-        return out
-
-    qs = [d.question for d in rest]
-    warm = [[fmt.render(demos, qs[0], [])], [fmt.render(demos, qs[0], passages(0))]]
-    timed = [[fmt.render(demos, q, []) for q in qs[1:3]],
-             [fmt.render(demos, qs[1 + i % 2], passages(1 + i)) for i in range(4)]]
-    return warm, timed
-
-
-TIMED_PASSES = 2  # the fastest pass counts: a burst of other work on a shared machine slows one pass, not both
-
-
-def time_backend(model: str, backend: str, precision: str) -> dict:
-    """{"seconds": the timed calibration calls (fastest of TIMED_PASSES), "passes_s", "load_s"} for `model` on
-    `backend` in this process (loaded, timed, closed)."""
-    from rag.readers.base import READERS
-
-    opts = {"precision": precision, "device": "cpu"} if backend in ("torch", "ct2") else {}
-    t = time.perf_counter()
-    reader = READERS.get(backend).load(model, **opts)
-    load_s = time.perf_counter() - t
-    try:
-        warm, timed = calibration_prompts(reader.prompt_format)
-        for call in warm:
-            reader.generate_batch(call, 16)
-        passes = []
-        for _ in range(TIMED_PASSES):
-            t = time.perf_counter()
-            for call in timed:
-                reader.generate_batch(call, 16)
-            passes.append(round(time.perf_counter() - t, 3))
-    finally:
-        reader.close()
-    return {"seconds": min(passes), "passes_s": passes, "load_s": round(load_s, 2)}
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("llama_cpp_python", "torch", "transformers", "ctranslate2"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def _model_identity(model: str) -> list:
-    """What names the weights: a named model's pinned file, else the path's size and mtime, else the hub id."""
-    from rag.readers.models import NAMED_MODELS
-
-    if model in NAMED_MODELS:
-        m = NAMED_MODELS.get(model)
-        return [model, m.sha256 or m.file]
-    path = Path(model).expanduser()
-    if path.exists():
-        st = path.stat()
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-    return [model]
-
-
-def timings_path(model: str, backends: list[tuple[str, str]], profile: dict) -> Path:
-    base = os.environ.get("RAG_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "rag"
-    key = json.dumps([TIMINGS_FORMAT, profile.get("cpu"), profile.get("bf16_flags"), profile.get("int8_flags"),
-                      profile.get("threads"), _versions(), _model_identity(model), sorted(backends)])
-    return root / "machine" / f"speed-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-
-
-def speed_timings(model: str, backends: list[tuple[str, str]], profile: dict | None = None, refresh: bool = False) -> dict:
-    """f"{backend} {precision}" -> {"seconds", "load_s"} for `model` on this machine: the calibration calls
-    timed once per (machine, library versions, model file, backends), one backend loaded at a time, and cached."""
-    from rag.artifacts import write_json_atomic
-
-    profile = profile if profile is not None else cpu_profile()
-    path = timings_path(model, backends, profile)
-    if not refresh and path.exists():
-        try:
-            return json.loads(path.read_text())["timings"]
-        except (ValueError, KeyError):
-            log.warning("ignoring an unreadable backend timing file %s", path)
-    log.warning("backend auto: timing %s on %s once on this machine (cached in %s)",
-                " and ".join(f"{b} {p}" for b, p in backends), model, path.parent)
-    load = [os.getloadavg()[0]]
-    timings = {f"{b} {p}": time_backend(model, b, p) for b, p in backends}
-    load.append(os.getloadavg()[0])
-    record = {"format": TIMINGS_FORMAT, "model": model, "identity": _model_identity(model), "versions": _versions(),
-              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_1m": load, "timings": timings}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, record)
-    except OSError as e:  # a read-only cache only costs the measurement next time
-        log.warning("could not cache the backend timings at %s: %s", path, e)
-    return timings
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())

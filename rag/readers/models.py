@@ -281,3 +281,63 @@ def resolve_gguf(model: str) -> tuple[Path, NamedModel | None]:
         f"unknown model {model!r}: not a named model ({choices}) nor an existing .gguf file "
         f"(for a Hugging Face id or model folder use --backend transformers)"
     )
+
+
+# GGUF metadata value types -> struct format of one scalar (8: string, 9: array, read apart)
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def gguf_param_count(path: Path) -> int:
+    """The number of weights in a GGUF file, from its header alone (gguf.GGUFReader maps every tensor: seconds)."""
+    import struct
+
+    with open(path, "rb") as f:
+        def read(fmt: str):
+            n = struct.calcsize("<" + fmt)
+            data = f.read(n)
+            if len(data) != n:
+                raise ValueError(f"{path}: truncated GGUF header")
+            return struct.unpack("<" + fmt, data)
+
+        def skip_string():
+            (n,) = read("Q")
+            f.seek(n, 1)
+
+        def skip_value(kind: int):
+            if kind == 8:
+                skip_string()
+            elif kind == 9:
+                inner, count = read("IQ")
+                if inner == 8:
+                    for _ in range(count):
+                        skip_string()
+                elif inner in _GGUF_SCALARS:
+                    f.seek(struct.calcsize("<" + _GGUF_SCALARS[inner]) * count, 1)
+                else:
+                    for _ in range(count):
+                        skip_value(inner)
+            elif kind in _GGUF_SCALARS:
+                f.seek(struct.calcsize("<" + _GGUF_SCALARS[kind]), 1)
+            else:
+                raise ValueError(f"{path}: unknown GGUF value type {kind}")
+
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        (version,) = read("I")
+        if version < 2:
+            raise ValueError(f"{path}: GGUF version {version} is not supported")
+        n_tensors, n_kv = read("QQ")
+        for _ in range(n_kv):
+            skip_string()
+            (kind,) = read("I")
+            skip_value(kind)
+        total = 0
+        for _ in range(n_tensors):
+            skip_string()
+            (n_dims,) = read("I")
+            count = 1
+            for d in read("Q" * n_dims):
+                count *= d
+            total += count
+            f.seek(12, 1)  # type (u32) and offset (u64)
+        return total

@@ -122,14 +122,15 @@ def test_measured_timings_decide_over_the_estimate():
 
 
 def test_a_simulated_machine_times_nothing(monkeypatch):
-    from rag.readers import auto
+    from rag.readers import calibration
 
-    monkeypatch.setattr(auto, "time_backend", lambda *a: pytest.fail("timed a model on a simulated machine"))
+    monkeypatch.setattr(calibration, "time_backend", lambda *a: pytest.fail("timed a model on a simulated machine"))
+    monkeypatch.setattr(calibration, "model_room", lambda *a: pytest.fail("sized a model on a simulated machine"))
     assert choose_backend("qwen2.5-coder-0.5b", "cpu", profile=EPYC, available=ALL, cuda=False).backend == "torch"
 
 
 def test_timings_are_measured_once_per_machine_and_model(tmp_path, monkeypatch):
-    from rag.readers import auto
+    from rag.readers import calibration
 
     monkeypatch.setenv("RAG_CACHE", str(tmp_path))
     calls = []
@@ -138,32 +139,33 @@ def test_timings_are_measured_once_per_machine_and_model(tmp_path, monkeypatch):
         calls.append((model, backend, precision))
         return {"seconds": 4.0 if backend == "llama-cpp" else 2.0, "load_s": 0.1}
 
-    monkeypatch.setattr(auto, "time_backend", fake_time)
+    monkeypatch.setattr(calibration, "time_backend", fake_time)
     pair = [("llama-cpp", "gguf"), ("torch", "bf16")]
-    first = auto.speed_timings("qwen2.5-coder-0.5b", pair, EPYC)
+    first = calibration.speed_timings("qwen2.5-coder-0.5b", pair, EPYC)
     assert first == {"llama-cpp gguf": {"seconds": 4.0, "load_s": 0.1}, "torch bf16": {"seconds": 2.0, "load_s": 0.1}}
     assert len(calls) == 2 and list((tmp_path / "machine").glob("speed-*.json"))
-    assert auto.speed_timings("qwen2.5-coder-0.5b", pair, EPYC) == first and len(calls) == 2  # cached
-    auto.speed_timings("qwen2.5-coder-1.5b", pair, EPYC)  # another model: timed
-    auto.speed_timings("qwen2.5-coder-0.5b", pair, {**EPYC, "cpu": "another"})  # another machine kind: timed
-    auto.speed_timings("qwen2.5-coder-0.5b", pair, EPYC, refresh=True)
+    assert calibration.speed_timings("qwen2.5-coder-0.5b", pair, EPYC) == first and len(calls) == 2  # cached
+    calibration.speed_timings("qwen2.5-coder-1.5b", pair, EPYC)  # another model: timed
+    calibration.speed_timings("qwen2.5-coder-0.5b", pair, {**EPYC, "cpu": "another"})  # another machine kind: timed
+    calibration.speed_timings("qwen2.5-coder-0.5b", pair, EPYC, refresh=True)
     assert len(calls) == 8
     # a local file is keyed by its size and mtime: replaced weights are timed again
     f = tmp_path / "m.gguf"
     f.write_bytes(b"x")
-    auto.speed_timings(str(f), pair, EPYC)
+    calibration.speed_timings(str(f), pair, EPYC)
     f.write_bytes(b"xy")
-    auto.speed_timings(str(f), pair, EPYC)
+    calibration.speed_timings(str(f), pair, EPYC)
     assert len(calls) == 12
 
 
 def test_a_backend_that_fails_its_timing_is_not_chosen(monkeypatch):
-    from rag.readers import auto
+    from rag.readers import auto, calibration
 
     def broken(model, backends, profile):
         raise MemoryError("bf16 copy does not fit")
 
-    monkeypatch.setattr(auto, "speed_timings", broken)
+    monkeypatch.setattr(calibration, "speed_timings", broken)
+    monkeypatch.setattr(calibration, "model_room", lambda model: None)
     monkeypatch.setattr(auto, "cpu_profile", lambda: EPYC)
     monkeypatch.setattr(auto, "_installed", lambda module: module in ("torch", "transformers", "llama_cpp"))
     c = choose_backend("qwen2.5-coder-0.5b", "cpu")
@@ -171,7 +173,7 @@ def test_a_backend_that_fails_its_timing_is_not_chosen(monkeypatch):
 
 
 def test_calibration_prompts_are_an_evaluations_calls():
-    from rag.readers.auto import calibration_prompts
+    from rag.readers.calibration import calibration_prompts
 
     warm, timed = calibration_prompts("kandpal")
     assert [len(c) for c in warm] == [1, 1] and [len(c) for c in timed] == [2, 4]
@@ -197,7 +199,7 @@ def test_a_candidate_that_would_not_fit_is_neither_timed_nor_chosen():
 
 
 def test_model_room_reads_the_gguf_header():
-    from rag.readers.auto import model_room
+    from rag.readers.calibration import model_room
     from rag.readers.models import is_installed
 
     if not is_installed("smollm2-135m"):
@@ -213,7 +215,7 @@ def test_gguf_param_count_reads_only_the_header(tmp_path):
     gguf = pytest.importorskip("gguf")
     import numpy as np
 
-    from rag.readers.auto import gguf_param_count
+    from rag.readers.models import gguf_param_count
 
     path = tmp_path / "tiny.gguf"
     w = gguf.GGUFWriter(str(path), "llama")
