@@ -229,7 +229,10 @@ def test_sigint_to_a_corpus_build_prints_how_to_resume_and_leaves_nothing(shared
     out = tmp_path / "wiki2021"
     cmd = [sys.executable, str(ROOT / "cli.py"), "corpus", "build",
            str(shared_data / "wiki" / "enwiki-2021-ids56.5M-57.0M.jsonl.xz"), "--out", str(out)]
-    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # a shell's background job starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+    # the child gets the default disposition back, as a terminal's foreground process has it
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = p.stderr.readline()  # the stage's started line: reading has begun
     assert "reading 1 source: started" in first, first
     time.sleep(0.5)
