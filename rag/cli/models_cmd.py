@@ -1,4 +1,5 @@
-"""`rag models list|path`: the named reader models, whether they are installed, and their GGUF files."""
+"""`rag models list|path|auto`: the named reader models, whether they are installed, their GGUF files, and which
+backend `backend: auto` reads a model with on this machine."""
 from __future__ import annotations
 
 import json
@@ -58,3 +59,26 @@ def model_path_cmd(name: str) -> None:
     from rag.readers.models import model_path
 
     click.echo(str(model_path(name)))
+
+
+@models.command("auto")
+@click.argument("model")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--refresh", is_flag=True, help="Measure the machine's matmul peaks and time the backends again instead of "
+              "using the cached measurements.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole choice (reason and measurements) as JSON.")
+def auto_cmd(model: str, device: str, refresh: bool, as_json: bool) -> None:
+    """Show which backend and precision `backend: auto` picks for MODEL (a named model, a .gguf file, a folder or a
+    hub id) on this machine, and why. The first call for a model times the candidates (cached; README, "Fast
+    readers and `backend: auto`")."""
+    from rag.readers.auto import check_model_ref, choose_backend
+
+    check_model_ref(model)
+    choice = choose_backend(model, device, refresh=refresh)
+    if as_json:
+        click.echo(json.dumps(choice.as_dict(), indent=2, default=str))
+        return
+    click.echo(f"{choice.backend} {choice.precision}: {choice.reason}")
+    timed = choice.measured.get("timed_seconds")
+    if timed:
+        click.echo("timed on an evaluation's calls here (s): " + ", ".join(f"{k} {v}" for k, v in timed.items()))

@@ -144,13 +144,15 @@ def choose_backend(
     cuda: bool | None = None,
     timings: dict | None = None,
     room: dict | None = None,
+    refresh: bool = False,
 ) -> Choice:
     """The backend and precision to read `model` with on this machine (see the module doc for the rule).
 
     `profile` (a cpu_profile()-shaped dict), `available` (backend names whose libraries are installed),
     `cuda`, `timings` (speed_timings()-shaped) and `room` (calibration.model_room()'s facts: params, memory_bytes, disk_bytes,
     dequantized) replace what this machine reports; tests use them to simulate other machines. On a simulated
-    machine (a `profile` given) nothing is timed nor sized unless `timings` / `room` are given.
+    machine (a `profile` given) nothing is timed nor sized unless `timings` / `room` are given. `refresh` measures
+    the machine profile and the timings again instead of reading them from the cache.
     """
     measure = profile is None
     device = (device or "auto").lower()
@@ -186,7 +188,7 @@ def choose_backend(
             f"no reader backend can run {model!r} here: install torch and transformers (pip install 'rag[transformers]')"
             + (" or llama-cpp-python (pip install 'rag[readers]')" if gguf else "")
         )
-    profile = profile if profile is not None else cpu_profile()
+    profile = profile if profile is not None else cpu_profile(refresh=refresh)
     peaks = profile["matmul_gflops"]
     llama_est = LLAMA_EFFICIENCY * peaks["fp32"]
     # backend -> (precision, estimated prefill GFLOP/s, why)
@@ -220,7 +222,7 @@ def choose_backend(
             return Choice("llama-cpp", "gguf", f"{why}; {estimate}, but {short}", measured)
     if timings is None and measure:
         try:
-            timings = calibration.speed_timings(model, [("llama-cpp", "gguf"), (backend, precision)], profile)
+            timings = calibration.speed_timings(model, [("llama-cpp", "gguf"), (backend, precision)], profile, refresh=refresh)
         except Exception as e:  # a backend that cannot run the model here is not chosen
             log.warning("backend auto: timing %s %s against llama.cpp failed (%s: %s); using llama.cpp", backend,
                         precision, type(e).__name__, e)

@@ -490,6 +490,7 @@ RULES: list[Rule] = [
     Rule(r'r = load_index\("indexes/wiki2021-bm25"\)', python, kind="python"),
     # Readers
     Rule(r"^rag models list$", expect=r"smollm2-135m"),
+    Rule(r"^rag models auto qwen2\.5-coder-0\.5b$", subs=(SMOLLM,), why=SMOLLM.why, expect=r"(?m)^(torch|llama-cpp|ct2) \w+: "),
     Rule(r'^rag ask "who wrote the origin of species"$', subs=(THREADS,), why=THREADS.why, expect=r"closed-book:"),
     Rule(r"^rag ask .* --mode both --index indexes/wiki2021-bm25 -k 5 --model qwen2\.5-coder-0\.5b --json$", subs=(SMOLLM, THREADS),
          why=SMOLLM.why, expect=r'"rag"'),

@@ -161,12 +161,12 @@ def test_timings_are_measured_once_per_machine_and_model(tmp_path, monkeypatch):
 def test_a_backend_that_fails_its_timing_is_not_chosen(monkeypatch):
     from rag.readers import auto, calibration
 
-    def broken(model, backends, profile):
+    def broken(model, backends, profile, refresh=False):
         raise MemoryError("bf16 copy does not fit")
 
     monkeypatch.setattr(calibration, "speed_timings", broken)
     monkeypatch.setattr(calibration, "model_room", lambda model: None)
-    monkeypatch.setattr(auto, "cpu_profile", lambda: EPYC)
+    monkeypatch.setattr(auto, "cpu_profile", lambda refresh=False: EPYC)
     monkeypatch.setattr(auto, "_installed", lambda module: module in ("torch", "transformers", "llama_cpp"))
     c = choose_backend("qwen2.5-coder-0.5b", "cpu")
     assert c.backend == "llama-cpp" and "timing it failed (MemoryError)" in c.reason

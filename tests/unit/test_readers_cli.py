@@ -135,3 +135,25 @@ def test_qa_info_and_download_from(tmp_path):
     assert bad.exit_code == 2 and "does not match the expected" in bad.output
     ok = run("qa", "download", "nq-open", "--out", str(tmp_path / "o"), "--from", str(src), "--no-verify")
     assert ok.exit_code == 0 and ok.output.strip().endswith("nq-open.test.jsonl")
+
+
+def test_models_auto_shows_the_choice_and_passes_refresh(monkeypatch):
+    from rag.readers import auto
+    from rag.readers.auto import Choice
+
+    seen = {}
+
+    def fake_choose(model, device="auto", refresh=False):
+        seen.update(model=model, device=device, refresh=refresh)
+        return Choice("torch", "bf16", "bf16 units; measured 2.16x", {"timed_seconds": {"llama-cpp gguf": 8.0, "torch bf16": 3.7}})
+
+    monkeypatch.setattr(auto, "choose_backend", fake_choose)
+    r = run("models", "auto", "qwen2.5-coder-0.5b")
+    assert r.output.splitlines() == ["torch bf16: bf16 units; measured 2.16x",
+                                     "timed on an evaluation's calls here (s): llama-cpp gguf 8.0, torch bf16 3.7"]
+    assert seen == {"model": "qwen2.5-coder-0.5b", "device": "auto", "refresh": False}
+    out = json.loads(run("models", "auto", "qwen2.5-coder-0.5b", "--device", "cpu", "--refresh", "--json").output)
+    assert out["backend"] == "torch" and out["measured"]["timed_seconds"]["torch bf16"] == 3.7
+    assert seen == {"model": "qwen2.5-coder-0.5b", "device": "cpu", "refresh": True}
+    r = CliRunner().invoke(main, ["models", "auto", "no-such-model"])
+    assert r.exit_code == 2 and "unknown model 'no-such-model'" in r.output
