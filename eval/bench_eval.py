@@ -89,10 +89,8 @@ def main(argv=None) -> None:
 
 def _bf16_peak() -> float | None:
     """torch's bf16 matmul GFLOP/s where the CPU has bf16 units (the torch reader's precision there), else None."""
-    try:
-        from rag.device import cpu_info, has_bf16_units, matmul_gflops
-    except ImportError:
-        return None
+    from rag.device import cpu_info, has_bf16_units, matmul_gflops
+
     return matmul_gflops("bf16") if has_bf16_units(cpu_info()["flags"]) else None
 
 

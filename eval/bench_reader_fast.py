@@ -373,8 +373,7 @@ t = time.perf_counter()
 r = load_reader({model!r}, **{options!r})
 load_s = time.perf_counter() - t
 three_prompts(r, qs[:2], a[:2], b[:2])
-rss = [int(line.split()[1]) / 1024 for line in open('/proc/self/status') if line.startswith('VmRSS:')]
-_done(load_s=load_s, rss_at_end_mb=rss[0] if rss else None)
+_done(load_s=load_s, rss_at_end_mb=_status_mb('VmRSS'))
 """
 
 

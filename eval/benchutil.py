@@ -52,15 +52,18 @@ def run_child(code: str, env: dict | None = None) -> dict:
 # floor across exec on Linux, so a child of a large benchmark process would report the parent's peak)
 CHILD_PRELUDE = """
 import json, resource, time, os
-def _peak_rss_mb():
+def _status_mb(field):  # a VmXXX line of /proc/self/status in MB, None where there is none
     try:
         with open('/proc/self/status') as f:
             for line in f:
-                if line.startswith('VmHWM:'):
+                if line.startswith(field + ':'):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+def _peak_rss_mb():
+    peak = _status_mb('VmHWM')
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def _done(**kw):
     kw['peak_rss_mb'] = _peak_rss_mb()
     print(json.dumps(kw))

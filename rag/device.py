@@ -113,11 +113,15 @@ def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
     return matmul_gflops_of(a, b, repeats)
 
 
-def _profile_path(info: dict, threads: int, torch_version: str) -> Path:
+def machine_cache_dir() -> Path:
+    """Where measurements of this machine are cached: $RAG_CACHE/machine, else ~/.cache/rag/machine."""
     base = os.environ.get("RAG_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "rag"
+    return (Path(base) if base else Path.home() / ".cache" / "rag") / "machine"
+
+
+def _profile_path(info: dict, threads: int, torch_version: str) -> Path:
     key = json.dumps([info["model"], info["flags"], threads, torch_version, PROFILE_FORMAT])
-    return root / "machine" / f"cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return machine_cache_dir() / f"cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def cpu_profile(refresh: bool = False) -> dict:

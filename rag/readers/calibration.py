@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from rag.device import cpu_profile
+from rag.device import cpu_profile, machine_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,10 @@ def model_room(model: str) -> dict | None:
     try:
         path = model_path(model) if model in NAMED_MODELS else Path(model).expanduser()
         params = gguf_param_count(path)
+        from rag.artifacts import MANIFEST
         from rag.readers.transformers import dequantized_dir
 
-        done = (dequantized_dir(path) / "manifest.json").exists()
+        done = (dequantized_dir(path) / MANIFEST).exists()
         root = cache_dir()
         while not root.exists() and root != root.parent:
             root = root.parent
@@ -140,11 +141,9 @@ def _model_identity(model: str) -> list:
 
 
 def timings_path(model: str, backends: list[tuple[str, str]], profile: dict) -> Path:
-    base = os.environ.get("RAG_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "rag"
     key = json.dumps([TIMINGS_FORMAT, profile.get("cpu"), profile.get("bf16_flags"), profile.get("int8_flags"),
                       profile.get("threads"), _versions(), _model_identity(model), sorted(backends)])
-    return root / "machine" / f"speed-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return machine_cache_dir() / f"speed-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def speed_timings(model: str, backends: list[tuple[str, str]], profile: dict | None = None, refresh: bool = False) -> dict:
